@@ -1,0 +1,14 @@
+# One-line entry points; see README.md.
+.PHONY: setup test demo lint bench
+
+setup:
+	bash scripts/setup.sh
+
+test: setup
+	HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -q
+
+demo: setup
+	HF_HUB_OFFLINE=1 .venv/bin/python -m backtest.run --symbol EURUSD
+
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .

