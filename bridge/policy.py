@@ -25,9 +25,15 @@ from bridge.types import Analysis, NewsItem, Target
 class PolicyConfig:
     """Policy parameters; the server's and the backtester's options of the same names set them."""
 
-    half_life: float = field(default=60.0, metadata={"help": "decay half-life of a news item's effect, minutes"})
-    ttl: float = field(default=240.0, metadata={"help": "a news item stops counting this many minutes after it"})
-    threshold: float = field(default=0.3, metadata={"help": "minimum |decayed sum of effects| to hold a position"})
+    half_life: float = field(
+        default=60.0, metadata={"help": "decay half-life of a news item's effect, minutes"}
+    )
+    ttl: float = field(
+        default=240.0, metadata={"help": "a news item stops counting this many minutes after it"}
+    )
+    threshold: float = field(
+        default=0.3, metadata={"help": "minimum |decayed sum of effects| to hold a position"}
+    )
     min_confidence: float = field(default=0.0, metadata={"help": "ignore analyses less confident than this"})
     sl: float = field(default=0.0030, metadata={"help": "stop-loss distance in price units (0 = none)"})
     tp: float = field(default=0.0060, metadata={"help": "take-profit distance in price units (0 = none)"})
@@ -37,7 +43,7 @@ class PolicyConfig:
             raise ValueError(f"half_life must be > 0 minutes, got {self.half_life}")
         if self.ttl <= 0:
             raise ValueError(f"ttl must be > 0 minutes, got {self.ttl}")
-        if not 0 < self.threshold:
+        if self.threshold <= 0:
             raise ValueError(f"threshold must be > 0, got {self.threshold}")
         if not 0 <= self.min_confidence <= 1:
             raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
@@ -52,7 +58,9 @@ def split_symbol(symbol: str) -> tuple[str, str]:
     """``EURUSD`` -> (``EUR``, ``USD``); broker suffixes such as ``EURUSD.m`` or ``EURUSDpro`` are ignored."""
     s = "".join(ch for ch in symbol.upper() if ch.isalpha())
     if len(s) < 6:
-        raise ValueError(f"cannot tell base and quote currency of symbol {symbol!r}: expected a pair like EURUSD")
+        raise ValueError(
+            f"cannot tell base and quote currency of symbol {symbol!r}: expected a pair like EURUSD"
+        )
     return s[:3], s[3:6]
 
 
@@ -130,8 +138,14 @@ def target_for(
     """The target for ``symbol`` as of ``now`` from an ``effects_frame`` (items after ``now`` are ignored)."""
     now = pd.Timestamp(now)
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
-    ev_times = effects["time"].to_numpy(dtype="datetime64[ns]").astype(np.int64) if len(effects) else np.array([], np.int64)
-    total, direction, newest = signal_at(ev_times, effects["effect"].to_numpy(), np.array([now.value]), config)
+    ev_times = (
+        effects["time"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        if len(effects)
+        else np.array([], np.int64)
+    )
+    total, direction, newest = signal_at(
+        ev_times, effects["effect"].to_numpy(), np.array([now.value]), config
+    )
     reasons: Sequence[str] = ()
     expires = None
     if newest[0] >= 0:

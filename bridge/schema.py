@@ -82,7 +82,9 @@ class Schema:
     @classmethod
     def from_dict(cls, d: dict, source: str = "<dict>") -> Schema:
         try:
-            fields = tuple(Field(f["name"], tuple(f["values"]), f.get("default", f["values"][-1])) for f in d["fields"])
+            fields = tuple(
+                Field(f["name"], tuple(f["values"]), f.get("default", f["values"][-1])) for f in d["fields"]
+            )
             levels = tuple((str(n), int(v)) for n, v in d["sentiment"])
             schema = cls(
                 name=d["name"],
@@ -95,10 +97,14 @@ class Schema:
                 description=d.get("description", ""),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise UserError(f"invalid label schema: {exc!r}", path=source, hint="see bridge/schemas/fx_macro.json") from exc
+            raise UserError(
+                f"invalid label schema: {exc!r}", path=source, hint="see bridge/schemas/fx_macro.json"
+            ) from exc
         for f in schema.fields:
             if f.default not in f.values:
-                raise UserError(f"field {f.name!r}: default {f.default!r} is not one of its values", path=source)
+                raise UserError(
+                    f"field {f.name!r}: default {f.default!r} is not one of its values", path=source
+                )
             if f.name in ("sentiment", schema.related_name):
                 raise UserError(f"field name {f.name!r} is reserved", path=source)
         if sorted(lv for _, lv in levels) != list(range(-3, 4)):
@@ -114,7 +120,9 @@ def load_schema(name_or_path: str = DEFAULT_SCHEMA) -> Schema:
         path = SCHEMA_DIR / f"{name_or_path}.json"
     if not path.is_file():
         known = sorted(p.stem for p in SCHEMA_DIR.glob("*.json"))
-        raise UserError(f"no label schema {name_or_path!r}", hint=f"known schemas: {', '.join(known)}, or a .json path")
+        raise UserError(
+            f"no label schema {name_or_path!r}", hint=f"known schemas: {', '.join(known)}, or a .json path"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

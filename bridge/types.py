@@ -11,7 +11,9 @@ import pandas as pd
 
 def news_id(time_utc: datetime, source: str, headline: str) -> str:
     """Stable id of a news item: the same time, source and headline give the same id on every machine and run."""
-    key = f"{pd.Timestamp(time_utc).isoformat()}|{source.strip().lower()}|{' '.join(headline.split()).lower()}"
+    key = (
+        f"{pd.Timestamp(time_utc).isoformat()}|{source.strip().lower()}|{' '.join(headline.split()).lower()}"
+    )
     return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
 
 
