@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# The MQL5 harness links the EA's #import'ed ZeroMQ calls to the real libzmq (Debian's libzmq3-dev); its tests skip
+# with a reason where neither it nor root access is available.
+if ! ldconfig -p 2>/dev/null | grep -q 'libzmq\.so ' && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libzmq3-dev g++ >/dev/null) \
+    || echo "warning: could not install libzmq3-dev; the MQL5 harness tests will be skipped"
+fi
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
