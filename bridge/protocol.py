@@ -25,6 +25,17 @@ DEFAULT_REQUEST_ENDPOINT = "tcp://127.0.0.1:5555"
 DEFAULT_PUB_ENDPOINT = "tcp://127.0.0.1:5556"
 DEFAULT_NEWS_ENDPOINT = "tcp://127.0.0.1:5557"
 
+# The socket-level limit: a peer sending a frame larger than this is disconnected by libzmq before the server sees it.
+# Frames between MAX_MESSAGE_BYTES and this get a ``too_large`` error reply instead, so honest mistakes are told why.
+SOCKET_MAX_MESSAGE_BYTES = 4 * MAX_MESSAGE_BYTES
+
+# Per-client rate limit (token bucket keyed by the ROUTER identity): sustained requests per second and burst size.
+DEFAULT_RATE_LIMIT = 200.0
+DEFAULT_RATE_BURST = 400
+
+# Analysis worker: the most queued news items analysed in one batch.
+ANALYSIS_BATCH = 32
+
 # Lazy Pirate client settings, shared by bridge.client and the EA's defaults.
 REQUEST_TIMEOUT_MS = 2500
 REQUEST_RETRIES = 3
@@ -129,10 +140,16 @@ def decode_request(frame: bytes) -> dict[str, Any]:
         raise ProtocolError(E_BAD_FIELD, f"field 'id' must be a string of 1..{MAX_ID_CHARS} characters")
     v = msg.get("v")
     if v != PROTOCOL_VERSION or isinstance(v, bool):
-        raise ProtocolError(E_BAD_VERSION, f"protocol version {v!r} is not supported; this server speaks v={PROTOCOL_VERSION}", rid)
+        raise ProtocolError(
+            E_BAD_VERSION,
+            f"protocol version {v!r} is not supported; this server speaks v={PROTOCOL_VERSION}",
+            rid,
+        )
     mtype = msg.get("type")
     if mtype not in FIELDS:
-        raise ProtocolError(E_UNKNOWN_TYPE, f"unknown request type {mtype!r}; expected one of {list(REQUEST_TYPES)}", rid)
+        raise ProtocolError(
+            E_UNKNOWN_TYPE, f"unknown request type {mtype!r}; expected one of {list(REQUEST_TYPES)}", rid
+        )
     required, optional = FIELDS[mtype]
     for name, types in required.items():
         if name not in msg:
@@ -147,8 +164,8 @@ def decode_request(frame: bytes) -> dict[str, Any]:
             raise _field_error(E_BAD_FIELD, f"{mtype}: field {name!r} is longer than {limit} characters", rid)
     if mtype == SIGNAL:
         _check_signal(msg, rid)
-    if mtype == NEWS and not msg["headline"].strip():
-        raise _field_error(E_BAD_FIELD, "news: field 'headline' is empty", rid)
+    if mtype == NEWS:
+        _check_news(msg, rid)
     return msg
 
 
@@ -158,15 +175,14 @@ def _reject_constant(name: str):
 
 def _check_type(mtype: str, name: str, value: Any, types: tuple, rid: str | None) -> None:
     # bool is an int subclass in Python; JSON true is never a number here.
-    if isinstance(value, bool) and bool not in types:
-        ok = False
-    else:
-        ok = isinstance(value, types)
+    ok = False if isinstance(value, bool) and bool not in types else isinstance(value, types)
     if ok and isinstance(value, float) and not math.isfinite(value):
         ok = False
     if not ok:
         names = "/".join("null" if t is type(None) else t.__name__ for t in types)
-        raise _field_error(E_BAD_FIELD, f"{mtype}: field {name!r} must be {names}, got {type(value).__name__}", rid)
+        raise _field_error(
+            E_BAD_FIELD, f"{mtype}: field {name!r} must be {names}, got {type(value).__name__}", rid
+        )
 
 
 def _check_signal(msg: dict, rid: str | None) -> None:
@@ -174,7 +190,9 @@ def _check_signal(msg: dict, rid: str | None) -> None:
     if not symbol or not symbol.replace(".", "").replace("_", "").replace("#", "").isalnum():
         raise _field_error(E_BAD_FIELD, f"signal: field 'symbol' {symbol!r} is not a symbol name", rid)
     if not -14 * 3600 <= msg["utc_offset"] <= 14 * 3600:
-        raise _field_error(E_BAD_FIELD, "signal: field 'utc_offset' must be within +-14 hours (in seconds)", rid)
+        raise _field_error(
+            E_BAD_FIELD, "signal: field 'utc_offset' must be within +-14 hours (in seconds)", rid
+        )
     if not 0 <= msg["time"] < 2**33:
         raise _field_error(E_BAD_FIELD, "signal: field 'time' must be seconds since 1970", rid)
     pos = msg.get("position")
@@ -195,7 +213,57 @@ def _check_signal(msg: dict, rid: str | None) -> None:
                 or len(bar) != 5
                 or any(isinstance(x, bool) or not isinstance(x, _NUM) for x in bar)
             ):
-                raise _field_error(E_BAD_FIELD, f"signal: bars[{i}] must be [time, open, high, low, close]", rid)
+                raise _field_error(
+                    E_BAD_FIELD, f"signal: bars[{i}] must be [time, open, high, low, close]", rid
+                )
+
+
+def _check_news(msg: dict, rid: str | None) -> None:
+    if not msg["headline"].strip():
+        raise _field_error(E_BAD_FIELD, "news: field 'headline' is empty", rid)
+    if "time" in msg and not 0 <= msg["time"] < 2**33:
+        raise _field_error(E_BAD_FIELD, "news: field 'time' must be seconds since 1970", rid)
+    if "utc_offset" in msg and not -14 * 3600 <= msg["utc_offset"] <= 14 * 3600:
+        raise _field_error(
+            E_BAD_FIELD, "news: field 'utc_offset' must be within +-14 hours (in seconds)", rid
+        )
+    cur = msg.get("currency")
+    if cur is not None and not (len(cur) == 3 and cur.isascii() and cur.isalpha()):
+        raise _field_error(
+            E_BAD_FIELD, f"news: field 'currency' {cur!r} is not a 3-letter currency code", rid
+        )
+
+
+def split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """Split a ROUTER message into (envelope, body).
+
+    A REQ peer's message arrives as [identity, b"", body]; a DEALER's as [identity, body] (or with the empty delimiter
+    when the DEALER imitates REQ). The envelope is sent back unchanged in front of the reply so both kinds get it.
+    """
+    if len(frames) >= 2 and frames[1] == b"":
+        return frames[:2], frames[2:]
+    return frames[:1], frames[1:]
+
+
+def decode_frames(body: list[bytes]) -> dict[str, Any]:
+    """Validate a request given as its list of body frames: exactly one frame, then ``decode_request``."""
+    if len(body) != 1:
+        raise ProtocolError(E_MULTIPART, f"a request is exactly one frame, got {len(body)}")
+    return decode_request(body[0])
+
+
+def target_fields(target) -> dict[str, Any]:
+    """A ``bridge.types.Target`` in wire form: times as integer UTC seconds, ``expires`` 0 when there is none."""
+    return {
+        "symbol": target.symbol,
+        "direction": int(target.direction),
+        "strength": round(float(target.strength), 6),
+        "sl": float(target.sl),
+        "tp": float(target.tp),
+        "as_of": int(target.as_of.value // 1_000_000_000),
+        "expires": int(target.expires.value // 1_000_000_000) if target.expires is not None else 0,
+        "reasons": list(target.reasons),
+    }
 
 
 def encode(msg: dict[str, Any]) -> bytes:
@@ -207,8 +275,10 @@ def encode(msg: dict[str, Any]) -> bytes:
 
 
 def error_reply(code: str, message: str, request_id: str | None = None) -> dict[str, Any]:
+    """An ``error`` reply; ``request_id`` is None when the request's id could not be read."""
     return {"v": PROTOCOL_VERSION, "type": ERROR, "id": request_id, "code": code, "message": message}
 
 
 def reply(mtype: str, request_id: str, **fields: Any) -> dict[str, Any]:
+    """A reply of ``mtype`` to the request ``request_id`` with the given fields."""
     return {"v": PROTOCOL_VERSION, "type": mtype, "id": request_id, **fields}

@@ -1,0 +1,122 @@
+"""The server's journal: every accepted news item and its analysis, appended and fsync'd before anyone is told.
+
+An append-only JSON Lines file, one record per line::
+
+    {"kind": "news", "item": {...NewsItem.to_dict()...}}
+    {"kind": "analysis", "id": "<news id>", "analysis": {...Analysis.to_dict()...}}
+
+A news record is written (and fsync'd) before the ``ack`` goes out, so an acknowledged item survives a crash or a
+SIGKILL. Its analysis follows when the worker has produced it; on restart, items without an analysis are analysed again.
+A half-written last line (the process was killed mid-write) is ignored with a warning; a bad line anywhere else is a
+``DataError`` naming the line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridge.errors import DataError
+from bridge.types import Analysis, NewsItem
+
+log = logging.getLogger("bridge.journal")
+
+
+@dataclass
+class JournalContents:
+    """What a journal holds: items in the order they were accepted, and the analyses by news id."""
+
+    items: list[NewsItem]
+    analyses: dict[str, Analysis]
+    truncated_tail: bool = False
+
+
+class Journal:
+    """Append-only, fsync'd JSONL journal of news items and analyses."""
+
+    def __init__(self, path: str | os.PathLike, fsync: bool = True):
+        self.path = Path(path)
+        self.fsync = fsync
+        self._fh = None
+
+    def load(self) -> JournalContents:
+        """Read the whole journal (an absent file is an empty journal)."""
+        items: list[NewsItem] = []
+        analyses: dict[str, Analysis] = {}
+        truncated = False
+        if not self.path.exists():
+            return JournalContents(items, analyses)
+        with open(self.path, "rb") as fh:
+            lines = fh.read().split(b"\n")
+        # The file ends with a newline when complete, so the last piece is empty; anything else there was cut off.
+        last = len(lines) - 1
+        for lineno, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+                self._apply(rec, items, analyses)
+            except (ValueError, KeyError, TypeError) as exc:
+                if lineno - 1 == last:
+                    log.warning(
+                        "journal %s: ignoring a half-written last line %d (%s)", self.path, lineno, exc
+                    )
+                    truncated = True
+                    continue
+                raise DataError(
+                    f"journal record is not valid: {exc}",
+                    path=self.path,
+                    line=lineno,
+                    hint="the journal is append-only JSON Lines; restore it from a backup or move it away",
+                ) from None
+        return JournalContents(items, analyses, truncated)
+
+    @staticmethod
+    def _apply(rec: dict, items: list[NewsItem], analyses: dict[str, Analysis]) -> None:
+        kind = rec["kind"]
+        if kind == "news":
+            items.append(NewsItem.from_dict(rec["item"]))
+        elif kind == "analysis":
+            analyses[str(rec["id"])] = Analysis.from_dict(rec["analysis"])
+        else:
+            raise ValueError(f"unknown record kind {kind!r}")
+
+    def _open(self):
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Repair a cut-off tail first, so the next record starts on its own line.
+            if self.path.exists() and self.path.stat().st_size:
+                with open(self.path, "rb") as fh:
+                    fh.seek(-1, os.SEEK_END)
+                    needs_newline = fh.read(1) != b"\n"
+                if needs_newline:
+                    with open(self.path, "ab") as fh:
+                        fh.write(b"\n")
+            self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held open for the server's lifetime
+        return self._fh
+
+    def _append(self, rec: dict) -> None:
+        fh = self._open()
+        fh.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
+        if self.fsync:
+            os.fsync(fh.fileno())
+
+    def append_news(self, item: NewsItem) -> None:
+        """Record an accepted news item durably (returns after fsync)."""
+        self._append({"kind": "news", "item": item.to_dict()})
+
+    def append_analysis(self, news_id: str, analysis: Analysis) -> None:
+        """Record the analysis of an accepted item durably."""
+        self._append({"kind": "analysis", "id": news_id, "analysis": analysis.to_dict()})
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __iter__(self) -> Iterator[NewsItem]:
+        return iter(self.load().items)
