@@ -1,0 +1,245 @@
+"""``python -m bridge.serve``: the bridge's long-running service for MetaTrader 5 Expert Advisors.
+
+Examples::
+
+    python -m bridge.serve                                   # live, shipped model, loopback, journal in ./bridge-journal.jsonl
+    python -m bridge.serve --analyzer surprise --news calendar.csv --pub tcp://127.0.0.1:5556
+    python -m bridge.serve --replay news_2023.csv --analyzer surprise   # for MT5's Strategy Tester
+    python -m bridge.serve --bind tcp://0.0.0.0:5555 --curve-keys keys  # remote EAs, encrypted, allow-listed
+
+Logs are JSON lines on stderr. SIGINT and SIGTERM stop it cleanly (sockets closed, journal flushed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bridge import protocol as P
+from bridge.errors import ModelError, UserError, run_main
+from bridge.policy import PolicyConfig
+from bridge.server import BridgeServer
+
+log = logging.getLogger("bridge.serve")
+
+DEFAULT_JOURNAL = "bridge-journal.jsonl"
+FOLLOW_INTERVAL_S = 1.0  # how often a --news file is checked for growth
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the record's structured ``fields``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        out.update(getattr(record, "fields", {}) or {})
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def setup_logging(level: str = "info") -> None:
+    """JSON-lines logging on stderr for the ``bridge`` loggers."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter())
+    root = logging.getLogger("bridge")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def load_calendar_analyzer():
+    """The calendar surprise rule (``bridge.surprise``), imported only when needed."""
+    try:
+        from bridge.surprise import SurpriseAnalyzer
+    except ImportError as exc:
+        raise ModelError(f"the calendar surprise analyzer is not available: {exc}") from None
+    return SurpriseAnalyzer()
+
+
+def load_main_analyzer(kind: str, model: str | None, backend: str):
+    """The analyzer for headlines: the fine-tuned LM (``bridge.lm_analyzer``) or the surprise rule."""
+    if kind == "surprise":
+        return load_calendar_analyzer()
+    try:
+        from bridge.lm_analyzer import load_analyzer
+    except ImportError as exc:
+        raise ModelError(
+            f"the LM analyzer is not available: {exc}",
+            hint="use --analyzer surprise to serve calendar events only",
+        ) from None
+    return load_analyzer(model, backend)
+
+
+class NewsFollower(threading.Thread):
+    """Loads a news file, then re-reads it whenever it grows and hands the new items to the server."""
+
+    def __init__(self, server: BridgeServer, path: str | Path, fmt: str = "auto", tz=None):
+        super().__init__(name="bridge-news-follower", daemon=True)
+        self.server, self.path, self.fmt, self.tz = server, Path(path), fmt, tz
+        self.seen: set[str] = set()
+        self._sig: tuple[int, int] | None = None
+
+    def poll_once(self) -> int:
+        """Submit the items not seen yet when the file changed; returns how many were submitted."""
+        from bridge.news import load_news
+
+        st = self.path.stat()
+        sig = (st.st_size, st.st_mtime_ns)
+        if sig == self._sig:
+            return 0
+        items = load_news(self.path, format=self.fmt, tz=self.tz)
+        self._sig = sig
+        new = [it for it in items if it.id not in self.seen]
+        for it in new:
+            self.seen.add(it.id)
+            self.server.submit(it)
+        if new:
+            log.info("news file read", extra={"fields": {"path": str(self.path), "new": len(new)}})
+        return len(new)
+
+    def run(self) -> None:
+        while not self.server.stop_event.wait(FOLLOW_INTERVAL_S):
+            try:
+                self.poll_once()
+            except (UserError, OSError) as exc:
+                # A writer may be half-way through a line; the next look will see the whole file.
+                log.warning(
+                    "news file not readable yet",
+                    extra={"fields": {"path": str(self.path), "error": str(exc)}},
+                )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m bridge.serve",
+        description="Serve news-driven targets to MetaTrader 5 Expert Advisors over ZeroMQ.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    net = ap.add_argument_group("sockets")
+    net.add_argument("--bind", default=P.DEFAULT_REQUEST_ENDPOINT, help="ROUTER endpoint for EA requests")
+    net.add_argument(
+        "--pull", default=P.DEFAULT_NEWS_ENDPOINT, help="PULL endpoint for news intake ('' = off)"
+    )
+    net.add_argument(
+        "--pub", default="", help=f"PUB endpoint pushing changed targets, e.g. {P.DEFAULT_PUB_ENDPOINT}"
+    )
+    net.add_argument(
+        "--curve-keys", default=None, help="CURVE key dir (server.key_secret, authorized/); none = plain"
+    )
+    net.add_argument(
+        "--rate-limit",
+        type=float,
+        default=P.DEFAULT_RATE_LIMIT,
+        help="requests per second per client (0 = off)",
+    )
+    mod = ap.add_argument_group("analysis")
+    mod.add_argument("--analyzer", choices=("lm", "surprise"), default="lm", help="headline analyzer")
+    mod.add_argument("--model", default=None, help="fine-tuned model dir or id (default: the shipped model)")
+    mod.add_argument("--backend", choices=("auto", "onnx", "torch"), default="auto", help="LM runtime")
+    mod.add_argument(
+        "--batch-size", type=int, default=P.ANALYSIS_BATCH, help="most news items analysed at once"
+    )
+    news = ap.add_argument_group("news")
+    news.add_argument("--news", default=None, help="headline or calendar file to load and follow as it grows")
+    news.add_argument("--replay", default=None, help="historical news file: answer as of each request's time")
+    news.add_argument("--news-format", default="auto", help="format of --news/--replay (see bridge.news)")
+    news.add_argument(
+        "--news-tz", default=None, help="time zone of --news/--replay times (default: the format's)"
+    )
+    news.add_argument(
+        "--journal",
+        default=None,
+        help=f"journal file ('none' = off; default {DEFAULT_JOURNAL} live, off in replay)",
+    )
+    pol = ap.add_argument_group("policy")
+    for f in dataclasses.fields(PolicyConfig):
+        pol.add_argument(
+            "--" + f.name.replace("_", "-"), type=float, default=f.default, help=f.metadata.get("help", "")
+        )
+    ap.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    return ap
+
+
+def build_server(args: argparse.Namespace, analyzer=None, calendar_analyzer=None) -> BridgeServer:
+    """Make the server from parsed options; ``analyzer`` overrides ``--analyzer`` (used by tests)."""
+    try:
+        config = PolicyConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PolicyConfig)})
+    except ValueError as exc:
+        raise UserError(f"bad policy option: {exc}") from None
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be >= 1")
+    if args.replay and args.news:
+        raise UserError("use either --replay (historical, request clock) or --news (live), not both")
+    if analyzer is None:
+        analyzer = load_main_analyzer(args.analyzer, args.model, args.backend)
+        if calendar_analyzer is None:
+            calendar_analyzer = analyzer if args.analyzer == "surprise" else load_calendar_analyzer()
+    journal = args.journal
+    if journal is None:
+        journal = None if args.replay else DEFAULT_JOURNAL
+    elif journal.lower() in ("", "none"):
+        journal = None
+    return BridgeServer(
+        analyzer,
+        calendar_analyzer=calendar_analyzer,
+        config=config,
+        bind=args.bind,
+        pull=args.pull or None,
+        pub=args.pub or None,
+        journal=journal,
+        clock="request" if args.replay else "server",
+        curve_keys=args.curve_keys,
+        rate_limit=args.rate_limit,
+        batch_size=args.batch_size,
+    )
+
+
+def serve(args: argparse.Namespace, analyzer=None, calendar_analyzer=None) -> int:
+    """Build, load news, install signal handlers and run until SIGINT/SIGTERM."""
+    setup_logging(args.log_level)
+    server = build_server(args, analyzer, calendar_analyzer)
+    if args.replay:
+        from bridge.news import load_news
+
+        items = load_news(args.replay, format=args.news_format, tz=args.news_tz)
+        n = server.preload(items, progress=True)
+        log.info("replay news loaded", extra={"fields": {"path": args.replay, "items": n}})
+    server.restore()
+    follower = None
+    if args.news:
+        follower = NewsFollower(server, args.news, args.news_format, args.news_tz)
+        follower.poll_once()  # a bad file is reported now, as a clear error, not later in a log
+    server.bind()
+
+    def _stop(signum, _frame):
+        log.info("shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
+        server.stop_event.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    if follower is not None:
+        follower.start()
+    server.serve_forever()
+    return 0
+
+
+def main(argv=None) -> int:
+    """``python -m bridge.serve``."""
+    return serve(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
