@@ -1,0 +1,226 @@
+"""The calendar surprise rule: sentiment for an event's currency from actual against expected.
+
+For a calendar item with an ``actual`` value the expected value is the ``forecast`` (consensus), or the ``previous``
+reading when there is no forecast. The sign is ``sign(actual - expected) * polarity``, where the polarity comes from
+the indicator's name through ``bridge/indicators.json`` (+1 by default; -1 for unemployment, jobless claims,
+inventories and the like, where a higher number is bad news; 0 where the number has no direction for the currency).
+
+Magnitude (slightly / moderately / extremely = 1 / 2 / 3) comes from the size of the surprise:
+
+* **scaled** (preferred): with a history of the same indicator (``SurpriseAnalyzer(history=items)`` or
+  ``typical_surprises``), ``z = |surprise| / typical`` where typical is the indicator's median absolute surprise;
+  level 1 for z < 1.0, level 2 for z < 2.5, level 3 above. A surprise of ordinary size is "slightly", one two and a
+  half times the usual is "extremely".
+* **relative** (no history): ``r = |actual - expected| / max(|expected|, |previous|, |actual|)``; level 1 for
+  r < 0.10, level 2 for r < 0.30, level 3 above. Crude for numbers near zero (month-on-month changes), which is why
+  the scaled form is preferred where a history exists.
+
+Confidence grows with the surprise: ``0.5 + 0.45 * min(1, size / top)`` where ``top`` is the extreme bound, times 0.7
+when the comparison is against the previous reading instead of a forecast. An item with no actual, nothing to compare
+with, or no direction (polarity 0) is neutral with confidence 0.1; an actual exactly on expectation is neutral with
+confidence 0.5 (the outcome is known and unsurprising).
+
+Labels (FX schema): event "economic data", or "central bank decision" for rate decisions (sector "rates"); market
+from the currency (the schema's ``market_currency`` inverted; "global" when unknown); related = (currency,).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from statistics import median
+
+from bridge.errors import UserError
+from bridge.schema import Schema, load_schema
+from bridge.types import Analysis, NewsItem
+
+INDICATORS_FILE = Path(__file__).with_name("indicators.json")
+NAME = "surprise-rule"
+LOW_CONFIDENCE = 0.1
+ON_EXPECTATION_CONFIDENCE = 0.5
+PREVIOUS_ONLY_FACTOR = 0.7  # comparing against last month's reading is a weaker signal than against consensus
+# Calendar names carry the period they refer to: 'CPI (YoY) (OCT P)', 'Initial Jobless Claims (DEC 27)', '(3Q A)'.
+_PERIOD = re.compile(r"\s*\((?:[A-Z]{3}|\d[QH]|Q\d)(?:\s+\d{1,2})?(?:\s+[APF])?\)\s*$")
+
+
+@dataclass(frozen=True)
+class _Rule:
+    pattern: re.Pattern
+    value: dict
+
+
+@dataclass(frozen=True)
+class IndicatorTable:
+    """Polarity and event rules read from ``indicators.json`` (see its description)."""
+
+    polarity_rules: tuple[_Rule, ...]
+    event_rules: tuple[_Rule, ...]
+    default_event: dict
+    scaled: tuple[float, float]
+    relative: tuple[float, float]
+
+    def polarity(self, name: str) -> int:
+        """+1, -1 or 0 for an indicator name; +1 when no rule matches."""
+        for r in self.polarity_rules:
+            if r.pattern.search(name):
+                return int(r.value["polarity"])
+        return 1
+
+    def event(self, name: str) -> dict:
+        """``{"event", "sector", "rate_decision"}`` for an indicator name."""
+        for r in self.event_rules:
+            if r.pattern.search(name):
+                return {"rate_decision": False, **r.value}
+        return {"rate_decision": False, **self.default_event}
+
+
+@cache
+def load_indicators(path: str | Path = INDICATORS_FILE) -> IndicatorTable:
+    """Read and check the indicator table; a bad file is a ``UserError`` naming it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        pol = tuple(
+            _Rule(re.compile(r["pattern"], re.IGNORECASE), {"polarity": int(r["polarity"])})
+            for r in data["polarity"]
+        )
+        ev = tuple(
+            _Rule(
+                re.compile(r["pattern"], re.IGNORECASE),
+                {
+                    "event": r["event"],
+                    "sector": r["sector"],
+                    "rate_decision": bool(r.get("rate_decision", False)),
+                },
+            )
+            for r in data["events"]
+        )
+        th = data["thresholds"]
+        table = IndicatorTable(
+            pol, ev, dict(data["default_event"]), tuple(th["scaled"]), tuple(th["relative"])
+        )
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, re.error) as exc:
+        raise UserError(
+            f"invalid indicator table: {exc!r}", path=path, hint="see bridge/indicators.json"
+        ) from exc
+    for r in pol:
+        if r.value["polarity"] not in (-1, 0, 1):
+            raise UserError(f"polarity must be -1, 0 or 1 (rule {r.pattern.pattern!r})", path=path)
+    return table
+
+
+def indicator_key(item: NewsItem) -> str:
+    """The indicator an item reports, without its reference period: ``USD|Initial Jobless Claims``."""
+    name = item.event or item.headline.split(":", 1)[0]
+    while True:
+        stripped = _PERIOD.sub("", name)
+        if stripped == name:
+            break
+        name = stripped
+    return f"{item.currency or ''}|{' '.join(name.split()).lower()}"
+
+
+def expected_value(item: NewsItem) -> tuple[float | None, bool]:
+    """The value the market expected and whether it was a forecast (True) or the previous reading (False)."""
+    if item.forecast is not None:
+        return item.forecast, True
+    return item.previous, False
+
+
+def typical_surprises(items: Iterable[NewsItem]) -> dict[str, float]:
+    """Median absolute surprise per indicator (``indicator_key``), over items with a nonzero surprise.
+
+    Indicators with fewer than three such items are left out (too few to know what is usual).
+    """
+    by_key: dict[str, list[float]] = {}
+    for it in items:
+        exp, _ = expected_value(it)
+        if it.actual is None or exp is None or it.actual == exp:
+            continue
+        by_key.setdefault(indicator_key(it), []).append(abs(it.actual - exp))
+    return {k: median(v) for k, v in by_key.items() if len(v) >= 3}
+
+
+def _level(size: float, bounds: tuple[float, float]) -> int:
+    if size < bounds[0]:
+        return 1
+    if size < bounds[1]:
+        return 2
+    return 3
+
+
+def _market(currency: str | None, schema: Schema) -> str:
+    field = schema.field("market")
+    for market, ccy in schema.market_currency:
+        if ccy and currency and ccy == currency.upper():
+            return market
+    return field.default
+
+
+def surprise_analysis(
+    item: NewsItem,
+    typical: dict[str, float] | None = None,
+    schema: Schema | None = None,
+    table: IndicatorTable | None = None,
+) -> Analysis:
+    """The surprise rule for one item (see the module docstring); never raises on odd input."""
+    schema = schema or load_schema()
+    table = table or load_indicators()
+    name = item.event or item.headline
+    ev = table.event(name)
+    labels = schema.defaults()
+    labels.update({k: ev[k] for k in ("event", "sector") if k in labels})
+    if "market" in labels:
+        labels["market"] = _market(item.currency, schema)
+    related = (item.currency,) if item.currency else ()
+
+    def result(level: int, confidence: float) -> Analysis:
+        return Analysis(labels, level, related, confidence=round(confidence, 4), analyzer=NAME)
+
+    exp, is_forecast = expected_value(item)
+    polarity = table.polarity(name)
+    if item.actual is None or exp is None or polarity == 0:
+        return result(0, LOW_CONFIDENCE)
+    diff = item.actual - exp
+    if diff == 0:
+        return result(0, ON_EXPECTATION_CONFIDENCE)
+    scale = (typical or {}).get(indicator_key(item))
+    if scale:
+        size, bounds = abs(diff) / scale, table.scaled
+    else:
+        denom = max(abs(exp), abs(item.previous or 0.0), abs(item.actual))
+        size, bounds = abs(diff) / denom, table.relative
+    level = _level(size, bounds)
+    confidence = 0.5 + 0.45 * min(1.0, size / bounds[1])
+    if not is_forecast:
+        confidence *= PREVIOUS_ONLY_FACTOR
+    sign = 1 if diff > 0 else -1
+    return result(sign * polarity * level, confidence)
+
+
+class SurpriseAnalyzer:
+    """The surprise rule as an ``Analyzer`` (name ``surprise-rule``).
+
+    ``history``: past calendar items used to learn each indicator's typical surprise (the scaled magnitude); without
+    it the relative magnitude is used. Items that are not calendar events get a neutral, low-confidence analysis.
+    """
+
+    name = NAME
+
+    def __init__(self, history: Iterable[NewsItem] = (), schema: Schema | str | None = None):
+        self.schema = load_schema(schema) if isinstance(schema, str) else (schema or load_schema())
+        if "market" not in {f.name for f in self.schema.fields}:
+            raise UserError(
+                f"the surprise rule needs a schema with a 'market' field; {self.schema.name!r} has none",
+                hint="use the fx_macro schema",
+            )
+        self.table = load_indicators()
+        self.typical = typical_surprises(history)
+
+    def analyze(self, items: Sequence[NewsItem]) -> list[Analysis]:
+        """One analysis per item, in order."""
+        return [surprise_analysis(it, self.typical, self.schema, self.table) for it in items]
