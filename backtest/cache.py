@@ -1,0 +1,118 @@
+"""A persistent cache of analyses, so a second backtest over the same news runs no inference.
+
+Keyed by the analyzer's ``name`` (which for a fine-tuned model includes its checkpoint hash), the news item's id and a
+hash of its content (headline, body and calendar fields), so an edited item is analysed again. Stored in one SQLite
+file, by default ``$EA_BRIDGE_CACHE/analyses.sqlite`` or ``~/.cache/ea-bridge/analyses.sqlite``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from bridge.analyzers import Analyzer
+from bridge.types import Analysis, NewsItem
+
+
+def default_cache_dir() -> Path:
+    """``$EA_BRIDGE_CACHE`` if set, else ``~/.cache/ea-bridge``."""
+    env = os.environ.get("EA_BRIDGE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "ea-bridge"
+
+
+def content_hash(item: NewsItem) -> str:
+    """Hash of everything an analyzer may read from ``item`` (not its id)."""
+    d = item.to_dict()
+    d.pop("id", None)
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
+
+
+class AnalysisCache:
+    """Analyses by (analyzer name, news id, content hash) in a SQLite file; ``path=':memory:'`` keeps it in memory."""
+
+    def __init__(self, path: str | Path | None = None):
+        if path is None:
+            path = default_cache_dir() / "analyses.sqlite"
+        if str(path) != ":memory:":
+            path = Path(path)
+            if path.is_dir() or path.suffix == "":
+                path = path / "analyses.sqlite"
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(str(path))
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS analyses (analyzer TEXT, news_id TEXT, content TEXT, analysis TEXT,"
+            " PRIMARY KEY (analyzer, news_id, content))"
+        )
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> AnalysisCache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def get_many(self, analyzer: str, items: Sequence[NewsItem]) -> list[Analysis | None]:
+        """The cached analysis of each item, or None where there is none."""
+        out: list[Analysis | None] = []
+        cur = self._db.cursor()
+        for item in items:
+            row = cur.execute(
+                "SELECT analysis FROM analyses WHERE analyzer=? AND news_id=? AND content=?",
+                (analyzer, item.id, content_hash(item)),
+            ).fetchone()
+            out.append(Analysis.from_dict(json.loads(row[0])) if row else None)
+        return out
+
+    def put_many(self, analyzer: str, items: Sequence[NewsItem], analyses: Sequence[Analysis]) -> None:
+        """Store analyses (replacing older ones for the same key)."""
+        self._db.executemany(
+            "INSERT OR REPLACE INTO analyses VALUES (?, ?, ?, ?)",
+            [
+                (analyzer, it.id, content_hash(it), json.dumps(a.to_dict()))
+                for it, a in zip(items, analyses, strict=True)
+            ],
+        )
+        self._db.commit()
+
+
+def analyze_cached(
+    analyzer: Analyzer,
+    items: Sequence[NewsItem],
+    cache: AnalysisCache | None,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> tuple[list[Analysis], int]:
+    """Analyses of ``items`` in order, running ``analyzer`` only on items the cache lacks.
+
+    Returns the analyses and how many were computed (0 on a fully cached second run). Shows a tqdm bar while
+    inferring.
+    """
+    name = getattr(analyzer, "name", type(analyzer).__name__)
+    found = cache.get_many(name, items) if cache is not None else [None] * len(items)
+    todo = [i for i, a in enumerate(found) if a is None]
+    bar = tqdm(
+        total=len(todo), desc=f"analysing news ({name})", unit="item", disable=not progress or not todo
+    )
+    for start in range(0, len(todo), batch_size):
+        idx = todo[start : start + batch_size]
+        batch = [items[i] for i in idx]
+        results = list(analyzer.analyze(batch))
+        if len(results) != len(batch):
+            raise RuntimeError(f"analyzer {name!r} returned {len(results)} analyses for {len(batch)} items")
+        if cache is not None:
+            cache.put_many(name, batch, results)
+        for i, a in zip(idx, results, strict=True):
+            found[i] = a
+        bar.update(len(batch))
+    bar.close()
+    return found, len(todo)  # type: ignore[return-value]
