@@ -146,7 +146,7 @@ def decode_request(frame: bytes) -> dict[str, Any]:
             rid,
         )
     mtype = msg.get("type")
-    if mtype not in FIELDS:
+    if not isinstance(mtype, str) or mtype not in FIELDS:  # a list or object here is unhashable
         raise ProtocolError(
             E_UNKNOWN_TYPE, f"unknown request type {mtype!r}; expected one of {list(REQUEST_TYPES)}", rid
         )

@@ -188,7 +188,7 @@ class BridgeServer:
             bar = tqdm(total=len(new), desc="analysing replay news", unit="item")
         for i in range(0, len(new), self.batch_size):
             batch = new[i : i + self.batch_size]
-            for item, analysis in zip(batch, self._analyze(batch), strict=False):
+            for item, analysis in zip(batch, self._analyze(batch), strict=True):
                 self.state.add_analysis(item.id, analysis)
                 self.stats.news_analysed += 1
                 self.stats.analysis_fallbacks += int(analysis.fallback)
@@ -500,7 +500,7 @@ class BridgeServer:
                 log.exception("analyzer failed; neutral fallback for the batch")
                 name = getattr(analyzer, "name", type(analyzer).__name__)
                 results = [Analysis(self.schema.defaults(), 0, fallback=True, analyzer=name) for _ in items]
-            for i, a in zip(idx, results, strict=False):
+            for i, a in zip(idx, results, strict=True):
                 out[i] = a
         return out  # type: ignore[return-value]
 
@@ -534,7 +534,7 @@ class BridgeServer:
                     "batch analysed",
                     extra={"fields": {"n": len(batch), "ms": round(1e3 * (time.perf_counter() - t0), 2)}},
                 )
-                self._results.put(list(zip(batch, analyses, strict=False)))
+                self._results.put(list(zip(batch, analyses, strict=True)))
                 with contextlib.suppress(zmq.Again):
                     wake.send(b"", zmq.NOBLOCK)
         finally:
