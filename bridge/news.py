@@ -118,6 +118,7 @@ class Problem:
     message: str
     lines: list[int] = field(default_factory=list)
     skipped: bool = False  # the rows were not loaded
+    note: bool = False  # information (e.g. vote counts that are not numbers), printed by inspect, not warned
 
     def __str__(self) -> str:
         if not self.lines:
@@ -146,18 +147,23 @@ class LoadReport:
     def skipped(self) -> int:
         return sum(len(p.lines) for p in self.problems if p.skipped)
 
-    def add(self, message: str, line: int | None = None, skipped: bool = False) -> None:
+    def add(self, message: str, line: int | None = None, skipped: bool = False, note: bool = False) -> None:
         """Record a problem on ``line``; problems with the same message are grouped."""
         for p in self.problems:
             if p.message == message and p.skipped == skipped:
                 if line is not None:
                     p.lines.append(line)
                 return
-        self.problems.append(Problem(message, [line] if line is not None else [], skipped))
+        self.problems.append(Problem(message, [line] if line is not None else [], skipped, note))
+
+    @property
+    def warnings(self) -> list[Problem]:
+        """Problems that are repaired or skipped rows (notes excluded)."""
+        return [p for p in self.problems if not p.note]
 
     def warn(self) -> None:
         """Issue one ``UserWarning`` per kind of problem, naming the file and lines."""
-        for p in self.problems:
+        for p in self.warnings:
             warnings.warn(f"{self.path}: {p}", UserWarning, stacklevel=3)
         if self.duplicates:
             warnings.warn(f"{self.path}: {self._dup_text()}", UserWarning, stacklevel=3)
@@ -169,7 +175,7 @@ class LoadReport:
 
     def lines(self) -> list[str]:
         """The problems as printable lines."""
-        out = [str(p) + (" (skipped)" if p.skipped else "") for p in self.problems]
+        out = [str(p) + (" (skipped)" if p.skipped else " (note)" if p.note else "") for p in self.problems]
         if self.duplicates:
             out.append(self._dup_text())
         return out
@@ -427,7 +433,11 @@ def _calendar_items(
         for k, txt in texts.items():
             v = parse_value(txt) if not isinstance(txt, float) else txt
             if v is None and isinstance(txt, str) and not is_missing(txt):
-                report.add(f"{k} value not a number (kept as text in the headline, None as value)", line)
+                report.add(
+                    f"{k} value not a number, e.g. a vote count (kept as text in the headline, None as value)",
+                    line,
+                    note=True,
+                )
             nums[k] = v
         headline = calendar_headline(
             currency, event, *(t if isinstance(t, str) else _fmt_num(t) for t in texts.values())
