@@ -213,9 +213,10 @@ class SurpriseAnalyzer:
 
     def __init__(self, history: Iterable[NewsItem] = (), schema: Schema | str | None = None):
         self.schema = load_schema(schema) if isinstance(schema, str) else (schema or load_schema())
-        if "market" not in {f.name for f in self.schema.fields}:
+        if "market" not in {f.name for f in self.schema.fields} or not self.schema.market_currency:
             raise UserError(
-                f"the surprise rule needs a schema with a 'market' field; {self.schema.name!r} has none",
+                f"the surprise rule needs a schema with a 'market' field and a market_currency map; "
+                f"{self.schema.name!r} lacks them",
                 hint="use the fx_macro schema",
             )
         self.table = load_indicators()
