@@ -114,7 +114,7 @@ def compute_stats(
     eq_series = pd.Series(eq, index=index)
     daily = eq_series.resample("D").last().dropna().pct_change().dropna().to_numpy()
     weekend_share = (
-        float(np.isin(index.dayofweek, (5, 6)).mean()) if isinstance(index, pd.DatetimeIndex) else 0.0
+        float(np.isin(index.day_of_week, (5, 6)).mean()) if isinstance(index, pd.DatetimeIndex) else 0.0
     )
     days_a_year = 365 if weekend_share > 2 / 7 * 0.6 else 252
     if len(daily) >= 2:
