@@ -121,8 +121,8 @@ def load_bars(
     zone, tz_label, assumed = _source_zone(layout.format, tz)
     issues: list[str] = []
     if assumed:
-        issues.append(assumed)
-        warnings.warn(f"{path}: {assumed}", BarDataWarning, stacklevel=2)
+        issues.append(f"{path}: {assumed}")
+        warnings.warn(issues[-1], BarDataWarning, stacklevel=2)
     return bars_from_arrays(
         times,
         values,

@@ -11,7 +11,7 @@ has not yet.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
@@ -77,12 +77,12 @@ def _signed_offset(sign: str, hours: str, minutes: str | None, text: str) -> tim
 def parse_tz(spec: str | tzinfo | None) -> tzinfo:
     """A ``tzinfo`` for a zone name, fixed offset or shifted zone (see the module docstring); ``None`` means UTC."""
     if spec is None:
-        return timezone.utc
+        return UTC
     if isinstance(spec, tzinfo):
         return spec
     text = str(spec).strip()
     if text.upper() in ("UTC", "GMT", "Z", "0", "+0", "+00:00"):
-        return timezone.utc
+        return UTC
     m = _OFFSET.match(text)
     if m:
         return timezone(_signed_offset(m.group(1), m.group(2), m.group(3), text))

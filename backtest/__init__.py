@@ -1,0 +1,1 @@
+"""Backtesting of the news policy on price bars: bars loading, the replay engine, statistics and reports."""
