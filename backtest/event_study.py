@@ -45,7 +45,7 @@ def _t95(n: np.ndarray) -> np.ndarray:
 
 def bar_minutes(index: pd.DatetimeIndex) -> float:
     """The bars' timeframe in minutes (the most common spacing)."""
-    steps = np.diff(index.asi8)
+    steps = np.diff(index.as_unit("ns").asi8)
     steps = steps[steps > 0]
     if not len(steps):
         raise ValueError("need at least two distinct bar times to tell the timeframe")
@@ -76,7 +76,7 @@ def event_moves(
     policy = policy or PolicyConfig()
     base, quote = split_symbol(symbol)
     hb = horizon_bars(horizons, bar_minutes(bars.index))
-    times = bars.index.asi8
+    times = bars.index.as_unit("ns").asi8
     opens = bars["Open"].to_numpy(dtype=np.float64)
     rows = []
     for item, analysis in pairs:

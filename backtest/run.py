@@ -338,7 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 path=args.signals,
                 hint="check the time zones and periods of both files",
             )
-        target = targets_from_signals(times, signals.index.asi8, signals.to_numpy(), args.latency)
+        target = targets_from_signals(
+            times, signals.index.as_unit("ns").asi8, signals.to_numpy(), args.latency
+        )
         source = {"signals": str(args.signals), "rows": len(signals)}
     else:
         all_items = load_all_news(args)

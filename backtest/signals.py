@@ -78,7 +78,7 @@ def load_signals(path: str | Path, tz=None) -> pd.Series:
             line=line,
             hint="sort the file by time; signals must be in the order they were made",
         )
-    return pd.Series(np.asarray(values, dtype=np.int8), index=idx, name="target")
+    return pd.Series(np.asarray(values, dtype=np.int8), index=idx.as_unit("ns"), name="target")
 
 
 def _target_value(text: str, path: Path, line: int) -> int:
