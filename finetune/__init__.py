@@ -1,0 +1,1 @@
+"""Fine-tuning language models on news analysis: data, full / LoRA / adapter training, evaluation and export."""
