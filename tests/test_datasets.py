@@ -14,10 +14,13 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 
 from bridge.prompt import format_output, parse_output
 from bridge.schema import load_schema
+from bridge.surprise import surprise_analysis
+from bridge.types import NewsItem
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADLINES = ROOT / "finetune" / "datasets" / "fx_macro_headlines.jsonl"
@@ -46,6 +49,10 @@ FOMC_2017 = {date(2017, 2, 1), date(2017, 3, 15), date(2017, 5, 3), date(2017, 6
 ECB_2017 = {date(2017, 1, 19), date(2017, 3, 9), date(2017, 4, 27), date(2017, 6, 8), date(2017, 7, 20),
             date(2017, 9, 7), date(2017, 10, 26), date(2017, 12, 14)}  # fmt: skip
 VALUE = re.compile(r"^-?\d+(\.\d+)?[%K]$")
+# The calendar-style inputs of the labelled set, as bridge.news.calendar_headline writes them.
+CALENDAR_INPUT = re.compile(
+    r"^([A-Z]{3}) (.+): actual (-?[\d.]+)[%K]?, forecast (-?[\d.]+)[%K]?, previous (-?[\d.]+)[%K]?$"
+)
 
 
 # --- labelled headlines -------------------------------------------------------------------------------------------
@@ -61,14 +68,14 @@ def records() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def analyses(records):
+def parsed(records):
     schema = load_schema()
-    out = []
-    for n, rec in enumerate(records, 1):
-        result = parse_output(rec["output"], schema)
-        assert result.ok, f"{HEADLINES.name}:{n}: {result.problems} in {rec['output']!r}"
-        out.append(result.analysis)
-    return out
+    return [parse_output(rec["output"], schema) for rec in records]
+
+
+@pytest.fixture(scope="module")
+def analyses(parsed):
+    return [result.analysis for result in parsed]
 
 
 def test_headlines_are_instruction_records(records):
@@ -81,10 +88,11 @@ def test_headlines_are_instruction_records(records):
         assert "\n" not in rec["output"], f"line {n}: output must be one line"
 
 
-def test_every_output_parses_and_is_canonical(records, analyses):
+def test_every_output_parses_and_is_canonical(records, parsed):
     # format_output(parse(x)) == x: the training target is exactly what the server's formatter writes.
-    for n, (rec, analysis) in enumerate(zip(records, analyses, strict=True), 1):
-        assert not analysis.fallback, f"line {n}"
+    for n, (rec, result) in enumerate(zip(records, parsed, strict=True), 1):
+        assert result.ok and not result.analysis.fallback, f"line {n}: {result.problems} in {rec['output']!r}"
+        analysis = result.analysis
         assert format_output(analysis) == rec["output"], (
             f"line {n}: {rec['output']!r} is not in canonical form"
         )
@@ -137,6 +145,30 @@ def test_rate_decisions_point_the_right_way(analyses, records):
             assert a.sentiment < 0, rec["input"]
             checked += 1
     assert checked >= 20
+
+
+def test_calendar_style_records_agree_with_the_surprise_rule(analyses, records):
+    # The set's calendar-style headlines are labelled by hand; they must say what the project's own surprise rule
+    # says, or the model would learn two conventions from the two sources of calendar training data.
+    checked = 0
+    for a, rec in zip(analyses, records, strict=True):
+        m = CALENDAR_INPUT.match(rec["input"])
+        if not m:
+            continue
+        currency, event, actual, forecast, previous = m.groups()
+        item = NewsItem(
+            pd.Timestamp("2020-01-01", tz="UTC"),
+            rec["input"],
+            currency=currency,
+            actual=float(actual),
+            forecast=float(forecast),
+            previous=float(previous),
+            event=event,
+        )
+        rule = surprise_analysis(item)
+        assert (rule.sentiment, rule.labels) == (a.sentiment, a.labels), rec["input"]
+        checked += 1
+    assert checked >= 15
 
 
 # --- demo news 2017 -----------------------------------------------------------------------------------------------
