@@ -1,0 +1,124 @@
+"""Typed configs: one per tuning method (the rows of the method table) and one for the training loop.
+
+Every field carries a help string (shown by ``--help``) and ``__post_init__`` rejects inconsistent values with a
+``ValueError``, in the manner of peft's configs. The resolved configs are saved in every run directory (``run.json``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from bridge.adapter import AdapterConfig
+
+__all__ = ["AdapterConfig", "FullConfig", "LoraConfig", "TrainConfig", "LORA_TARGETS", "config_help"]
+
+# Sensible LoRA targets per architecture: the attention projections (and GPT-2's fused MLP/attn output c_proj).
+LORA_TARGETS = {
+    "gpt2": ("c_attn", "c_proj"),
+    "llama": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "mistral": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "qwen2": ("q_proj", "k_proj", "v_proj", "o_proj"),
+}
+
+
+@dataclass
+class FullConfig:
+    """Full fine-tuning: every weight trains. No options of its own; the learning rate is in ``TrainConfig``."""
+
+    def __post_init__(self):
+        pass
+
+
+@dataclass
+class LoraConfig:
+    """LoRA through peft: low-rank updates ``B @ A`` on the target linear layers, base frozen."""
+
+    r: int = field(default=8, metadata={"help": "rank of the update matrices"})
+    alpha: int = field(default=16, metadata={"help": "scaling numerator: the update is scaled by alpha / r"})
+    dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input during training"})
+    target_modules: tuple[str, ...] | None = field(
+        default=None,
+        metadata={
+            "help": "module names to adapt; None = per-architecture default (GPT-2 c_attn/c_proj, Llama q/k/v/o)"
+        },
+    )
+
+    def __post_init__(self):
+        if self.r < 1:
+            raise ValueError(f"r must be >= 1, got {self.r}")
+        if self.alpha <= 0:
+            raise ValueError(f"alpha must be > 0, got {self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.target_modules is not None:
+            self.target_modules = tuple(self.target_modules)
+            if not self.target_modules:
+                raise ValueError("target_modules must name at least one module (or be None for the default)")
+
+
+@dataclass
+class TrainConfig:
+    """The training loop; the same for every method so that a comparison changes only the method."""
+
+    # data
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "use only the first N shuffled records"}
+    )
+    max_eval_samples: int | None = field(default=256, metadata={"help": "eval-loss records per evaluation"})
+    max_prompt_tokens: int = field(
+        default=192, metadata={"help": "prompt length cap in tokens (input text is cut)"}
+    )
+    schema: str = field(default="fx_macro", metadata={"help": "label schema name or JSON path"})
+    # optimisation
+    epochs: float = field(default=1.0, metadata={"help": "passes over the training data (fractions allowed)"})
+    max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimizer steps"})
+    batch_size: int = field(default=8, metadata={"help": "records per micro-batch"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
+    lr: float | None = field(default=None, metadata={"help": "peak learning rate; None = method default"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    warmup_steps: int = field(default=10, metadata={"help": "linear warmup steps, then linear decay to 0"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0 = off)"})
+    seed: int = field(default=0, metadata={"help": "seed for init, shuffling and dropout"})
+    # evaluation, checkpoints, early stopping
+    eval_every: int = field(
+        default=50, metadata={"help": "evaluate eval loss every N steps (and at the end)"}
+    )
+    save_every: int = field(default=50, metadata={"help": "write the resumable checkpoint every N steps"})
+    patience: int = field(
+        default=3, metadata={"help": "stop after N evaluations without a better eval loss (0 = off)"}
+    )
+    # hardware
+    device: str = field(default="auto", metadata={"help": "auto (CUDA if present, else CPU), cpu, cuda"})
+    precision: str = field(
+        default="auto", metadata={"help": "auto (bf16 on CUDA if supported, else fp16), fp32"}
+    )
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory (GPU)"})
+
+    def __post_init__(self):
+        positive = ("batch_size", "grad_accum", "eval_every", "save_every", "max_prompt_tokens")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.epochs <= 0:
+            raise ValueError(f"epochs must be > 0, got {self.epochs}")
+        for name in ("max_steps", "max_train_samples", "max_eval_samples"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {v}")
+        if self.lr is not None and self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.warmup_steps < 0 or self.patience < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ValueError("warmup_steps, patience, weight_decay and max_grad_norm must be >= 0")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+
+
+def config_help(cls) -> dict[str, str]:
+    """Field name -> help text (for argparse and docs)."""
+    return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+
+def to_dict(cfg) -> dict:
+    return asdict(cfg)

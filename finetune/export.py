@@ -1,0 +1,301 @@
+"""Export a trained run: merged weights, and an ONNX graph of the analyzer's forward step checked against torch.
+
+    python -m finetune.export runs/lora --onnx [--int8]
+
+- ``RUN_DIR/merged/``: a standalone model directory needing no base model. LoRA is merged into the base weights;
+  a bottleneck-adapter model is saved whole, adapters included (they are non-linear, so they cannot be folded into the
+  base weights; the small ``model/adapter.safetensors`` stays the primary artefact). Full tuning has nothing to merge.
+- ``RUN_DIR/model/onnx/model.onnx`` (``--onnx``): the ``bridge.lm_analyzer.StepGraph`` the analyzer runs: a chunk of
+  tokens plus the KV cache in, logits at the last real token plus the new cache out. ``--int8`` adds a dynamically
+  quantized copy (``model.int8.onnx``).
+- ``parity.json``: max abs logit difference between ONNX Runtime and torch on real prompts (prefill and a cached
+  step, batch of two with padding), the tolerance, pass/fail, and the measured speed of both (graph and analyzer).
+  ``bridge.lm_analyzer`` uses the export only when the parity check passed and the weights hash still matches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bridge.errors import ModelError, run_main
+from bridge.lm import (
+    MERGED_WEIGHTS,
+    ONNX_DIR,
+    ModelInfo,
+    checkpoint_hash,
+    encode_prompt,
+    load_model,
+    model_dir_of,
+    read_model_info,
+    write_model_info,
+)
+from bridge.lm_analyzer import (
+    ONNX_FILE,
+    ONNX_INT8_FILE,
+    PARITY_FILE,
+    LMAnalyzer,
+    StepGraph,
+    empty_past,
+    kv_shape,
+)
+from bridge.schema import load_schema
+from finetune.train import library_versions
+
+FP32_TOLERANCE = 1e-3  # max abs logit difference allowed between ONNX Runtime and torch in fp32
+OPSET = 17
+# Project-written headlines used only to time and check the export.
+SAMPLE_HEADLINES = [
+    "Fed raises rates by 25 basis points and signals more hikes ahead",
+    "ECB leaves rates unchanged; Lagarde says inflation risks are balanced",
+    "US nonfarm payrolls 150K vs 200K expected; unemployment rate rises to 4.1%",
+    "Oil falls 3% as OPEC+ agrees to raise output",
+    "Bank of Japan intervenes to support the yen",
+    "UK retail sales beat forecasts in March",
+    "Swiss franc jumps as SNB scraps the EUR/CHF floor",
+    "China's exports slump, Australian dollar slides",
+]
+
+
+def save_merged(run_dir: Path) -> Path | None:
+    """Write ``RUN_DIR/merged`` (see the module docstring); None for full tuning, which has nothing to merge."""
+    model_dir = model_dir_of(run_dir)
+    info = read_model_info(model_dir)
+    if info.method == "full" or info.merged:
+        return None
+    model, tokenizer, _ = load_model(model_dir, merge=True)
+    out = Path(run_dir) / "merged"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    from safetensors.torch import save_file
+
+    model.config.save_pretrained(out)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if getattr(model.config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)  # tied to the input embeddings; safetensors refuses shared storage
+    save_file(state, str(out / MERGED_WEIGHTS))
+    tokenizer.save_pretrained(out)
+    merged = ModelInfo(**{**info.to_dict(), "merged": True})
+    write_model_info(out, merged)
+    return out
+
+
+def _inputs(tokenizer, texts: list[str], schema, max_tokens: int):
+    """A padded prefill chunk for ``texts`` (right padding, as the analyzer feeds it)."""
+    seqs = [encode_prompt(tokenizer, t, schema, max_tokens=max_tokens) for t in texts]
+    width = max(len(s) for s in seqs)
+    ids = np.full((len(seqs), width), tokenizer.pad_token_id, np.int64)
+    mask = np.zeros((len(seqs), width), np.int64)
+    for b, s in enumerate(seqs):
+        ids[b, : len(s)], mask[b, : len(s)] = s, 1
+    pos = np.maximum(np.cumsum(mask, 1) - 1, 0)
+    last = np.array([len(s) - 1 for s in seqs], np.int64)
+    return ids, mask, pos, last
+
+
+def export_onnx(model, path: Path) -> None:
+    """Trace ``StepGraph(model)`` to ONNX with dynamic batch, chunk and cache lengths."""
+    layers, _, _ = kv_shape(model.config)
+    graph = StepGraph(model).eval()
+    b, c, p = 2, 3, 4
+    ids = torch.ones((b, c), dtype=torch.long)
+    mask = torch.ones((b, p + c), dtype=torch.long)
+    pos = torch.arange(p, p + c).repeat(b, 1)
+    last = torch.full((b,), c - 1, dtype=torch.long)
+    past = [t.normal_() for t in empty_past(b, model.config)]
+    past = [torch.randn(b, t.shape[1], p, t.shape[3]) for t in past]
+    past_names = [f"past_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
+    present_names = [f"present_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
+    dyn = {"input_ids": {0: "batch", 1: "chunk"}, "attention_mask": {0: "batch", 1: "total"}}
+    dyn.update({"position_ids": {0: "batch", 1: "chunk"}, "last_index": {0: "batch"}, "logits": {0: "batch"}})
+    dyn.update({n: {0: "batch", 2: "past"} for n in past_names})
+    dyn.update({n: {0: "batch", 2: "total"} for n in present_names})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    import warnings
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter(
+            "ignore"
+        )  # tracer warnings about Python control flow on shapes fixed at trace time
+        torch.onnx.export(
+            graph,
+            (ids, mask, pos, last, *past),
+            str(path),
+            input_names=["input_ids", "attention_mask", "position_ids", "last_index", *past_names],
+            output_names=["logits", *present_names],
+            dynamic_axes=dyn,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+def _ort_session(path: Path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def check_parity(model, session, tokenizer, schema, max_tokens: int) -> dict:
+    """Max abs logit difference torch vs ONNX Runtime on a padded prefill and one cached step after it."""
+    graph = StepGraph(model).eval()
+    ids, mask, pos, last = _inputs(tokenizer, SAMPLE_HEADLINES[:2], schema, max_tokens)
+    past = empty_past(ids.shape[0], model.config)
+    names = [i.name for i in session.get_inputs()]
+    diffs, top1 = [], True
+    for _ in range(2):
+        with torch.inference_mode():
+            t_out = graph(*(torch.from_numpy(x) for x in (ids, mask, pos, last)), *past)
+        feed = dict(zip(names, [ids, mask, pos, last, *[p.numpy() for p in past]], strict=True))
+        o_out = session.run(None, feed)
+        t_logits = t_out[0].numpy()
+        diffs.append(float(np.abs(t_logits - o_out[0]).max()))
+        top1 = top1 and bool((t_logits.argmax(-1) == o_out[0].argmax(-1)).all())
+        # next step: one token per row on top of the cache (the chosen token), as the decoder does
+        past = [t.clone() for t in t_out[1:]]
+        nxt = t_logits.argmax(-1)[:, None].astype(np.int64)
+        mask = np.concatenate([mask, np.ones_like(nxt)], 1)
+        pos = mask.sum(1, keepdims=True) - 1
+        ids, last = nxt, np.zeros(len(nxt), np.int64)
+    return {"max_abs_diff": max(diffs), "top1_agree": top1}
+
+
+def _time_graph(fn, repeats: int = 5) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def export(run_dir: str | Path, onnx: bool = True, int8: bool = False, timing_items: int = 8) -> dict:
+    """Merged weights, ONNX export and parity report for a run or model directory; returns the report."""
+    run_dir = Path(run_dir)
+    model_dir = model_dir_of(run_dir)
+    merged = save_merged(run_dir) if model_dir != run_dir else None
+    report = {"run": str(run_dir), "merged": str(merged) if merged else None, "versions": library_versions()}
+    if not onnx:
+        return report
+    model, tokenizer, info = load_model(model_dir, merge=True)
+    schema = load_schema(info.schema)
+    out = model_dir / ONNX_DIR
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    export_onnx(model, out / ONNX_FILE)
+    report["export_seconds"] = round(time.perf_counter() - t0, 2)
+    layers, kv_heads, head_dim = kv_shape(model.config)
+    report.update({"layers": layers, "kv_heads": kv_heads, "head_dim": head_dim, "opset": OPSET})
+    report["checkpoint"] = checkpoint_hash(model_dir)
+    parity = check_parity(model, _ort_session(out / ONNX_FILE), tokenizer, schema, info.max_prompt_tokens)
+    report["fp32"] = {
+        **parity,
+        "tolerance": FP32_TOLERANCE,
+        "passed": parity["max_abs_diff"] <= FP32_TOLERANCE,
+    }
+    if int8:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(out / ONNX_FILE), str(out / ONNX_INT8_FILE), weight_type=QuantType.QInt8)
+        p8 = check_parity(
+            model, _ort_session(out / ONNX_INT8_FILE), tokenizer, schema, info.max_prompt_tokens
+        )
+        # int8 changes logits by design; it passes when every greedy choice is the same as in torch
+        report["int8"] = {**p8, "tolerance": None, "passed": p8["top1_agree"]}
+    # graph speed: one prefill of a single headline, torch eager vs ONNX Runtime
+    graph = StepGraph(model).eval()
+    ids, mask, pos, last = _inputs(tokenizer, SAMPLE_HEADLINES[:1], schema, info.max_prompt_tokens)
+    past_t = empty_past(1, model.config)
+    sess = _ort_session(out / ONNX_FILE)
+    feed = dict(
+        zip(
+            [i.name for i in sess.get_inputs()],
+            [ids, mask, pos, last, *[p.numpy() for p in past_t]],
+            strict=True,
+        )
+    )
+
+    def torch_step():
+        with torch.inference_mode():
+            graph(*(torch.from_numpy(x) for x in (ids, mask, pos, last)), *past_t)
+
+    t_torch, t_onnx = _time_graph(torch_step), _time_graph(lambda: sess.run(None, feed))
+    report["prefill_ms"] = {"torch": t_torch * 1000, "onnx": t_onnx * 1000, "speedup": t_torch / t_onnx}
+    (out / PARITY_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    # analyzer speed: the whole constrained decode of each headline, batch size 1, both backends
+    texts = (SAMPLE_HEADLINES * 4)[:timing_items]
+    timing = {}
+    for backend in ("torch", "onnx"):
+        if backend == "onnx" and not report["fp32"]["passed"]:
+            continue
+        an = LMAnalyzer(model_dir, backend=backend, batch_size=1)
+        an.analyze_texts(texts[:1])
+        t = time.perf_counter()
+        answers = an.analyze_texts(texts)
+        timing[backend] = {"ms_per_item": (time.perf_counter() - t) * 1000 / len(texts), "answers": answers}
+    if "onnx" in timing:
+        same = [
+            a.labels == b.labels and a.sentiment == b.sentiment
+            for a, b in zip(timing["torch"]["answers"], timing["onnx"]["answers"], strict=True)
+        ]
+        report["analyzer_same_answers"] = sum(same) / len(same)
+    report["analyzer_ms_per_item"] = {k: v["ms_per_item"] for k, v in timing.items()}
+    if "onnx" in timing:
+        report["analyzer_speedup"] = timing["torch"]["ms_per_item"] / timing["onnx"]["ms_per_item"]
+    (out / PARITY_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    if not report["fp32"]["passed"]:
+        raise ModelError(
+            f"ONNX parity failed: max abs logit diff {report['fp32']['max_abs_diff']:.2e} > {FP32_TOLERANCE:.0e}",
+            path=out / PARITY_FILE,
+            hint="the analyzer will keep using torch for this model",
+        )
+    return report
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m finetune.export",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ap.add_argument("run", help="run directory written by finetune.train (or a model directory)")
+    ap.add_argument(
+        "--onnx", action="store_true", help="export the analyzer's step graph to ONNX and check parity"
+    )
+    ap.add_argument("--int8", action="store_true", help="also write a dynamically quantized int8 ONNX model")
+    ap.add_argument(
+        "--timing-items", type=int, default=8, help="headlines timed through the analyzer per backend"
+    )
+    args = ap.parse_args(argv)
+    rep = export(args.run, onnx=args.onnx, int8=args.int8, timing_items=args.timing_items)
+    if rep.get("merged"):
+        print(f"merged model: {rep['merged']}")
+    if args.onnx:
+        f = rep["fp32"]
+        print(
+            f"ONNX parity: max abs logit diff {f['max_abs_diff']:.2e} (tolerance {f['tolerance']:.0e}) -> {'pass' if f['passed'] else 'FAIL'}"
+        )
+        if "int8" in rep:
+            print(
+                f"int8: max abs diff {rep['int8']['max_abs_diff']:.3f}, greedy choices same: {rep['int8']['top1_agree']}"
+            )
+        p = rep["prefill_ms"]
+        print(f"prefill: torch {p['torch']:.1f} ms, onnx {p['onnx']:.1f} ms, speedup {p['speedup']:.2f}x")
+        a = rep["analyzer_ms_per_item"]
+        print("analyzer ms/item: " + ", ".join(f"{k} {v:.1f}" for k, v in a.items()))
+        if "analyzer_speedup" in rep:
+            print(
+                f"analyzer speedup {rep['analyzer_speedup']:.2f}x, same answers {rep['analyzer_same_answers']:.0%}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

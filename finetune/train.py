@@ -1,0 +1,551 @@
+"""Fine-tune a causal LM on instruction records with one of the methods in ``finetune.methods`` (full, lora, adapter).
+
+    python -m finetune.train --method lora --model smollm2-135m --data train.jsonl --eval eval.jsonl --out runs/lora
+    python -m finetune.train ... --out runs/lora --resume          # continue from runs/lora/checkpoints/last
+    torchrun --nproc_per_node 4 -m finetune.train ...              # multi-GPU (DDP): same script, one process per GPU
+
+The loss covers only the answer tokens (the prompt is masked with -100). Training is seeded and deterministic on the
+CPU: the data order of every epoch comes from the seed, and a checkpoint holds the trainable weights, optimizer,
+scheduler and RNG states, so a resumed run continues exactly where it stopped. With ``--eval``, the eval loss is
+measured every ``--eval-every`` steps, the best model so far is kept in ``RUN_DIR/model`` and training stops after
+``--patience`` evaluations without improvement. The run directory holds:
+
+    run.json            configs, library versions, device, git commit, parameter counts, speed and memory figures
+    history.jsonl       train loss per step and eval loss per evaluation (the loss curves)
+    model/              the model directory loaded by bridge.lm.load_model / the analyzer
+    checkpoints/last/   the resumable state
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bridge.errors import DataError, UserError, run_main
+from bridge.lm import DEFAULT_BASE, ModelInfo, encode_answer, encode_prompt, load_base
+from bridge.schema import load_schema
+from finetune.config import TrainConfig
+from finetune.methods import METHODS, count_parameters, method_config_dict, trainable_state
+
+CHECKPOINT = "checkpoints/last"
+IGNORE = -100
+
+
+# ---- environment --------------------------------------------------------------------------------------------------
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "transformers", "peft", "safetensors", "onnx", "onnxruntime", "numpy", "ea-bridge"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def git_commit() -> str:
+    try:
+        root = Path(__file__).resolve().parents[1]
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def pick_device(tcfg: TrainConfig) -> tuple[torch.device, torch.dtype | None]:
+    """(device, autocast dtype or None). CUDA uses bf16 where supported, else fp16; the CPU trains in fp32."""
+    if tcfg.device == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            "--device cuda was asked for but no CUDA device is available", hint="use --device auto"
+        )
+    use_cuda = tcfg.device == "cuda" or (tcfg.device == "auto" and torch.cuda.is_available())
+    if not use_cuda:
+        return torch.device("cpu"), None
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device("cuda", local)
+    if tcfg.precision == "fp32":
+        return device, None
+    if tcfg.precision == "bf16" or (tcfg.precision == "auto" and torch.cuda.is_bf16_supported()):
+        return device, torch.bfloat16
+    return device, torch.float16
+
+
+def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    """CUDA max allocated on a GPU; the process's peak resident set size on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_rss"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ---- data ---------------------------------------------------------------------------------------------------------
+
+
+def read_records(path: str | Path, schema) -> list[dict]:
+    """Validated instruction records (``finetune.data.load_records`` gives line-numbered errors for bad files)."""
+    from finetune.data import load_records
+
+    records = load_records(path, schema)
+    out = []
+    for r in records:
+        out.append(
+            r if isinstance(r, dict) else {k: getattr(r, k) for k in ("instruction", "input", "output")}
+        )
+    if not out:
+        raise DataError("no training records", path=path, hint="the file is empty")
+    return out
+
+
+def tokenize_records(
+    records: list[dict], tokenizer, schema, max_prompt_tokens: int
+) -> list[tuple[list[int], list[int]]]:
+    """(input ids, labels) per record; labels are -100 on the prompt so the loss sees only the answer."""
+    out = []
+    for r in records:
+        prompt = encode_prompt(tokenizer, r["input"], schema, r.get("instruction") or None, max_prompt_tokens)
+        answer = encode_answer(tokenizer, r["output"], schema)
+        out.append((prompt + answer, [IGNORE] * len(prompt) + answer))
+    return out
+
+
+def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids, _ in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for b, (x, y) in enumerate(examples):
+        ids[b, : len(x)] = torch.tensor(x)
+        labels[b, : len(y)] = torch.tensor(y)
+        mask[b, : len(x)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def micro_batch(examples, index: int, tcfg: TrainConfig, rank: int = 0, world: int = 1):
+    """The ``index``-th micro-batch of the whole run: a pure function of the seed, so resuming needs only the step."""
+    per_epoch = math.ceil(len(examples) / tcfg.batch_size)
+    global_index = index * world + rank
+    epoch, k = divmod(global_index, per_epoch)
+    order = epoch_order(len(examples), tcfg.seed, epoch)
+    return [examples[i] for i in order[k * tcfg.batch_size : (k + 1) * tcfg.batch_size]], epoch
+
+
+@torch.no_grad()
+def eval_loss(model, examples, tcfg: TrainConfig, pad_id: int, device, amp_dtype) -> float:
+    """Token-weighted mean answer loss over ``examples``."""
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(examples), tcfg.batch_size):
+        batch = {
+            k: v.to(device) for k, v in collate(examples[start : start + tcfg.batch_size], pad_id).items()
+        }
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        shift_logits, shift_labels = logits[:, :-1].float(), batch["labels"][:, 1:]
+        loss = torch.nn.functional.cross_entropy(
+            shift_logits.reshape(-1, shift_logits.shape[-1]),
+            shift_labels.reshape(-1),
+            ignore_index=IGNORE,
+            reduction="sum",
+        )
+        total += float(loss)
+        count += int((shift_labels != IGNORE).sum())
+    model.train()
+    return total / max(count, 1)
+
+
+# ---- checkpoints --------------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(out: Path, model, optimizer, scheduler, state: dict) -> None:
+    """Write the resumable state atomically (a crash mid-write leaves the previous checkpoint intact)."""
+    from safetensors.torch import save_file
+
+    final = out / CHECKPOINT
+    tmp = final.with_name("last.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
+    torch.save(
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(),
+        },
+        tmp / "optimizer.pt",
+    )
+    (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
+    old = final.with_name("last.old")
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(out: Path, model, optimizer, scheduler) -> dict:
+    from safetensors.torch import load_file
+
+    ck = out / CHECKPOINT
+    weights = load_file(str(ck / "trainable.safetensors"))
+    own = {n for n, p in model.named_parameters() if p.requires_grad}
+    if set(weights) != own:
+        raise UserError(
+            "the checkpoint does not match this method/model",
+            path=ck,
+            hint="resume with the same --method and --model",
+        )
+    model.load_state_dict(weights, strict=False)
+    extra = torch.load(ck / "optimizer.pt", weights_only=False)
+    optimizer.load_state_dict(extra["optimizer"])
+    scheduler.load_state_dict(extra["scheduler"])
+    torch.set_rng_state(extra["torch_rng"])
+    np.random.set_state(extra["numpy_rng"])
+    random.setstate(extra["python_rng"])
+    return json.loads((ck / "trainer_state.json").read_text())
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+# ---- training -----------------------------------------------------------------------------------------------------
+
+
+def train(
+    method: str,
+    model_name: str,
+    data: str | Path,
+    out: str | Path,
+    eval_data: str | Path | None = None,
+    tcfg: TrainConfig | None = None,
+    mcfg=None,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Train and write a run directory; returns the contents of ``run.json``."""
+    tcfg = tcfg or TrainConfig()
+    if method not in METHODS:
+        raise UserError(f"unknown method {method!r}", hint=f"one of {', '.join(METHODS)}")
+    spec = METHODS[method]
+    mcfg = mcfg if mcfg is not None else spec.config_cls()
+    if not isinstance(mcfg, spec.config_cls):
+        raise UserError(f"method {method} needs a {spec.config_cls.__name__}, got {type(mcfg).__name__}")
+    out = Path(out)
+    if resume and not (out / CHECKPOINT / "trainer_state.json").is_file():
+        raise UserError("nothing to resume", path=out / CHECKPOINT, hint="run without --resume first")
+    if not resume and (out / "run.json").exists():
+        raise UserError("the run directory is not empty", path=out, hint="use --resume, or another --out")
+
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    rank = int(os.environ.get("RANK", 0))
+    main_proc = rank == 0
+    device, amp_dtype = pick_device(tcfg)
+    if world > 1:
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        torch.cuda.set_device(device) if device.type == "cuda" else None
+
+    schema = load_schema(tcfg.schema)
+    train_records = read_records(data, schema)
+    eval_records = read_records(eval_data, schema) if eval_data else []
+    seed_everything(tcfg.seed)
+    if tcfg.max_train_samples and tcfg.max_train_samples < len(train_records):
+        keep = sorted(epoch_order(len(train_records), tcfg.seed, -1)[: tcfg.max_train_samples])
+        train_records = [train_records[i] for i in keep]
+    if tcfg.max_eval_samples and tcfg.max_eval_samples < len(eval_records):
+        keep = sorted(epoch_order(len(eval_records), tcfg.seed, -2)[: tcfg.max_eval_samples])
+        eval_records = [eval_records[i] for i in keep]
+
+    t_load = time.perf_counter()
+    model, tokenizer = load_base(model_name)
+    seed_everything(
+        tcfg.seed
+    )  # adapter/LoRA init draws from the seed, independent of how loading used the RNG
+    model = spec.prepare(model, mcfg)
+    model.to(device)
+    if tcfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()  # frozen embeddings would otherwise cut the gradient path
+    load_s = time.perf_counter() - t_load
+    trainable, total = count_parameters(model)
+    train_ex = tokenize_records(train_records, tokenizer, schema, tcfg.max_prompt_tokens)
+    eval_ex = tokenize_records(eval_records, tokenizer, schema, tcfg.max_prompt_tokens)
+    pad_id = tokenizer.pad_token_id
+
+    per_epoch_steps = math.ceil(math.ceil(len(train_ex) / tcfg.batch_size) / (tcfg.grad_accum * world))
+    total_steps = max(1, math.ceil(per_epoch_steps * tcfg.epochs))
+    if tcfg.max_steps:
+        total_steps = min(total_steps, tcfg.max_steps)
+    lr = tcfg.lr or spec.default_lr
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=tcfg.weight_decay)
+
+    def schedule(step: int) -> float:
+        if step < tcfg.warmup_steps:
+            return (step + 1) / (tcfg.warmup_steps + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - tcfg.warmup_steps))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    train_model = model
+    if world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None
+        )
+
+    base_label = (
+        model_name
+        if model_name == DEFAULT_BASE
+        else str(Path(model_name).resolve())
+        if Path(model_name).exists()
+        else model_name
+    )
+    info = ModelInfo(
+        method=method,
+        base=base_label,
+        schema=tcfg.schema,
+        adapter=method_config_dict(method, mcfg),
+        max_prompt_tokens=tcfg.max_prompt_tokens,
+    )
+    run = {
+        "method": method,
+        "method_config": asdict(mcfg),
+        "train_config": asdict(tcfg),
+        "model": model_name,
+        "data": {"train": str(data), "eval": str(eval_data) if eval_data else None},
+        "records": {"train": len(train_ex), "eval": len(eval_ex)},
+        "lr": lr,
+        "versions": library_versions(),
+        "device": {
+            "type": device.type,
+            "name": torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else platform.processor() or "cpu",
+            "amp_dtype": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32",
+            "world_size": world,
+            "torch_threads": torch.get_num_threads(),
+        },
+        "git_commit": git_commit(),
+        "params": {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total},
+        "total_steps": total_steps,
+    }
+    state = {
+        "step": 0,
+        "best_eval": None,
+        "bad_evals": 0,
+        "history": [],
+        "train_seconds": 0.0,
+        "tokens": 0,
+        "samples": 0,
+    }
+    if resume:
+        state = load_checkpoint(out, model, optimizer, scheduler)
+    if main_proc:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+
+    def save_model() -> None:
+        if main_proc:
+            shutil.rmtree(out / "model", ignore_errors=True)
+            spec.save(model, tokenizer, out / "model", info)
+
+    model.train()
+    bar = None
+    if progress and main_proc:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=total_steps, initial=state["step"], desc=f"train {method}", unit="step", dynamic_ncols=True
+        )
+    stopped_early = False
+    t0 = time.perf_counter() - state["train_seconds"]
+    while state["step"] < total_steps:
+        step = state["step"]
+        optimizer.zero_grad(set_to_none=True)
+        step_loss, step_tokens = 0.0, 0
+        for k in range(tcfg.grad_accum):
+            examples, epoch = micro_batch(train_ex, step * tcfg.grad_accum + k, tcfg, rank, world)
+            batch = {key: v.to(device) for key, v in collate(examples, pad_id).items()}
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                loss = train_model(**batch).loss / tcfg.grad_accum
+            scaler.scale(loss).backward()
+            step_loss += float(loss.detach())
+            step_tokens += int(batch["attention_mask"].sum())
+            state["samples"] += len(examples)
+        if tcfg.max_grad_norm:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, tcfg.max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        state["step"] = step = step + 1
+        state["tokens"] += step_tokens
+        state["train_seconds"] = time.perf_counter() - t0
+        entry = {
+            "step": step,
+            "epoch": epoch,
+            "train_loss": round(step_loss, 6),
+            "lr": scheduler.get_last_lr()[0],
+        }
+        entry["elapsed_s"] = round(state["train_seconds"], 3)
+        if eval_ex and (step % tcfg.eval_every == 0 or step == total_steps):
+            ev = eval_loss(model, eval_ex, tcfg, pad_id, device, amp_dtype)
+            entry["eval_loss"] = round(ev, 6)
+            if state["best_eval"] is None or ev < state["best_eval"]:
+                state["best_eval"], state["bad_evals"] = ev, 0
+                save_model()
+            else:
+                state["bad_evals"] += 1
+                stopped_early = bool(tcfg.patience) and state["bad_evals"] >= tcfg.patience
+        state["history"].append(entry)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{step_loss:.4f}",
+                **({"eval": f"{entry['eval_loss']:.4f}"} if "eval_loss" in entry else {}),
+            )
+        if main_proc and (step % tcfg.save_every == 0 or step == total_steps or stopped_early):
+            save_checkpoint(out, model, optimizer, scheduler, state)
+        if stopped_early:
+            break
+    if bar is not None:
+        bar.close()
+    if not eval_ex or state["best_eval"] is None:
+        save_model()  # without an eval set the last weights are the model
+    train_s = state["train_seconds"]
+    peak, peak_kind = peak_memory_mb(device)
+    run["result"] = {
+        "steps": state["step"],
+        "stopped_early": stopped_early,
+        "best_eval_loss": state["best_eval"],
+        "final_train_loss": state["history"][-1]["train_loss"] if state["history"] else None,
+        "load_seconds": round(load_s, 3),
+        "train_seconds": round(train_s, 3),
+        "samples_per_s": round(state["samples"] / train_s, 4) if train_s else None,
+        "tokens_per_s": round(state["tokens"] / train_s, 2) if train_s else None,
+        "peak_memory_mb": round(peak, 1),
+        "peak_memory_kind": peak_kind,
+        "checkpoint_bytes": dir_bytes(out / "model") if (out / "model").exists() else 0,
+    }
+    if main_proc:
+        with (out / "history.jsonl").open("w") as fh:
+            for e in state["history"]:
+                fh.write(json.dumps(e) + "\n")
+        (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return run
+
+
+# ---- command line -------------------------------------------------------------------------------------------------
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def _add_dataclass_args(ap: argparse.ArgumentParser, cls, prefix: str = "") -> None:
+    """One ``--flag`` per dataclass field, with its help text and default (so ``--help`` shows the config)."""
+    group = ap.add_argument_group(f"{prefix.rstrip('-') or 'training'} options ({cls.__name__})")
+    for f in fields(cls):
+        flag = "--" + prefix + f.name.replace("_", "-")
+        dest = (prefix + f.name).replace("-", "_")
+        help_text = f.metadata.get("help", "")
+        ann = str(f.type)
+        if ann == "bool":
+            group.add_argument(
+                flag, dest=dest, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
+            )
+        elif "tuple" in ann:
+            group.add_argument(flag, dest=dest, nargs="+", default=f.default, help=help_text)
+        else:
+            base = next((t for name, t in _TYPES.items() if ann.startswith(name)), str)
+            group.add_argument(flag, dest=dest, type=base, default=f.default, help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m finetune.train",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ap.add_argument("--method", choices=sorted(METHODS), required=True, help="tuning method")
+    ap.add_argument(
+        "--model", default=DEFAULT_BASE, help="base model: Hugging Face id, local path or smollm2-135m"
+    )
+    ap.add_argument("--data", required=True, help="training records, instruction JSONL/JSON")
+    ap.add_argument("--eval", default=None, help="eval records for eval loss and early stopping")
+    ap.add_argument("--out", required=True, help="run directory to create (or to continue with --resume)")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_dataclass_args(ap, TrainConfig)
+    for name, spec in METHODS.items():
+        if fields(spec.config_cls):
+            _add_dataclass_args(ap, spec.config_cls, prefix=f"{name}-")
+    return ap
+
+
+def configs_from_args(args) -> tuple[TrainConfig, object]:
+    """The typed configs from parsed arguments; an inconsistent value becomes a one-line user error."""
+    spec = METHODS[args.method]
+    try:
+        tcfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+        mcfg = spec.config_cls(
+            **{f.name: getattr(args, f"{args.method}_{f.name}") for f in fields(spec.config_cls)}
+        )
+    except ValueError as exc:
+        raise UserError(f"bad option: {exc}", hint="see --help") from exc
+    return tcfg, mcfg
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    tcfg, mcfg = configs_from_args(args)
+    run = train(
+        args.method, args.model, args.data, args.out, args.eval, tcfg, mcfg, args.resume, not args.no_progress
+    )
+    r = run["result"]
+    print(
+        f"{args.method}: {r['steps']} steps in {r['train_seconds']:.1f}s, trainable {run['params']['trainable']:,} "
+        f"({run['params']['trainable_pct']:.3f}%), best eval loss {r['best_eval_loss']}, model in {Path(args.out) / 'model'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
