@@ -180,7 +180,13 @@ private:
 
 public:
                      CBridgeTrader(void) : m_last_retcode(0),m_closed_until(0) {}
-   void              Init(const TraderSettings &settings) { m_set=settings; }
+   void              Init(const TraderSettings &settings)
+     {
+      m_set=settings;
+      m_last_retcode=0;
+      m_last_message="";
+      m_closed_until=0;
+     }
    //--- what the EA holds: the net direction and volume of its positions in the symbol
    void              Position(int &direction,double &volume) const
      {
