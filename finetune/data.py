@@ -1,0 +1,687 @@
+"""Training data: convert public sentiment sets and calendars into instruction JSONL, and load such files with checks.
+
+    python -m finetune.data convert --format tfns sent_train.csv tfns.jsonl
+    python -m finetune.data convert --format phrasebank Sentences_AllAgree.txt phrasebank.jsonl
+    python -m finetune.data convert --format sentfin SEntFiN.csv sentfin.jsonl
+    python -m finetune.data convert --format calendar forexfactory_2016.csv calendar.jsonl [--tz UTC-5]
+    python -m finetune.data convert --format headlines headlines.csv to_annotate.jsonl
+    python -m finetune.data check records.jsonl [--schema fx_macro]
+
+Records are ``{"instruction", "input", "output"}`` (Alpaca / LLaMA-Factory); ``output`` is the one-line answer of
+``bridge.prompt.format_output``; ``input`` is ``bridge.prompt.format_input`` of the news item, exactly what the model
+sees at run time. Every output file gets a sidecar ``OUT.meta.json`` with the command's settings, the counts of written
+and skipped rows (by reason), the input file's SHA-256 and the library versions. The mapping rules (3-class sentiment
+to the 7-level scale, keyword rules for event/market/sector) are described in docs/training_data.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import platform
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from bridge.errors import DataError, UserError, run_main
+from bridge.news import load_news_report
+from bridge.prompt import format_input, make_record, parse_output
+from bridge.schema import Schema, load_schema
+from bridge.surprise import SurpriseAnalyzer
+from bridge.types import Analysis, NewsItem
+
+FORMATS = ("tfns", "phrasebank", "sentfin", "calendar", "headlines")
+REQUIRED_KEYS = ("instruction", "input", "output")
+# A 3-class label names a direction, not a strength: map it to the middle of its side of the 7-level scale
+# (moderately = 2), which is at most one level from any true strength (see docs/training_data.md).
+DEFAULT_THREE_CLASS_LEVEL = 2
+TFNS_LABELS = {"0": "negative", "1": "positive", "2": "neutral"}  # 0 = Bearish, 1 = Bullish, 2 = Neutral
+_EPOCH = pd.Timestamp(
+    "1970-01-01", tz="UTC"
+)  # text-only sources have no time; the input text does not show it
+_URL = re.compile(r"https?://\S+")
+_TICKER = re.compile(r"\$([A-Za-z]{1,6}(?:\.[A-Za-z]{1,2})?)\b")
+_RELATED_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,23}$")
+_SENTIMENT_WORDS = {
+    "negative": "negative",
+    "bearish": "negative",
+    "neg": "negative",
+    "-1": "negative",
+    "positive": "positive",
+    "bullish": "positive",
+    "pos": "positive",
+    "1": "positive",
+    "neutral": "neutral",
+    "neu": "neutral",
+    "0": "neutral",
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Keyword labels for text sources without FX labels
+
+
+# First match wins; patterns are matched on the lower-cased text with word boundaries where it matters.
+_EVENT_RULES = [
+    (
+        r"\b(rate (hike|cut|decision)|raises? rates|cuts? rates|hikes? rates|fomc|monetary policy|basis points|bps)\b",
+        "central bank decision",
+    ),
+    (
+        r"\b(powell|yellen|bernanke|draghi|lagarde|carney|bailey|kuroda|fed chair|governor|central bank)\b",
+        "central bank speech",
+    ),
+    (
+        r"\b(cpi|inflation|gdp|payrolls|jobs report|unemployment|jobless|pmi|retail sales|industrial production|"
+        r"consumer confidence|housing starts|trade balance|trade deficit)\b",
+        "economic data",
+    ),
+    (r"\b(tariffs?|trade war|trade deal|trade talks|import duty|export ban)\b", "trade policy"),
+    (r"\b(stimulus|budget|fiscal|tax(es)?|government spending|deficit|debt ceiling)\b", "fiscal policy"),
+    (r"\b(war|election|brexit|sanctions?|missile|coup|referendum|protests?)\b", "geopolitics"),
+    (r"\b(oil|crude|opec|gold|silver|copper|wheat|natural gas|brent|wti)\b", "commodity"),
+    (
+        r"\b(dow|s&p|nasdaq|sensex|nifty|stocks|futures|markets?|index|indices|rally|sell-?off)\b",
+        "market move",
+    ),
+]
+_MARKET_RULES = [
+    (r"\b(euro ?zone|euro area|ecb|germany|german|france|french|italy|italian|spain|eur)\b", "EU"),
+    (r"\b(u\.?k\.?|britain|british|sterling|pound|boe|ftse|gbp)\b", "UK"),
+    (r"\b(japan|japanese|yen|boj|nikkei|jpy)\b", "JP"),
+    (r"\b(china|chinese|yuan|pboc|beijing|cny)\b", "CN"),
+    (r"\b(canada|canadian|loonie|boc|cad)\b", "CA"),
+    (r"\b(australia|australian|aussie|rba|aud)\b", "AU"),
+    (r"\b(swiss|switzerland|franc|snb|chf)\b", "CH"),
+    (r"\b(new zealand|kiwi|rbnz|nzd)\b", "NZ"),
+    (r"\b(u\.?s\.?|america|american|fed|dollar|wall street|treasury|usd)\b", "US"),
+]
+_SECTOR_RULES = [
+    (r"\b(bitcoin|crypto|ethereum|blockchain|btc)\b", "crypto"),
+    (r"\b(oil|crude|opec|natural gas|brent|wti|energy)\b", "energy"),
+    (r"\b(gold|silver|copper|wheat|corn|commodit(y|ies))\b", "commodities"),
+    (r"\b(bonds?|yields?|rates?|treasur(y|ies)|fomc|fed|ecb)\b", "rates"),
+    (r"\b(credit(?! suisse| agricole)|default|downgrade|junk|spreads?)\b", "credit"),
+    (r"\b(dollar|euro|yen|sterling|pound|currenc(y|ies)|forex|fx)\b", "FX"),
+]
+_EVENT_SECTOR = {"central bank decision": "rates", "central bank speech": "rates", "commodity": "commodities"}
+
+
+def _first(rules: Sequence[tuple[str, str]], text: str) -> str | None:
+    for pattern, value in rules:
+        if re.search(pattern, text):
+            return value
+    return None
+
+
+def keyword_labels(text: str, default_market: str, schema: Schema) -> dict[str, str]:
+    """Event, market and sector of a text source by keyword rules; defaults 'corporate', ``default_market``,
+    'equities' (most tweets and headlines in these sets are about listed companies)."""
+    low = text.lower()
+    event = _first(_EVENT_RULES, low) or "corporate"
+    market = _first(_MARKET_RULES, low) or default_market
+    sector = _first(_SECTOR_RULES, low) or _EVENT_SECTOR.get(event) or "equities"
+    labels = {"event": event, "market": market, "sector": sector}
+    # A schema with other fields gets its own defaults for them; values outside its vocabulary fall back too.
+    out = schema.defaults()
+    for f in schema.fields:
+        if f.name in labels and f.canonical(labels[f.name]) is not None:
+            out[f.name] = f.canonical(labels[f.name])
+    return out
+
+
+def level_of_class(label: str, three_class_level: int) -> int:
+    """Level on the 7-level scale of a 3-class label (negative / neutral / positive)."""
+    return {"negative": -three_class_level, "neutral": 0, "positive": three_class_level}[label]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Conversion
+
+
+@dataclass
+class ConvertStats:
+    """Counts of one conversion: rows read, records written, and skipped rows by reason (with first lines)."""
+
+    rows: int = 0
+    written: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    examples: dict[str, list[int]] = field(default_factory=dict)
+
+    def skip(self, reason: str, line: int | None = None) -> None:
+        self.skipped[reason] += 1
+        if line is not None:
+            self.examples.setdefault(reason, [])
+            if len(self.examples[reason]) < 5:
+                self.examples[reason].append(line)
+
+    def lines(self) -> list[str]:
+        out = [f"rows read: {self.rows}", f"records written: {self.written}"]
+        for reason, n in self.skipped.most_common():
+            ex = self.examples.get(reason)
+            out.append(f"skipped {n}: {reason}" + (f" (e.g. line {', '.join(map(str, ex))})" if ex else ""))
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "rows": self.rows,
+            "written": self.written,
+            "skipped": dict(self.skipped),
+            "examples": self.examples,
+        }
+
+
+@dataclass
+class ConvertOptions:
+    """Settings of a conversion (recorded in the sidecar)."""
+
+    format: str
+    schema: str = "fx_macro"
+    tz: str | None = None
+    three_class_level: int = DEFAULT_THREE_CLASS_LEVEL
+    min_confidence: float = 0.2
+    strip_urls: bool = True
+
+    def __post_init__(self):
+        if self.format not in FORMATS:
+            raise UserError(
+                f"unknown training-data format {self.format!r}", hint=f"one of {', '.join(FORMATS)}"
+            )
+        if self.three_class_level not in (1, 2, 3):
+            raise UserError(
+                "--three-class-level must be 1, 2 or 3", hint="2 (moderately) is the documented default"
+            )
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise UserError("--min-confidence must be in [0, 1]")
+
+
+def _text_input(text: str, strip_urls: bool) -> str:
+    if strip_urls:
+        text = _URL.sub("", text)
+    return format_input(NewsItem(time=_EPOCH, headline=" ".join(text.split())))
+
+
+def _read_text(path: Path) -> tuple[str, str]:
+    """File text and the encoding used: UTF-8, else Latin-1 (Financial PhraseBank ships in Latin-1)."""
+    if not path.is_file():
+        raise UserError(f"no such file: {path}", hint="check the path")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError("the file is empty", path=path, hint="expected a header line and data rows")
+    try:
+        return raw.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        return raw.decode("latin-1"), "latin-1"
+
+
+def _csv_rows(path: Path, text: str) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise DataError("the file has no header line", path=path) from None
+
+    def rows():
+        prev = reader.line_num
+        try:
+            for rec in reader:
+                start, prev = prev + 1, reader.line_num
+                if rec and any(c.strip() for c in rec):
+                    yield start, rec
+        except csv.Error as exc:
+            raise DataError(
+                f"unreadable CSV: {exc}", path=path, line=prev + 1, hint="check quoting"
+            ) from None
+
+    return header, rows()
+
+
+def _column(path: Path, header: list[str], names: Sequence[str], what: str) -> int:
+    lower = [h.lower() for h in header]
+    for n in names:
+        if n in lower:
+            return lower.index(n)
+    raise DataError(
+        f"missing the {what} column (found: {', '.join(header)}; expected one of: {', '.join(names)})",
+        path=path,
+        line=1,
+        hint="check --format and the delimiter",
+    )
+
+
+def _convert_tfns(path: Path, opts: ConvertOptions, schema: Schema, stats: ConvertStats) -> Iterator[dict]:
+    text, _ = _read_text(path)
+    header, rows = _csv_rows(path, text)
+    ti = _column(path, header, ("text", "tweet", "sentence"), "text")
+    li = _column(path, header, ("label", "sentiment"), "label")
+    for line, rec in rows:
+        stats.rows += 1
+        if len(rec) != len(header):
+            stats.skip(f"{len(rec)} fields where the header has {len(header)}", line)
+            continue
+        label = TFNS_LABELS.get(rec[li].strip()) or _SENTIMENT_WORDS.get(rec[li].strip().lower())
+        if label is None:
+            stats.skip(f"label not 0/1/2 (bearish/bullish/neutral): e.g. {rec[li]!r}", line)
+            continue
+        body = rec[ti].strip()
+        if not (_URL.sub("", body) if opts.strip_urls else body).strip():
+            stats.skip("no text (or only a URL)", line)
+            continue
+        related = tuple(dict.fromkeys(t.upper() for t in _TICKER.findall(body)))[:8]
+        analysis = Analysis(
+            keyword_labels(body, "US", schema), level_of_class(label, opts.three_class_level), related
+        )
+        yield make_record(_text_input(body, opts.strip_urls), analysis, schema)
+
+
+def _phrasebank_rows(path: Path, text: str) -> Iterator[tuple[int, str, str]]:
+    """(line, sentence, label) from ``sentence@label`` lines or a CSV with sentence and label columns."""
+    lines = text.splitlines()
+    first = next((ln for ln in lines if ln.strip()), "")
+    if "@" in first and _SENTIMENT_WORDS.get(first.rsplit("@", 1)[1].strip().lower()):
+        for n, ln in enumerate(lines, start=1):
+            if ln.strip():
+                sentence, _, label = ln.rpartition("@")
+                yield n, sentence if _ else ln, label if _ else ""
+        return
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows = list(enumerate(reader, start=1))
+    if not rows:
+        return
+    head = [h.strip().lower() for h in rows[0][1]]
+    if "label" in head or "sentiment" in head:
+        li = head.index("label") if "label" in head else head.index("sentiment")
+        si = next(
+            (head.index(n) for n in ("sentence", "text", "headline") if n in head),
+            1 - li if len(head) == 2 else None,
+        )
+        if si is None:
+            raise DataError(
+                f"no sentence column (found: {', '.join(head)})",
+                path=path,
+                line=1,
+                hint="name it sentence or text",
+            )
+        body = rows[1:]
+    else:
+        # Headerless 'label,sentence' (the Kaggle copy) or 'sentence,label': the label is the column holding a class word.
+        li = 0 if _SENTIMENT_WORDS.get(rows[0][1][0].strip().lower()) else 1
+        si = 1 - li
+        body = rows
+    for n, rec in body:
+        if len(rec) < 2:
+            yield n, ",".join(rec), ""
+        else:
+            yield n, rec[si], rec[li]
+
+
+def _convert_phrasebank(
+    path: Path, opts: ConvertOptions, schema: Schema, stats: ConvertStats
+) -> Iterator[dict]:
+    text, _ = _read_text(path)
+    for line, sentence, raw_label in _phrasebank_rows(path, text):
+        stats.rows += 1
+        label = _SENTIMENT_WORDS.get(raw_label.strip().lower())
+        if label is None:
+            stats.skip(
+                "no label positive/negative/neutral (expected 'sentence@label' or sentence,label)", line
+            )
+            continue
+        if not sentence.strip():
+            stats.skip("empty sentence", line)
+            continue
+        analysis = Analysis(
+            keyword_labels(sentence, "global", schema), level_of_class(label, opts.three_class_level)
+        )
+        yield make_record(_text_input(sentence, opts.strip_urls), analysis, schema)
+
+
+_DECISION = re.compile(
+    r"""(?:^\{|,)\s*(['"])(?P<name>.*?)\1\s*:\s*(['"])(?P<s>positive|negative|neutral)\3\s*(?=,|\}$)"""
+)
+
+
+def parse_decisions(text: str) -> dict[str, str] | None:
+    """SEntFiN's ``Decisions`` cell (``{'Entity': 'positive', ...}``) as a dict; tolerates unescaped quotes in names
+    (``'Osian's Art Fund'``). None when it cannot be read."""
+    text = text.strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        return None
+    out = {m.group("name"): m.group("s") for m in _DECISION.finditer(text)}
+    return out or None
+
+
+def _convert_sentfin(path: Path, opts: ConvertOptions, schema: Schema, stats: ConvertStats) -> Iterator[dict]:
+    text, _ = _read_text(path)
+    header, rows = _csv_rows(path, text)
+    ti = _column(path, header, ("title", "headline", "text"), "title")
+    di = _column(path, header, ("decisions",), "Decisions")
+    for line, rec in rows:
+        stats.rows += 1
+        if len(rec) != len(header):
+            stats.skip(f"{len(rec)} fields where the header has {len(header)}", line)
+            continue
+        decisions = parse_decisions(rec[di])
+        if decisions is None:
+            stats.skip("Decisions cell not readable as {entity: sentiment}", line)
+            continue
+        kinds = set(decisions.values()) - {"neutral"}
+        if len(kinds) > 1:
+            # The headline is good for one entity and bad for another: no single sentiment for the item.
+            stats.skip("entities with opposite sentiments", line)
+            continue
+        label = kinds.pop() if kinds else "neutral"
+        related = tuple(e.upper() for e in decisions if _RELATED_TOKEN.match(e))[:8]
+        title = rec[ti].strip()
+        if not title:
+            stats.skip("empty title", line)
+            continue
+        analysis = Analysis(
+            keyword_labels(title, "global", schema), level_of_class(label, opts.three_class_level), related
+        )
+        yield make_record(_text_input(title, opts.strip_urls), analysis, schema)
+
+
+def _convert_calendar(
+    path: Path, opts: ConvertOptions, schema: Schema, stats: ConvertStats
+) -> Iterator[dict]:
+    items, report = load_news_report(path, "auto", opts.tz)
+    if report.format == "headlines":
+        raise UserError("this is a headline file, not a calendar", path=path, hint="use --format headlines")
+    stats.rows = report.rows
+    for p in report.problems:
+        if p.skipped:
+            stats.skipped[f"unusable row: {p.message}"] += len(p.lines)
+            stats.examples[f"unusable row: {p.message}"] = p.lines[:5]
+    if report.duplicates:
+        stats.skipped["duplicate row"] += report.duplicates
+        stats.examples["duplicate row"] = report.duplicate_lines[:5]
+    # The file's own history gives each indicator's typical surprise (labels only; no trading decision uses it).
+    analyzer = SurpriseAnalyzer(history=items, schema=schema)
+    for item, analysis in zip(items, analyzer.analyze(items), strict=True):
+        if not item.is_calendar:
+            stats.skip("no actual value or nothing to compare it with (holidays, speeches, unreleased)")
+            continue
+        if analysis.confidence < opts.min_confidence:
+            stats.skip(f"surprise rule confidence below {opts.min_confidence} (indicator without direction)")
+            continue
+        yield make_record(format_input(item), analysis, schema)
+
+
+def _convert_headlines(
+    path: Path, opts: ConvertOptions, schema: Schema, stats: ConvertStats
+) -> Iterator[dict]:
+    # Headlines carry no labels. The records are written for annotation: output is empty, and load_records refuses
+    # them until each output is filled in; id, time and source say which item each record is.
+    items, report = load_news_report(path, "headlines", opts.tz)
+    stats.rows = report.rows
+    for p in report.problems:
+        if p.skipped:
+            stats.skipped[f"unusable row: {p.message}"] += len(p.lines)
+    if report.duplicates:
+        stats.skipped["duplicate row"] += report.duplicates
+    for item in items:
+        yield {
+            "instruction": schema.instruction,
+            "input": format_input(item),
+            "output": "",
+            "id": item.id,
+            "time": item.time.isoformat(),
+            "source": item.source,
+        }
+
+
+_CONVERTERS = {
+    "tfns": _convert_tfns,
+    "phrasebank": _convert_phrasebank,
+    "sentfin": _convert_sentfin,
+    "calendar": _convert_calendar,
+    "headlines": _convert_headlines,
+}
+
+
+def convert(
+    in_path: str | Path, out_path: str | Path, opts: ConvertOptions, progress: bool = True
+) -> ConvertStats:
+    """Convert ``in_path`` to instruction JSONL at ``out_path`` with a sidecar ``.meta.json``; returns the counts."""
+    in_path, out_path = Path(in_path), Path(out_path)
+    schema = load_schema(opts.schema)
+    stats = ConvertStats()
+    records = _CONVERTERS[opts.format](in_path, opts, schema, stats)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".part")
+    with tmp.open("w", encoding="utf-8") as f:
+        for rec in tqdm(
+            records, desc=f"convert {opts.format}", unit=" rec", disable=not progress, mininterval=0.5
+        ):
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            stats.written += 1
+    tmp.replace(out_path)  # a crash leaves no half-written training file under the real name
+    meta = {
+        "command": "finetune.data convert",
+        "input": str(in_path),
+        "input_sha256": hashlib.sha256(in_path.read_bytes()).hexdigest(),
+        "output": str(out_path),
+        "options": vars(opts),
+        "counts": stats.to_dict(),
+        "versions": _versions(),
+    }
+    meta_path(out_path).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return stats
+
+
+def meta_path(out_path: str | Path) -> Path:
+    """The sidecar file recording how ``out_path`` was made."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.name + ".meta.json")
+
+
+def _versions() -> dict[str, str]:
+    import numpy
+    import tqdm as tqdm_mod
+
+    from bridge import __version__ as bridge_version
+
+    return {
+        "python": platform.python_version(),
+        "ea-bridge": bridge_version,
+        "pandas": pd.__version__,
+        "numpy": numpy.__version__,
+        "tqdm": tqdm_mod.__version__,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Loading and validating a training file
+
+
+def _records_from(path: Path, text: str) -> Iterator[tuple[int, object]]:
+    """(line, parsed object) per record of a JSONL file or a JSON array file."""
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"invalid JSON: {exc.msg}",
+                path=path,
+                line=exc.lineno,
+                hint="a .json training file must be one JSON array of records",
+            ) from None
+        # A JSON array has no line per record: report the line where each record starts.
+        starts = _array_record_lines(text, len(data))
+        yield from zip(starts, data, strict=True)
+        return
+    for n, ln in enumerate(text.split("\n"), start=1):
+        if not ln.strip():
+            continue
+        try:
+            yield n, json.loads(ln)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"invalid JSON on line {n}: {exc.msg} (column {exc.colno})",
+                path=path,
+                line=n,
+                hint="each line must be one JSON object with instruction, input and output",
+            ) from None
+
+
+def _array_record_lines(text: str, count: int) -> list[int]:
+    decoder = json.JSONDecoder()
+    lines, pos = [], text.index("[") + 1
+    for _ in range(count):
+        while text[pos] in " \t\r\n,":
+            pos += 1
+        lines.append(text.count("\n", 0, pos) + 1)
+        _, pos = decoder.raw_decode(text, pos)
+    return lines
+
+
+def load_records(path: str | Path, schema: Schema | str | None = None) -> list[dict]:
+    """Read an instruction JSONL (or JSON array) training file and check every record; return the records.
+
+    Each record must be an object with string ``instruction``, ``input`` and ``output``, non-empty input and output,
+    and an output whose every label is in ``schema`` (default: fx_macro). Any failure is a ``DataError`` naming the
+    file, the line and the field, and how many records are bad in all. Extra keys (id, time, source) are kept.
+    """
+    path = Path(path)
+    schema = load_schema(schema) if isinstance(schema, str) or schema is None else schema
+    if not path.is_file():
+        raise UserError(f"no such file: {path}", hint="check the path")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError("the training file is empty", path=path, hint="expected one JSON record per line")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            "not UTF-8 text", path=path, line=raw[: exc.start].count(b"\n") + 1, hint="save the file as UTF-8"
+        ) from None
+    records: list[dict] = []
+    errors: list[tuple[int, str, str]] = []
+    for line, obj in _records_from(path, text):
+        problem = _check_record(obj, schema)
+        if problem:
+            errors.append((line, *problem))
+        else:
+            records.append(obj)
+    if errors:
+        line, message, hint = errors[0]
+        more = f"; {len(errors)} bad records in all (lines {', '.join(str(e[0]) for e in errors[:10])}" + (
+            " ...)" if len(errors) > 10 else ")"
+        )
+        raise DataError(message + (more if len(errors) > 1 else ""), path=path, line=line, hint=hint)
+    if not records:
+        raise DataError("no records in the training file", path=path)
+    return records
+
+
+def _check_record(obj: object, schema: Schema) -> tuple[str, str] | None:
+    """(message, hint) for a bad record, None for a good one."""
+    if not isinstance(obj, dict):
+        return f"a record must be a JSON object, got {type(obj).__name__}", "one object per line"
+    for key in REQUIRED_KEYS:
+        if key not in obj:
+            return f"missing field {key!r}", "each record needs instruction, input and output"
+        if not isinstance(obj[key], str):
+            return (
+                f"field {key!r} must be a string, got {type(obj[key]).__name__}",
+                "write the text as a JSON string",
+            )
+    if not obj["input"].strip():
+        return "empty input", "the news text goes in 'input'"
+    if not obj["output"].strip():
+        return (
+            "empty output",
+            "label the record (records written for annotation have an empty output until labelled)",
+        )
+    if "\n" in obj["output"].strip():
+        return (
+            "output has more than one line",
+            "the answer is one line: event: ..., sentiment: ..., related: ...",
+        )
+    res = parse_output(obj["output"], schema)
+    if not res.ok:
+        return (
+            f"output label not in the {schema.name} schema: {'; '.join(res.problems)}",
+            f"use the values of bridge/schemas/{schema.name}.json",
+        )
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m finetune.data convert|check``."""
+    ap = argparse.ArgumentParser(
+        prog="python -m finetune.data", description="Training data conversion and checks."
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser(
+        "convert",
+        help="convert a public data set or calendar to instruction JSONL",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    c.add_argument("--format", required=True, choices=FORMATS)
+    c.add_argument("input", type=Path)
+    c.add_argument("output", type=Path)
+    c.add_argument(
+        "--tz", default=None, help="source clock of calendar/headline files (default: the format's own)"
+    )
+    c.add_argument("--schema", default="fx_macro", help="label schema name or JSON path")
+    c.add_argument(
+        "--three-class-level",
+        type=int,
+        default=DEFAULT_THREE_CLASS_LEVEL,
+        choices=(1, 2, 3),
+        help="7-level magnitude of a 3-class positive/negative label (2 = moderately)",
+    )
+    c.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.2,
+        help="calendar: skip events the surprise rule labels with less confidence",
+    )
+    c.add_argument("--keep-urls", action="store_true", help="keep URLs in tweet text (default: removed)")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    k = sub.add_parser("check", help="validate a training file against a schema")
+    k.add_argument("file", type=Path)
+    k.add_argument("--schema", default="fx_macro")
+    args = ap.parse_args(argv)
+    if args.cmd == "check":
+        records = load_records(args.file, args.schema)
+        levels = Counter(
+            parse_output(r["output"], load_schema(args.schema)).analysis.sentiment for r in records
+        )
+        print(f"{args.file}: {len(records)} records, all valid for the {args.schema} schema")
+        print("sentiment levels: " + ", ".join(f"{lv:+d}: {levels[lv]}" for lv in range(-3, 4)))
+        return 0
+    opts = ConvertOptions(
+        format=args.format,
+        schema=args.schema,
+        tz=args.tz,
+        three_class_level=args.three_class_level,
+        min_confidence=args.min_confidence,
+        strip_urls=not args.keep_urls,
+    )
+    stats = convert(args.input, args.output, opts, progress=not args.no_progress)
+    print(f"{args.input} -> {args.output} ({opts.format})")
+    for line in stats.lines():
+        print("  " + line)
+    print(f"  settings and counts: {meta_path(args.output)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
