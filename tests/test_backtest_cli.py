@@ -1,0 +1,243 @@
+"""python -m backtest.run end to end: the demo, --signals, result files, the analysis cache, bad input, and a run over
+three years of real bars, calendar and headlines."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtest.bars import load_bars
+from backtest.cache import AnalysisCache
+from backtest.engine import EngineConfig, bar_open_ns, run_backtest, targets_from_effects
+from backtest.event_study import event_study
+from backtest.report import write_report
+from backtest.run import analyse, main
+from backtest.stats import compute_stats
+from bridge.errors import run_main
+from bridge.news import load_news
+from bridge.policy import PolicyConfig, effects_frame
+from bridge.surprise import SurpriseAnalyzer
+from bridge.types import Analysis, NewsItem
+
+
+def _run(argv, capsys) -> tuple[int, str, str]:
+    rc = run_main(main, argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_demo_run_prints_the_statistics_table(tmp_path, capsys):
+    rc, out, err = _run(["--symbol", "EURUSD", "--quiet", "--cache", str(tmp_path / "cache")], capsys)
+    assert rc == 0, err
+    for name in ("Return [%]", "Sharpe Ratio", "Max. Drawdown [%]", "# Trades", "Buy & Hold", "No-news"):
+        assert name in out
+    assert "Traceback" not in err
+
+
+def test_help_shows_the_defaults():
+    out = subprocess.run(
+        [sys.executable, "-m", "backtest.run", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for flag in (
+        "--half-life",
+        "--ttl",
+        "--threshold",
+        "--min-confidence",
+        "--sl",
+        "--tp",
+        "--latency",
+        "--risk",
+    ):
+        assert flag in out
+    assert "default: 5.0" in out  # latency
+
+
+def _signals_file(path, times, values):
+    pd.DataFrame({"time_utc": [t.strftime("%Y-%m-%d %H:%M:%S") for t in times], "target": values}).to_csv(
+        path, index=False
+    )
+
+
+def test_signals_run_writes_self_contained_report_with_config_and_versions(tmp_path, capsys):
+    times = pd.date_range("2017-02-01 10:30", periods=60, freq="37h", tz="UTC")
+    values = np.resize([1, 0, -1, 1, -1], len(times))
+    _signals_file(tmp_path / "sig.csv", times, values)
+    out_dir = tmp_path / "out"
+    argv = [
+        "--signals",
+        str(tmp_path / "sig.csv"),
+        "--spread",
+        "12",
+        "--commission",
+        "3",
+        "--out",
+        str(out_dir),
+    ]
+    rc, out, err = _run(argv + ["--quiet"], capsys)
+    assert rc == 0, err
+    for name in ("stats.json", "trades.csv", "event_study.csv", "report.html", "equity.png"):
+        assert (out_dir / name).stat().st_size > 0
+    doc = json.loads((out_dir / "stats.json").read_text())
+    assert doc["config"]["engine"]["commission"] == 3.0
+    assert doc["config"]["engine"]["spread"] == pytest.approx(12 * 0.00001)
+    assert doc["versions"]["pandas"] == pd.__version__
+    assert doc["stats"]["# Trades"] == len(pd.read_csv(out_dir / "trades.csv")) > 20
+    assert set(doc["baselines"]) == {"Buy & Hold", "No-news (shifted)"}
+    page = (out_dir / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 2
+    assert not re.search(r"<script|src=\"http|href=\"http", page)  # opens offline
+
+
+def test_second_run_reads_analyses_from_the_cache(shared_data, tmp_path, capsys):
+    argv = [
+        "--bars", str(shared_data / "bars" / "EURUSD60.csv"), "--bars-tz", "UTC+4",
+        "--news", str(shared_data / "calendar" / "forexfactory_2016.csv"),
+        "--from", "2016-01-01", "--to", "2016-03-31", "--quiet", "--cache", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert _run(argv + ["--out", str(first)], capsys)[0] == 0
+    assert _run(argv + ["--out", str(second)], capsys)[0] == 0
+    a = json.loads((first / "stats.json").read_text())
+    b = json.loads((second / "stats.json").read_text())
+    assert a["config"]["source"]["computed"] > 100
+    assert b["config"]["source"]["computed"] == 0
+    assert a["stats"] == b["stats"]
+
+
+# --- bad input: one clear line, an exit code, no traceback ---------------------------------------------------------
+
+
+def test_bars_and_news_that_do_not_overlap_are_a_clear_error(shared_data, tmp_path, capsys):
+    argv = [
+        "--news",
+        str(shared_data / "calendar" / "forexfactory_2014.csv"),
+        "--quiet",
+        "--cache",
+        str(tmp_path),
+    ]
+    rc, _, err = _run(argv, capsys)
+    assert rc == 3
+    assert "do not overlap in time" in err and "2014" in err and "2017" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_symbol_is_a_clear_error(tmp_path, capsys):
+    rc, _, err = _run(["--symbol", "FOOBAR", "--quiet", "--cache", str(tmp_path)], capsys)
+    assert rc == 2
+    assert "unknown symbol 'FOOBAR'" in err and "Traceback" not in err
+
+
+def test_empty_news_file_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "news.csv").write_text("time_utc,source,currency,headline\n")
+    rc, _, err = _run(["--news", str(tmp_path / "news.csv"), "--quiet", "--cache", str(tmp_path)], capsys)
+    assert rc == 3
+    assert "no news items" in err and "Traceback" not in err
+
+
+def test_signals_out_of_order_name_the_line(tmp_path, capsys):
+    (tmp_path / "sig.csv").write_text(
+        "time_utc,target\n2017-03-01 10:00:00,1\n2017-03-02 10:00:00,-1\n2017-03-01 12:00:00,0\n"
+    )
+    rc, _, err = _run(["--signals", str(tmp_path / "sig.csv"), "--quiet"], capsys)
+    assert rc == 3
+    assert "sig.csv:4:" in err and "earlier than the row before" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("when,what\n2017-03-01,1\n", "needs a time and a target column"),
+        ("time_utc,target\n2017-03-01 10:00,maybe\n", "sig.csv:2: cannot read target"),
+        ("time_utc,target\nyesterday,1\n", "sig.csv:2: cannot read time"),
+        ("", "signals file is empty"),
+    ],
+    ids=["no-columns", "bad-target", "bad-time", "empty"],
+)
+def test_unreadable_signals_are_a_clear_error(tmp_path, capsys, text, match):
+    (tmp_path / "sig.csv").write_text(text)
+    rc, _, err = _run(["--signals", str(tmp_path / "sig.csv"), "--quiet"], capsys)
+    assert rc == 3 and match in err and "Traceback" not in err
+
+
+def test_signals_outside_the_bars_are_a_clear_error(tmp_path, capsys):
+    _signals_file(tmp_path / "sig.csv", pd.date_range("2012-01-01", periods=3, freq="D"), [1, -1, 0])
+    rc, _, err = _run(["--signals", str(tmp_path / "sig.csv"), "--quiet"], capsys)
+    assert rc == 3 and "do not overlap" in err
+
+
+def test_bad_option_values_are_a_clear_error(tmp_path, capsys):
+    rc, _, err = _run(["--threshold", "0", "--quiet", "--cache", str(tmp_path)], capsys)
+    assert rc == 2 and "threshold must be > 0" in err
+    rc, _, err = _run(["--risk", "0.01", "--sl", "0", "--quiet", "--cache", str(tmp_path)], capsys)
+    assert rc == 2 and "stop-loss" in err
+
+
+# --- real data ---------------------------------------------------------------------------------------------------------
+
+
+class KeywordAnalyzer:
+    """A cheap lexicon rule for headlines, standing in for the language model to keep this test fast (the full model
+    run over the same headlines is in the project's notes). It is a real analyzer, not a mock: it reads the text."""
+
+    name = "test-keywords-v1"
+    UP = re.compile(
+        r"\b(rise|rises|rising|gain|gains|higher|strong|stronger|hawkish|beat|beats|rall(y|ies)|jump)\b", re.I
+    )
+    DOWN = re.compile(
+        r"\b(fall|falls|falling|drop|drops|lower|weak|weaker|dovish|miss|misses|slump|slides?)\b", re.I
+    )
+
+    def analyze(self, items):
+        out = []
+        for it in items:
+            text = it.headline
+            market = (
+                "EU"
+                if re.search(r"\b(euro|EUR|ECB|Draghi)\b", text, re.I)
+                else ("US" if re.search(r"\b(dollar|USD|Fed|Yellen|U\.S\.)\b", text, re.I) else "global")
+            )
+            level = (1 if self.UP.search(text) else 0) - (1 if self.DOWN.search(text) else 0)
+            out.append(
+                Analysis(
+                    labels={"event": "market move", "market": market, "sector": "FX"},
+                    sentiment=level,
+                    confidence=0.6,
+                    analyzer=self.name,
+                )
+            )
+        return out
+
+
+def test_real_bars_calendar_and_headlines_2014_2016_complete_with_an_event_study(shared_data, tmp_path):
+    bars = load_bars(shared_data / "bars" / "EURUSD60.csv", tz="UTC+4")
+    bars = bars[(bars.index >= "2014-01-01") & (bars.index < "2017-01-01")]
+    items: list[NewsItem] = []
+    for year in (2014, 2015, 2016):
+        items += load_news(shared_data / "calendar" / f"forexfactory_{year}.csv")
+    items += load_news(shared_data / "headlines" / "@TopForexNewsCom.csv")
+    items.sort(key=lambda it: (it.time, it.id))
+    with AnalysisCache(tmp_path / "cache") as cache:
+        pairs, info = analyse(items, SurpriseAnalyzer(), KeywordAnalyzer(), cache, progress=False)
+    assert info["calendar_items"] > 5000 and info["headline_items"] > 1500
+    policy = PolicyConfig()
+    effects = effects_frame("EURUSD", pairs, policy)
+    target = targets_from_effects(bar_open_ns(bars), effects, policy, latency_s=5)
+    result = run_backtest(bars, target, EngineConfig(sl=policy.sl, tp=policy.tp))
+    stats = compute_stats(result.trades, result.equity, bars)
+    assert stats["# Trades"] > 300
+    study = event_study(bars, pairs, "EURUSD")
+    t = study.table
+    assert set(t["labels"]) == {"model", "shuffled"}
+    assert set(t["horizon_min"]) == {60, 240}  # 5 and 15 minutes round to one H1 bar, reported as 60
+    headline_events = t[(t.by == "event") & (t.group == "market move") & (t.labels == "model")]
+    assert (headline_events["n"] > 100).all()
+    paths = write_report(
+        tmp_path / "out", stats, result, bars, study, {"symbol": "EURUSD", "policy": policy.to_dict()}
+    )
+    assert len(pd.read_csv(paths["event_study.csv"])) == len(t)
