@@ -88,14 +88,20 @@ class Journal:
     def _open(self):
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Repair a cut-off tail first, so the next record starts on its own line.
+            # Repair a cut-off tail first, so the next record starts on its own line. A line with no newline was
+            # never acknowledged (the ack waits for the whole record and the fsync): drop it unless it is complete.
             if self.path.exists() and self.path.stat().st_size:
-                with open(self.path, "rb") as fh:
-                    fh.seek(-1, os.SEEK_END)
-                    needs_newline = fh.read(1) != b"\n"
-                if needs_newline:
-                    with open(self.path, "ab") as fh:
-                        fh.write(b"\n")
+                with open(self.path, "r+b") as fh:
+                    data = fh.read()
+                    if not data.endswith(b"\n"):
+                        cut = data.rfind(b"\n") + 1
+                        try:
+                            json.loads(data[cut:])
+                            fh.write(b"\n")
+                        except ValueError:
+                            log.warning("journal %s: dropping a half-written last record", self.path)
+                            fh.truncate(cut)
+                        os.fsync(fh.fileno())
             self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held open for the server's lifetime
         return self._fh
 

@@ -1,0 +1,155 @@
+"""The wire contract and the server's small parts: validation, envelopes, wire form of targets, journal, rate limit,
+news state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bridge import protocol as P
+from bridge.errors import DataError
+from bridge.journal import Journal
+from bridge.ratelimit import RateLimiter
+from bridge.state import NewsState
+from bridge.types import Analysis, NewsItem, Target
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def test_every_golden_file_is_one_message_within_the_limit():
+    for path in GOLDEN.glob("*.json"):
+        data = path.read_bytes()
+        assert len(data) <= P.MAX_MESSAGE_BYTES, path.name
+        if path.name.endswith("_reply.json") or path.name == "pub_target.json":
+            msg = json.loads(data)
+            assert msg["v"] == P.PROTOCOL_VERSION and msg["type"] in P.REPLY_TYPES and "id" in msg, path.name
+            if msg["type"] == P.ERROR:
+                assert msg["code"] in P.ERROR_CODES
+
+
+def test_reply_type_matches_request_type():
+    seq = json.loads((GOLDEN / "sequence.json").read_text())
+    for req_name, rep_name in seq["exchanges"]:
+        rep = json.loads((GOLDEN / rep_name).read_text())
+        try:
+            req = P.decode_request((GOLDEN / req_name).read_bytes())
+        except P.ProtocolError:
+            assert rep["type"] == P.ERROR
+            continue
+        assert rep["type"] in (P.REPLY_FOR[req["type"]], P.ERROR) and rep["id"] == req["id"]
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (b"x" * (P.MAX_MESSAGE_BYTES + 1), P.E_TOO_LARGE),
+        (b"\xff\xfe", P.E_BAD_UTF8),
+        (b"{", P.E_BAD_JSON),
+        (b'{"v":1,"type":"ping","id":"a","x":NaN}', P.E_BAD_JSON),
+        (b"[]", P.E_NOT_OBJECT),
+        (b'{"v":1,"type":"ping"}', P.E_MISSING_FIELD),
+        (b'{"v":1,"type":"ping","id":""}', P.E_BAD_FIELD),
+        (b'{"v":true,"type":"ping","id":"a"}', P.E_BAD_VERSION),
+        (b'{"v":1,"type":["ping"],"id":"a"}', P.E_UNKNOWN_TYPE),
+        (b'{"v":1,"type":"news","id":"a","headline":"x","currency":"EU"}', P.E_BAD_FIELD),
+        (b'{"v":1,"type":"news","id":"a","headline":"x","time":-1}', P.E_BAD_FIELD),
+        (b'{"v":1,"type":"news","id":"a","headline":"x","actual":true}', P.E_BAD_FIELD),
+        (
+            b'{"v":1,"type":"signal","id":"a","symbol":"EURUSD","time":1,"utc_offset":0,"tester":1}',
+            P.E_BAD_FIELD,
+        ),
+    ],
+)
+def test_decode_request_rejects(frame, code):
+    with pytest.raises(P.ProtocolError) as err:
+        P.decode_request(frame)
+    assert err.value.code == code and err.value.message
+
+
+def test_split_envelope_shapes():
+    assert P.split_envelope([b"id", b"", b"body"]) == ([b"id", b""], [b"body"])
+    assert P.split_envelope([b"id", b"body"]) == ([b"id"], [b"body"])
+    assert P.split_envelope([b"id", b"a", b"b"]) == ([b"id"], [b"a", b"b"])
+    with pytest.raises(P.ProtocolError) as err:
+        P.decode_frames([b"a", b"b"])
+    assert err.value.code == P.E_MULTIPART
+
+
+def test_target_fields_are_integer_utc_seconds():
+    t = Target(
+        "EURUSD", -1, 0.51234567, 0.003, 0.006, pd.Timestamp("2023-11-14 20:00", tz="UTC"), None, ("r",)
+    )
+    wire = P.target_fields(t)
+    assert wire["as_of"] == 1699992000 and wire["expires"] == 0 and wire["strength"] == 0.512346
+    assert P.decode_request(P.encode({"v": 1, "type": "ping", "id": "x"}))["type"] == "ping"
+    with pytest.raises(ValueError, match="exceeds"):
+        P.encode({"pad": "x" * P.MAX_MESSAGE_BYTES})
+
+
+def _item(minutes: int, headline: str = "ECB raises rates", cur: str = "EUR") -> NewsItem:
+    return NewsItem(
+        time=pd.Timestamp("2024-03-01 12:00", tz="UTC") + pd.Timedelta(minutes=minutes),
+        headline=headline,
+        currency=cur,
+    )
+
+
+def _analysis(level: int) -> Analysis:
+    return Analysis({"event": "central_bank", "market": "EU", "sector": "rates"}, level, analyzer="t")
+
+
+def test_journal_roundtrip_and_truncated_tail(tmp_path):
+    path = tmp_path / "j.jsonl"
+    j = Journal(path)
+    a, b = _item(0), _item(5, "ECB cuts rates")
+    j.append_news(a)
+    j.append_analysis(a.id, _analysis(2))
+    j.append_news(b)
+    j.close()
+    with open(path, "ab") as fh:
+        fh.write(b'{"kind":"analysis","id":"' + b.id.encode())  # killed mid-write
+    got = Journal(path).load()
+    assert [it.id for it in got.items] == [a.id, b.id] and set(got.analyses) == {a.id} and got.truncated_tail
+    j2 = Journal(path)
+    j2.append_analysis(b.id, _analysis(-1))  # the cut line is closed off first
+    j2.close()
+    got = Journal(path).load()
+    assert set(got.analyses) == {a.id, b.id} and got.analyses[b.id].sentiment == -1
+
+
+def test_journal_bad_middle_line_is_a_data_error(tmp_path):
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"kind":"news"}\n{"kind":"analysis","id":"x","analysis":{"labels":{},"sentiment":0}}\n')
+    with pytest.raises(DataError, match=r"j\.jsonl:1: .*restore it from a backup"):
+        Journal(path).load()
+    assert Journal(tmp_path / "absent.jsonl").load().items == []
+
+
+def test_rate_limiter_token_bucket():
+    now = [0.0]
+    rl = RateLimiter(rate=2, burst=3, max_clients=2, clock=lambda: now[0])
+    assert [rl.allow(b"a") for _ in range(4)] == [True, True, True, False]
+    now[0] = 0.5  # one token back
+    assert rl.allow(b"a") and not rl.allow(b"a")
+    assert rl.allow(b"b") and rl.allow(b"c") and len(rl) == 2  # oldest identity forgotten
+    assert all(RateLimiter(0).allow(b"x") for _ in range(1000))
+
+
+def test_news_state_duplicates_cache_and_as_of():
+    s = NewsState()
+    a, b = _item(0), _item(30, "ECB cuts rates")
+    assert s.add_item(a) and not s.add_item(_item(0)) and s.add_item(b)
+    assert [it.id for it in s.pending()] == [a.id, b.id]
+    s.add_analysis(a.id, _analysis(3))
+    before_b = s.target("EURUSD", a.time + pd.Timedelta(minutes=10))
+    assert before_b.direction == 1
+    s.add_analysis(b.id, _analysis(-3))
+    assert s.target("EURUSD", a.time + pd.Timedelta(minutes=10)) == before_b  # b is later: no influence
+    assert s.target("USDCHF", a.time).direction == 0
+    with pytest.raises(ValueError):
+        s.target("US500", a.time)
+    with pytest.raises(KeyError):
+        s.add_analysis("nope", _analysis(0))
