@@ -554,7 +554,7 @@ def load_records(path: str | Path, schema: Schema | str | None = None) -> list[d
     file, the line and the field, and how many records are bad in all. Extra keys (id, time, source) are kept.
     """
     path = Path(path)
-    schema = load_schema(schema) if isinstance(schema, str) or schema is None else schema
+    schema = load_schema() if schema is None else load_schema(schema) if isinstance(schema, str) else schema
     if not path.is_file():
         raise UserError(f"no such file: {path}", hint="check the path")
     raw = path.read_bytes()
