@@ -246,7 +246,7 @@ def _sniff(path: Path, format: str, date_format: str | None) -> _Layout:
     first_no, first = sample[0]
     sep = _guess_sep(first)
     looks_mt5 = first.lstrip().startswith("<")
-    looks_histdata = re.match(r"^\d{8} \d{6}[;,]", first) is not None
+    looks_histdata = re.match(r"^\d{8} \d{6};", first) is not None
     if format == "auto":
         if looks_mt5:
             format = "mt5"
@@ -296,7 +296,8 @@ def _sniff(path: Path, format: str, date_format: str | None) -> _Layout:
         )
     else:
         layout = _header_layout(path, format, sep, encoding, sample, date_format)
-    _check_field_counts(path, layout, sample)
+    if layout.format == "histdata":
+        _check_field_counts(path, len(layout.names), layout.sep, sample)
     if date_format:
         layout.time_format = date_format
     return layout
@@ -321,6 +322,7 @@ def _header_layout(
             hint="a bars file needs time, open, high, low and close columns",
         )
     fields = _split(first, sep)
+    _check_field_counts(path, len(fields), sep, sample)
     # A first line that starts with a date is data: a headerless MT4-style export 'date,time,open,high,low,close,vol'.
     headerless = _first_time_format(fields[:2]) is not None
     if headerless:
@@ -522,23 +524,21 @@ def _detect_time_format(path: Path, texts: list[str], line: int) -> str:
     return tied[0]
 
 
-def _check_field_counts(path: Path, layout: _Layout, sample: list[tuple[int, str]]) -> None:
+def _check_field_counts(path: Path, want: int, sep: str, sample: list[tuple[int, str]]) -> None:
     """Catch a different delimiter on the data lines than on the first line, before pandas reads the file."""
-    want = len(layout.names)
-    rows = sample[1:] if layout.header else sample
-    for no, ln in rows[:-1]:  # the last sampled line may be the truncated end of the file
-        have = len(ln.split(layout.sep))
+    for no, ln in sample[1:-1]:  # the last sampled line may be the truncated end of the file
+        have = len(ln.split(sep))
         if have != want:
             other = _guess_sep(ln)
-            if other and other != layout.sep and have == 1:
+            if other and other != sep and have == 1:
                 raise DataError(
-                    f"line is separated by {_SEP_NAMES[other]}, not {_SEP_NAMES[layout.sep]} like line {sample[0][0]}",
+                    f"line is separated by {_SEP_NAMES[other]}, not {_SEP_NAMES[sep]} like line {sample[0][0]}",
                     path=path,
                     line=no,
                     hint="use one delimiter throughout the file",
                 )
             raise DataError(
-                f"expected {want} fields separated by {_SEP_NAMES[layout.sep]}, found {have}",
+                f"expected {want} fields separated by {_SEP_NAMES[sep]}, found {have}",
                 path=path,
                 line=no,
                 hint="fix or delete this line",
@@ -689,7 +689,10 @@ def _parse_rows(
             )
         where = lines[bad_time]
         text = " ".join(str(r[bad_time][0]) for r in raw_time)
-        shown = layout.time_format if raw_time[0].dtype.kind != "i" else "YYYYMMDD HHMMSS"
+        shown = layout.time_format
+        if raw_time[0].dtype.kind == "i":  # HistData read as integers: show the text as it is in the file
+            v = int(raw_time[0][bad_time][0])
+            text, shown = f"{v // 10**6:08d} {v % 10**6:06d}", "YYYYMMDD HHMMSS"
         raise DataError(
             f"cannot parse time {text!r} as {shown!r} on {_lines_text(where)}",
             path=path,
