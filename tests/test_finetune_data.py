@@ -170,7 +170,7 @@ def test_headlines_are_written_for_annotation_and_refused_until_labelled(shared_
     ids=["at-lines", "csv-header", "csv-label-first"],
 )
 def test_phrasebank_formats(tmp_path, text):
-    # Financial PhraseBank is not in the shared data (its licence forbids redistribution); these lines follow its
+    # Financial PhraseBank is not in the shared data (CC BY-NC-SA, not copied here); these lines follow its
     # published formats: 'sentence@label' (Latin-1 text files) and the sentence/label CSV copies.
     src = tmp_path / "pb.txt"
     src.write_bytes(text.encode("latin-1"))
