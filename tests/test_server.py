@@ -357,3 +357,66 @@ def _serve_main(argv: list[str]) -> int:
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "serve":
     sys.exit(_serve_main(sys.argv[2:]))
+
+
+# -- python -m bridge.serve: options, --news follow, --replay --------------------------------------------------------
+
+
+def test_serve_rejects_bad_options(tmp_path, capsys):
+    from bridge.errors import run_main
+    from bridge.serve import main
+
+    assert run_main(main, ["--ttl", "-1", "--analyzer", "surprise"]) == 2
+    assert "bad policy option: ttl must be > 0" in capsys.readouterr().err
+    assert run_main(main, ["--replay", "a.csv", "--news", "b.csv"]) == 2
+    assert "either --replay" in capsys.readouterr().err
+
+
+def test_news_follower_submits_new_rows_as_the_file_grows(tmp_path):
+    from bridge.serve import NewsFollower
+
+    path = tmp_path / "feed.csv"
+    path.write_text("time,headline,currency\n2024-03-01 12:00:00,ECB raises rates,EUR\n")
+    server = start_server(clock="server")
+    try:
+        follower = NewsFollower(server, path)
+        assert follower.poll_once() == 1
+        assert follower.poll_once() == 0  # unchanged file: nothing read
+        with open(path, "a") as fh:
+            fh.write("2024-03-01 12:05:00,Fed cuts rates,USD\n2024-03-01 12:00:00,ECB raises rates,EUR\n")
+        with pytest.warns(UserWarning, match="duplicate rows"):
+            assert follower.poll_once() == 1  # the repeated row has the same id: reported, not submitted twice
+        deadline = time.time() + 5
+        while server.stats.news_accepted < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert server.stats.news_accepted == 2
+    finally:
+        server.stop()
+
+
+def test_serve_replay_answers_as_of_request_time(tmp_path):
+    import threading
+
+    from bridge.client import LazyPirateClient
+    from bridge.serve import build_parser, build_server
+
+    news = tmp_path / "hist.csv"
+    news.write_text("time,headline,currency\n2024-03-01 12:00:00,ECB raises rates,EUR\n")
+    args = build_parser().parse_args(["--bind", "tcp://127.0.0.1:*", "--pull", "", "--replay", str(news)])
+    server = build_server(args, analyzer=KeywordAnalyzer())
+    assert server.mode == "replay" and server.journal is None
+    from bridge.news import load_news
+
+    assert server.preload(load_news(news)) == 1
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    server.bind()
+    thread.start()
+    try:
+        t_news = int(pd.Timestamp("2024-03-01 12:00", tz="UTC").timestamp())
+        with LazyPirateClient(server.endpoints["bind"], timeout_ms=2000, retries=1) as c:
+            assert c.signal("EURUSD", t_news - 60 + 3600, 3600)["direction"] == 0  # a minute before: not yet
+            assert c.signal("EURUSD", t_news + 3600, 3600)["direction"] == 1  # at the news time: counts
+            assert c.signal("EURUSD", t_news + 5 * 3600, 0)["direction"] == 0  # past the 4 h TTL
+    finally:
+        server.stop_event.set()
+        thread.join(5)
