@@ -385,7 +385,9 @@ def test_news_follower_submits_new_rows_as_the_file_grows(tmp_path):
         with open(path, "a") as fh:
             fh.write("2024-03-01 12:05:00,Fed cuts rates,USD\n2024-03-01 12:00:00,ECB raises rates,EUR\n")
         with pytest.warns(UserWarning, match="duplicate rows"):
-            assert follower.poll_once() == 1  # the repeated row has the same id: reported, not submitted twice
+            assert (
+                follower.poll_once() == 1
+            )  # the repeated row has the same id: reported, not submitted twice
         deadline = time.time() + 5
         while server.stats.news_accepted < 2 and time.time() < deadline:
             time.sleep(0.05)
@@ -420,3 +422,30 @@ def test_serve_replay_answers_as_of_request_time(tmp_path):
     finally:
         server.stop_event.set()
         thread.join(5)
+
+
+def test_calendar_events_use_the_surprise_rule():
+    """Calendar items with actual/forecast go to the real surprise analyzer, headlines to the main analyzer."""
+    from bridge.surprise import SurpriseAnalyzer
+
+    server = start_server(clock="request", calendar_analyzer=SurpriseAnalyzer())
+    try:
+        ep = server.endpoints["bind"]
+        req = json.loads(golden("news_calendar_request.json"))  # US payrolls far above forecast: USD-positive
+        assert exchange(ep, P.encode(req)) == json.loads(golden("news_calendar_reply.json"))
+        sig = {
+            "v": 1,
+            "type": "signal",
+            "id": "s",
+            "symbol": "EURUSD",
+            "time": req["time"] + 600,
+            "utc_offset": 7200,
+        }
+        rep = exchange(ep, P.encode(sig))
+        assert rep["direction"] == -1 and rep["reasons"][0].startswith(
+            json.loads(golden("news_calendar_reply.json"))["news_id"]
+        )
+        assert exchange(ep, P.encode({**sig, "id": "j", "symbol": "USDJPY"}))["direction"] == 1
+        assert server.state.analyses[rep["reasons"][0].split()[0]].analyzer != KeywordAnalyzer.name
+    finally:
+        server.stop()
