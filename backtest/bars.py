@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from bridge.errors import DataError, UserError
-from bridge.tz import ShiftedZone, localize_to_utc, parse_tz, tz_name
+from bridge.tz import localize_to_utc, parse_tz, tz_name, utc_to_wall
 
 FORMATS = ("auto", "mt5", "histdata", "dukascopy", "csv")
 PRICE_COLUMNS = ("Open", "High", "Low", "Close")
@@ -1031,7 +1031,7 @@ def resample_bars(df: pd.DataFrame, timeframe: str, tz: str | tzinfo | None = No
     if not isinstance(df.index, pd.DatetimeIndex) or df.index.tz is None:
         raise UserError("resample_bars needs bars indexed by UTC time", hint="load them with load_bars")
     utc = df.index.tz_convert("UTC").as_unit("ns").asi8
-    wall = utc if tz is None else _wall_clock(df.index, parse_tz(tz))
+    wall = utc if tz is None else utc_to_wall(df.index, tz).as_unit("ns").asi8
     origin = 4 * _DAY_NS if step % (7 * _DAY_NS) == 0 else 0  # 1970-01-05 was a Monday
     key = (wall - origin) // step
     # Bins are runs of equal keys, so a repeated autumn hour on a DST wall clock stays two bars.
@@ -1056,12 +1056,3 @@ def resample_bars(df: pd.DataFrame, timeframe: str, tz: str | tzinfo | None = No
     result = pd.DataFrame(out, index=index.rename("time"))
     result.attrs = dict(df.attrs, timeframe=str(timeframe).upper())
     return result
-
-
-def _wall_clock(index: pd.DatetimeIndex, zone: tzinfo) -> np.ndarray:
-    """UTC times as naive int64 ns on the wall clock of ``zone``."""
-    if isinstance(zone, ShiftedZone):
-        return (
-            index.tz_convert(zone.base).tz_localize(None).as_unit("ns").asi8 + pd.Timedelta(zone.shift).value
-        )
-    return index.tz_convert(zone).tz_localize(None).as_unit("ns").asi8

@@ -23,7 +23,7 @@ import pandas as pd
 
 from backtest.bars import DEFAULT_TZ, BarDataWarning, bars_from_arrays
 from bridge.errors import DataError, UserError
-from bridge.tz import parse_tz, tz_name
+from bridge.tz import parse_tz, tz_name, utc_to_wall
 
 TIMEFRAMES = ("M1", "M2", "M3", "M4", "M5", "M6", "M10", "M12", "M15", "M20", "M30")
 TIMEFRAMES += ("H1", "H2", "H3", "H4", "H6", "H8", "H12", "D1", "W1", "MN1")
@@ -45,7 +45,7 @@ def _server_wall(when: str | datetime | pd.Timestamp, zone: tzinfo) -> datetime:
     """A UTC instant as the server's wall clock, tagged UTC the way the package expects its arguments."""
     ts = pd.Timestamp(when)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    wall = ts.tz_convert(zone).tz_localize(None).to_pydatetime()
+    wall = utc_to_wall(pd.DatetimeIndex([ts]), zone)[0].to_pydatetime()
     return wall.replace(tzinfo=UTC)
 
 

@@ -145,3 +145,16 @@ def localize_to_utc(times: pd.Series | pd.DatetimeIndex, tz: str | tzinfo | None
         # 'infer' needs both passes of the repeated hour in order; without them take daylight time.
         local = idx.tz_localize(zone, ambiguous=True, nonexistent="shift_forward")
     return local.tz_convert("UTC")
+
+
+def utc_to_wall(times: pd.Series | pd.DatetimeIndex, tz: str | tzinfo | None) -> pd.DatetimeIndex:
+    """UTC (or tz-aware) times as naive wall-clock times in ``tz``: the inverse of ``localize_to_utc``."""
+    idx = pd.DatetimeIndex(times)
+    idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
+    zone = parse_tz(tz)
+    if isinstance(zone, timezone):
+        return idx.tz_localize(None) + pd.Timedelta(zone.utcoffset(None))
+    if isinstance(zone, ShiftedZone):
+        # pandas converts only to zones it knows; shift the base zone's wall clock instead.
+        return idx.tz_convert(zone.base).tz_localize(None) + pd.Timedelta(zone.shift)
+    return idx.tz_convert(zone).tz_localize(None)
