@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from statistics import median
+
+import pandas as pd
 
 from bridge.errors import UserError
 from bridge.schema import Schema, load_schema
@@ -131,18 +134,27 @@ def expected_value(item: NewsItem) -> tuple[float | None, bool]:
     return item.previous, False
 
 
+MIN_HISTORY = 3  # fewer nonzero surprises than this say nothing about what is usual for an indicator
+
+
+def _surprise_history(items: Iterable[NewsItem]) -> dict[str, list[tuple[pd.Timestamp, float]]]:
+    by_key: dict[str, list[tuple[pd.Timestamp, float]]] = {}
+    for it in items:
+        exp, _ = expected_value(it)
+        if it.actual is None or exp is None or it.actual == exp:
+            continue
+        by_key.setdefault(indicator_key(it), []).append((it.time, abs(it.actual - exp)))
+    for v in by_key.values():
+        v.sort(key=lambda p: p[0])
+    return by_key
+
+
 def typical_surprises(items: Iterable[NewsItem]) -> dict[str, float]:
     """Median absolute surprise per indicator (``indicator_key``), over items with a nonzero surprise.
 
     Indicators with fewer than three such items are left out (too few to know what is usual).
     """
-    by_key: dict[str, list[float]] = {}
-    for it in items:
-        exp, _ = expected_value(it)
-        if it.actual is None or exp is None or it.actual == exp:
-            continue
-        by_key.setdefault(indicator_key(it), []).append(abs(it.actual - exp))
-    return {k: median(v) for k, v in by_key.items() if len(v) >= 3}
+    return {k: median(s for _, s in v) for k, v in _surprise_history(items).items() if len(v) >= MIN_HISTORY}
 
 
 def _level(size: float, bounds: tuple[float, float]) -> int:
@@ -166,8 +178,13 @@ def surprise_analysis(
     typical: dict[str, float] | None = None,
     schema: Schema | None = None,
     table: IndicatorTable | None = None,
+    scale: float | None = None,
 ) -> Analysis:
-    """The surprise rule for one item (see the module docstring); never raises on odd input."""
+    """The surprise rule for one item (see the module docstring); never raises on odd input.
+
+    ``typical`` maps ``indicator_key`` to the indicator's typical surprise; ``scale`` gives that number for this item
+    directly (it wins over ``typical``). Without either the relative magnitude is used.
+    """
     schema = schema or load_schema()
     table = table or load_indicators()
     name = item.event or item.headline
@@ -188,7 +205,8 @@ def surprise_analysis(
     diff = item.actual - exp
     if diff == 0:
         return result(0, ON_EXPECTATION_CONFIDENCE)
-    scale = (typical or {}).get(indicator_key(item))
+    if scale is None:
+        scale = (typical or {}).get(indicator_key(item))
     if scale:
         size, bounds = abs(diff) / scale, table.scaled
     else:
@@ -205,13 +223,18 @@ def surprise_analysis(
 class SurpriseAnalyzer:
     """The surprise rule as an ``Analyzer`` (name ``surprise-rule``).
 
-    ``history``: past calendar items used to learn each indicator's typical surprise (the scaled magnitude); without
-    it the relative magnitude is used. Items that are not calendar events get a neutral, low-confidence analysis.
+    ``history``: calendar items used to learn each indicator's typical surprise (the scaled magnitude); without it the
+    relative magnitude is used. With ``causal=True`` (the default, right for backtests and live use) an item's typical
+    surprise comes only from history strictly before the item's time, so no later release shapes an earlier label;
+    ``causal=False`` uses the whole history (the training-data converter labels a finished file this way). Items that
+    are not calendar events get a neutral, low-confidence analysis.
     """
 
     name = NAME
 
-    def __init__(self, history: Iterable[NewsItem] = (), schema: Schema | str | None = None):
+    def __init__(
+        self, history: Iterable[NewsItem] = (), schema: Schema | str | None = None, causal: bool = True
+    ):
         self.schema = load_schema(schema) if isinstance(schema, str) else (schema or load_schema())
         if "market" not in {f.name for f in self.schema.fields} or not self.schema.market_currency:
             raise UserError(
@@ -220,8 +243,24 @@ class SurpriseAnalyzer:
                 hint="use the fx_macro schema",
             )
         self.table = load_indicators()
-        self.typical = typical_surprises(history)
+        self.causal = causal
+        self._history = _surprise_history(history)
+        self._times = {k: [t for t, _ in v] for k, v in self._history.items()}
+        self.typical = {k: median(s for _, s in v) for k, v in self._history.items() if len(v) >= MIN_HISTORY}
+
+    def scale_for(self, item: NewsItem) -> float | None:
+        """The typical surprise of the item's indicator that the analyzer may use for this item, or None."""
+        key = indicator_key(item)
+        if not self.causal:
+            return self.typical.get(key)
+        hist = self._history.get(key)
+        if not hist:
+            return None
+        n = bisect_left(self._times[key], item.time)
+        return median(s for _, s in hist[:n]) if n >= MIN_HISTORY else None
 
     def analyze(self, items: Sequence[NewsItem]) -> list[Analysis]:
         """One analysis per item, in order."""
-        return [surprise_analysis(it, self.typical, self.schema, self.table) for it in items]
+        return [
+            surprise_analysis(it, None, self.schema, self.table, scale=self.scale_for(it)) for it in items
+        ]

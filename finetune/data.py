@@ -405,8 +405,9 @@ def _convert_calendar(
     if report.duplicates:
         stats.skipped["duplicate row"] += report.duplicates
         stats.examples["duplicate row"] = report.duplicate_lines[:5]
-    # The file's own history gives each indicator's typical surprise (labels only; no trading decision uses it).
-    analyzer = SurpriseAnalyzer(history=items, schema=schema)
+    # The whole file gives each indicator's typical surprise: these are labels of finished history, not trading
+    # decisions, so later releases may inform the scale (the runtime analyzer is causal).
+    analyzer = SurpriseAnalyzer(history=items, schema=schema, causal=False)
     for item, analysis in zip(items, analyzer.analyze(items), strict=True):
         if not item.is_calendar:
             stats.skip("no actual value or nothing to compare it with (holidays, speeches, unreleased)")

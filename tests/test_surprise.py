@@ -174,7 +174,7 @@ def test_scaled_magnitude_uses_the_indicators_typical_surprise():
     small = _item("Non-Farm Employment Change", actual=195e3, forecast=180e3)  # z = 0.75
     mid = _item("Non-Farm Employment Change", actual=220e3, forecast=180e3)  # z = 2
     big = _item("Non-Farm Employment Change", actual=130e3, forecast=180e3)  # z = 2.5
-    analyzer = SurpriseAnalyzer(history=history)
+    analyzer = SurpriseAnalyzer(history=history, causal=False)
     assert [a.sentiment for a in analyzer.analyze([small, mid, big])] == [1, 2, -3]
     confs = [a.confidence for a in analyzer.analyze([small, mid, big])]
     assert confs[0] < confs[1] < confs[2] <= 0.95
@@ -238,3 +238,35 @@ def test_schema_labels_are_in_vocabulary():
     for rule in table.event_rules:
         assert rule.value["event"] in schema.field("event").values
         assert rule.value["sector"] in schema.field("sector").values
+
+
+def _at(day, event="Non-Farm Employment Change", **kw):
+    return NewsItem(
+        time=pd.Timestamp(day, tz="UTC"), headline=f"USD {event}", event=event, currency="USD", **kw
+    )
+
+
+def test_causal_history_uses_only_earlier_releases():
+    history = [_at(f"2016-0{m}-05", actual=200e3, forecast=190e3) for m in range(1, 5)]  # typical 10K
+    history.append(
+        _at("2016-09-02", actual=100e3, forecast=190e3)
+    )  # a later 90K miss must not count for June
+    june = _at("2016-06-03", actual=205e3, forecast=190e3)  # 15K beat: z = 1.5 on the earlier history
+    analyzer = SurpriseAnalyzer(history=history)
+    assert analyzer.scale_for(june) == 10e3
+    assert analyzer.analyze([june])[0].sentiment == 2
+    # Before three earlier releases exist there is no scale; the relative magnitude applies.
+    assert analyzer.scale_for(_at("2016-02-10")) is None
+    # The non-causal form (for labelling finished history) uses everything, the later misses included.
+    assert SurpriseAnalyzer(history=history, causal=False).scale_for(june) == 90e3
+    assert typical_surprises(history) == {"USD|non-farm employment change": 90e3}
+
+
+def test_causal_scale_on_a_real_year(shared_data):
+    items = load_news(shared_data / "calendar/forexfactory_2016.csv")
+    analyzer = SurpriseAnalyzer(history=items)
+    nfp = [it for it in items if it.event == "Non-Farm Employment Change"]
+    scales = [analyzer.scale_for(it) for it in nfp]
+    assert scales[:3] == [None, None, None] and all(s and s > 0 for s in scales[4:])
+    levels = [a.sentiment for a in analyzer.analyze(nfp)]
+    assert all((lv > 0) == (it.actual > it.forecast) for lv, it in zip(levels, nfp, strict=True) if lv)
