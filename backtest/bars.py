@@ -844,7 +844,19 @@ def _compose(
     clock = ((hour * 60 + minute) * 60 + second) * _NS
     if clock_only:
         return clock, bad
-    bad |= (month < 1) | (month > 12) | (day < 1) | (year < 1900) | (year > 2200)
+    # Bars come in runs of one date (24 per H1 day, 1440 per M1 day): do the calendar once per run.
+    key = (year * 100 + month) * 100 + day
+    heads = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.array([], dtype=np.int64)
+    days, bad_day = _days_since_epoch(year[heads], month[heads], day[heads])
+    run = np.diff(np.r_[heads, len(key)])
+    bad |= np.repeat(bad_day, run)
+    ns = np.repeat(days * _DAY_NS, run) + clock
+    return np.where(bad, 0, ns), bad
+
+
+def _days_since_epoch(year, month, day) -> tuple[np.ndarray, np.ndarray]:
+    """Days since 1970-01-01 for calendar dates, and a mask of impossible ones (31 April, 29 February 2017)."""
+    bad = (month < 1) | (month > 12) | (day < 1) | (year < 1900) | (year > 2200)
     m = np.clip(month, 1, 12)
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     bad |= day > _DAYS_IN_MONTH[m] + (leap & (m == 2))
@@ -854,9 +866,7 @@ def _compose(
     yoe = y - era * 400
     doy = (153 * (m + np.where(m > 2, -3, 9)) + 2) // 5 + day - 1
     doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    days = era * 146097 + doe - 719468
-    ns = days * _DAY_NS + clock
-    return np.where(bad, 0, ns), bad
+    return era * 146097 + doe - 719468, bad
 
 
 # --------------------------------------------------------------------------------------------------------- validation
