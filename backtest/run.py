@@ -91,7 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--timeframe", default=None, help="resample the bars first, e.g. H4, D1")
 
     m = p.add_argument_group("model")
-    m.add_argument("--model", default=None, help="fine-tuned model directory (default: the shipped model)")
+    m.add_argument(
+        "--model",
+        default=None,
+        help="fine-tuned model directory (default: the shipped model); 'none' = surprise rule only",
+    )
     m.add_argument("--backend", default="auto", help="auto, onnx or torch")
     m.add_argument("--cache", type=Path, default=default_cache_dir(), help="analysis cache directory")
     m.add_argument("--no-cache", action="store_true", help="analyse every item again and store nothing")
@@ -223,6 +227,10 @@ def _analyzers(args, history: list[NewsItem], progress_notes: list[str]):
 
     # Typical surprise sizes are learnt only from items before the backtest, so no label depends on the future.
     calendar = SurpriseAnalyzer(history=[it for it in history if it.is_calendar])
+    if str(args.model).lower() == "none":
+        note = "--model none: calendar items are read by the surprise rule and other news is not traded"
+        progress_notes.append(note)
+        return calendar, None
     try:
         from bridge.lm_analyzer import load_analyzer
 

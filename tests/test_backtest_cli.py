@@ -98,7 +98,7 @@ def test_second_run_reads_analyses_from_the_cache(shared_data, tmp_path, capsys)
     argv = [
         "--bars", str(shared_data / "bars" / "EURUSD60.csv"), "--bars-tz", "UTC+4",
         "--news", str(shared_data / "calendar" / "forexfactory_2016.csv"),
-        "--from", "2016-01-01", "--to", "2016-03-31", "--quiet", "--cache", str(tmp_path / "cache"),
+        "--from", "2016-01-01", "--to", "2016-03-31", "--model", "none", "--quiet", "--cache", str(tmp_path / "cache"),
     ]  # fmt: skip
     first, second = tmp_path / "a", tmp_path / "b"
     assert _run(argv + ["--out", str(first)], capsys)[0] == 0

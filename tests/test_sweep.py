@@ -45,7 +45,7 @@ def test_sweep_cli_runs_on_ray_and_writes_one_table(shared_data, tmp_path, capsy
         "--news", str(shared_data / "calendar" / "forexfactory_2016.csv"),
         "--from", "2016-01-01", "--to", "2016-12-31",
         "--half-life", "30,120", "--threshold", "0.2,0.5", "--folds", "3", "--chunk", "2",
-        "--num-cpus", "1", "--quiet", "--cache", str(tmp_path / "cache"), "--out", str(out),
+        "--num-cpus", "1", "--model", "none", "--quiet", "--cache", str(tmp_path / "cache"), "--out", str(out),
     ]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out
