@@ -248,9 +248,8 @@ def _at(day, event="Non-Farm Employment Change", **kw):
 
 def test_causal_history_uses_only_earlier_releases():
     history = [_at(f"2016-0{m}-05", actual=200e3, forecast=190e3) for m in range(1, 5)]  # typical 10K
-    history.append(
-        _at("2016-09-02", actual=100e3, forecast=190e3)
-    )  # a later 90K miss must not count for June
+    # Five later 90K misses must not shape June's label.
+    history += [_at(f"2016-{m:02d}-02", actual=100e3, forecast=190e3) for m in range(7, 12)]
     june = _at("2016-06-03", actual=205e3, forecast=190e3)  # 15K beat: z = 1.5 on the earlier history
     analyzer = SurpriseAnalyzer(history=history)
     assert analyzer.scale_for(june) == 10e3
