@@ -138,10 +138,53 @@ def load_bars(
     )
 
 
+# Currency and metal codes that make up the usual six-letter symbols, so that a file name like "quoted.csv" is no symbol.
+_CODES = set(
+    [
+        "USD",
+        "EUR",
+        "JPY",
+        "GBP",
+        "CHF",
+        "CAD",
+        "AUD",
+        "NZD",
+        "CNH",
+        "CNY",
+        "HKD",
+        "SGD",
+        "SEK",
+        "NOK",
+        "DKK",
+        "PLN",
+        "HUF",
+        "CZK",
+        "TRY",
+        "ZAR",
+        "MXN",
+        "RUB",
+        "INR",
+        "KRW",
+        "BRL",
+        "ILS",
+        "THB",
+        "XAU",
+        "XAG",
+        "XPT",
+        "XPD",
+        "BTC",
+        "ETH",
+    ]
+)
+
+
 def guess_symbol(path: str | Path) -> str | None:
-    """A six-letter instrument code in a file name (``DAT_ASCII_EURUSD_M1_201701.csv`` -> ``EURUSD``), if any."""
-    m = re.search(r"(?<![A-Z])([A-Z]{6})(?![A-Z])", Path(path).stem.upper().replace("ASCII", "_"))
-    return m.group(1) if m else None
+    """An FX-style symbol in a file name (``DAT_ASCII_EURUSD_M1_201701.csv`` -> ``EURUSD``), if there is one."""
+    for m in re.finditer(r"(?=([A-Z]{6}))", Path(path).stem.upper()):
+        code = m.group(1)
+        if code[:3] in _CODES and code[3:] in _CODES:
+            return code
+    return None
 
 
 def bars_from_arrays(
