@@ -15,6 +15,7 @@ accepted news item, which is what makes its ``ack`` a promise.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
 import threading
@@ -136,7 +137,9 @@ class BridgeServer:
         self._results: queue.Queue[list[tuple[NewsItem, Analysis]]] = queue.Queue()
         self._intake: queue.Queue[NewsItem] = queue.Queue()
         self._pending_times: dict[str, int] = {}  # news id -> UTC ns, accepted but not analysed yet
-        self._deferred: list[tuple[list[bytes], dict, pd.Timestamp]] = []
+        self._deferred: list[tuple[list[bytes], dict]] = []
+        self._pairs: set[str] = set()  # symbols already checked to be currency pairs
+        self._reply_cache: dict[tuple[str, int], tuple[int, bytes]] = {}
         self._watched: set[str] = set()
         self._published: dict[str, tuple[int, float]] = {}
         self._clients: set[bytes] = set()
@@ -280,6 +283,8 @@ class BridgeServer:
                     self._drain(self.router, self._on_request)
                 if self.pull is not None and self.pull in events:
                     self._drain(self.pull, self._on_intake)
+                    if self.journal is not None:
+                        self.journal.sync()  # group commit for the drained intake (no ack to wait on there)
         finally:
             self.close()
 
@@ -327,9 +332,9 @@ class BridgeServer:
 
     # -- requests ----------------------------------------------------------------------------------------------
 
-    def _send(self, envelope: list[bytes], msg: dict) -> None:
+    def _send(self, envelope: list[bytes], msg: dict | bytes) -> None:
         try:
-            data = P.encode(msg)
+            data = msg if isinstance(msg, bytes) else P.encode(msg)
         except (ValueError, TypeError) as exc:
             log.error("reply could not be encoded", extra={"fields": {"error": str(exc)}})
             data = P.encode(P.error_reply(P.E_INTERNAL, "reply could not be encoded", msg.get("id")))
@@ -396,25 +401,45 @@ class BridgeServer:
             return P.reply(P.ACK, rid, stats=self.stats_dict())
         raise P.ProtocolError(P.E_UNKNOWN_TYPE, f"unknown request type {mtype!r}", rid)
 
-    def _on_signal(self, envelope: list[bytes], msg: dict) -> dict | None:
+    def _on_signal(self, envelope: list[bytes], msg: dict) -> bytes | None:
         symbol = msg["symbol"]
-        try:
-            split_symbol(symbol)
-        except ValueError:
-            raise P.ProtocolError(
-                P.E_BAD_FIELD, f"signal: symbol {symbol!r} is not a currency pair such as EURUSD", msg["id"]
-            ) from None
+        if symbol not in self._pairs:
+            try:
+                split_symbol(symbol)
+            except ValueError:
+                raise P.ProtocolError(
+                    P.E_BAD_FIELD,
+                    f"signal: symbol {symbol!r} is not a currency pair such as EURUSD",
+                    msg["id"],
+                ) from None
+            if len(self._pairs) < 1000:
+                self._pairs.add(symbol)
+                self._watched.add(symbol)
         if self.clock == "request":
-            now = pd.Timestamp((msg["time"] - msg["utc_offset"]) * 1_000_000_000, tz="UTC")
+            second = msg["time"] - msg["utc_offset"]
             # Replay: an item at or before the request time that is still being analysed must count; wait for it.
-            if self._pending_times and min(self._pending_times.values()) <= now.value:
-                self._deferred.append((envelope, msg, now))
+            if self._pending_times and min(self._pending_times.values()) <= second * 1_000_000_000:
+                self._deferred.append((envelope, msg))
                 return None
         else:
-            now = pd.Timestamp.now(tz="UTC")
-        if len(self._watched) < 1000:
-            self._watched.add(symbol)
-        return P.reply(P.TARGET, msg["id"], **P.target_fields(self.state.target(symbol, now)))
+            second = int(time.time())
+        return self._target_reply(symbol, second, msg["id"])
+
+    def _target_reply(self, symbol: str, second: int, rid: str) -> bytes:
+        """The encoded ``target`` reply; the fields' JSON is cached per symbol, second and state version, because
+        every chart of every EA asks each timer tick and only the ``id`` differs between their replies."""
+        key = (symbol, second)
+        hit = self._reply_cache.get(key)
+        if hit is None or hit[0] != self.state.version:
+            tgt = self.state.target(symbol, pd.Timestamp(second * 1_000_000_000, tz="UTC"))
+            body = P.encode(P.target_fields(tgt))
+            if len(self._reply_cache) > 4096:
+                self._reply_cache.clear()
+            hit = (self.state.version, body)
+            self._reply_cache[key] = hit
+        # Byte for byte what P.encode(P.reply(TARGET, rid, **fields)) gives, without re-serialising the fields.
+        head = b'{"v":%d,"type":"target","id":' % P.PROTOCOL_VERSION
+        return head + json.dumps(rid, ensure_ascii=False).encode() + b"," + hit[1][1:]
 
     def _news_item(self, msg: dict) -> NewsItem:
         if "time" in msg:
@@ -442,28 +467,31 @@ class BridgeServer:
                 raise P.ProtocolError(
                     P.E_UNKNOWN_TYPE, f"the intake socket takes only news, got {msg['type']!r}"
                 )
-            self._accept(self._news_item(msg))
+            self._accept(self._news_item(msg), sync=False)
         except P.ProtocolError as exc:
             self.stats.intake_errors += 1
             log.warning("bad news on intake", extra={"fields": {"code": exc.code, "message": exc.message}})
 
     def _take_intake(self) -> None:
+        taken = 0
         while True:
             try:
                 item = self._intake.get_nowait()
             except queue.Empty:
-                return
-            self._accept(item)
+                break
+            taken += self._accept(item, sync=False)
+        if taken and self.journal is not None:
+            self.journal.sync()
 
     # -- news and analysis -------------------------------------------------------------------------------------
 
-    def _accept(self, item: NewsItem) -> bool:
-        """Journal (fsync) and queue a new item; False for a duplicate id, which changes nothing."""
+    def _accept(self, item: NewsItem, sync: bool = True) -> bool:
+        """Journal (fsync unless the caller commits a group) and queue a new item; False for a duplicate id."""
         if item.id in self.state:
             self.stats.news_duplicate += 1
             return False
         if self.journal is not None:
-            self.journal.append_news(item)
+            self.journal.append_news(item, sync=sync)
         self.state.add_item(item)
         self.stats.news_accepted += 1
         self._queue_for_analysis(item)
@@ -559,7 +587,7 @@ class BridgeServer:
             return
         if self._deferred:
             waiting, self._deferred = self._deferred, []
-            for envelope, msg, _now in waiting:
+            for envelope, msg in waiting:
                 try:
                     out = self._on_signal(envelope, msg)
                 except P.ProtocolError as exc:
