@@ -187,7 +187,8 @@ class LoadReport:
 
 def _read_text(path: Path) -> str:
     if not path.is_file():
-        raise UserError(f"no such file: {path}", hint="check the path")
+        what = "a directory, not a file" if path.is_dir() else "no such file"
+        raise UserError(f"{what}: {path}", hint="give the path of a news file")
     raw = path.read_bytes()
     if not raw.strip():
         raise DataError(
@@ -804,10 +805,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser(
         "inspect",
         help="print format, row count, first/last time in UTC and problems",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("file", type=Path)
-    p.add_argument("--format", default="auto", choices=("auto", *FORMATS))
+    p.add_argument(
+        "--format",
+        default="auto",
+        choices=("auto", *FORMATS),
+        help="file format (default: auto, from the header)",
+    )
     p.add_argument(
         "--tz",
         default=None,

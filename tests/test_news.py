@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bridge.errors import DataError, UserError
 from bridge.news import (
@@ -431,3 +433,59 @@ def test_loading_real_files_issues_only_line_warnings(shared_data):
         warnings.simplefilter("always")
         load_news(shared_data / "calendar/dailyfx_2013.csv")
     assert all("line" in str(w.message) for w in caught)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Robustness: whatever a user points the loader at, the answer is items or a UserError, never a traceback
+
+
+_HEADERS = [
+    "publish_date,headline_text\n",
+    FF_HEADER,
+    ",actual,country,date,forecast,forecast_error,impact,new,previous,previous_error,time\n",
+    "# server_tz=UTC+2\ntime,currency,event,actual,forecast,previous,multiplier,unit\n",
+    "",
+]
+_CELLS = st.sampled_from(
+    [
+        "2016-01-08 08:30:00",
+        "Friday, January 8, 2016",
+        "08:30",
+        "2016.01.08 15:30",
+        "227K",
+        "n/a",
+        "<0.10%",
+        "USD",
+        "All",
+        "High",
+        "???med???",
+        "Non-Farm Employment Change",
+        "",
+        '"',
+        '"a,b"',
+        "x",
+        "-",
+        "0-0-9",
+        "\u00e9",
+        "\t",
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    header=st.sampled_from(_HEADERS),
+    rows=st.lists(st.lists(_CELLS, min_size=1, max_size=12), max_size=6),
+    sep=st.sampled_from([",", ";"]),
+    end=st.sampled_from(["\n", "\r\n", ""]),
+    fmt=st.sampled_from(["auto", "headlines", "forexfactory", "dailyfx", "mt5calendar"]),
+)
+def test_loader_never_raises_anything_but_user_errors(tmp_path, header, rows, sep, end, fmt):
+    p = tmp_path / "fuzz.csv"
+    p.write_text(header + end.join(sep.join(r) for r in rows) + end, encoding="utf-8")
+    try:
+        items, report = load_news_report(p, format=fmt)
+    except UserError:
+        return
+    assert report.items + report.duplicates + report.skipped == report.rows
+    assert len(items) == report.items
