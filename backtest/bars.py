@@ -1086,23 +1086,27 @@ def resample_bars(df: pd.DataFrame, timeframe: str, tz: str | tzinfo | None = No
     step = timeframe_seconds(timeframe) * _NS
     if not isinstance(df.index, pd.DatetimeIndex) or df.index.tz is None:
         raise UserError("resample_bars needs bars indexed by UTC time", hint="load them with load_bars")
+    if len(df) == 0:
+        out = df.iloc[:0].copy()
+        out.attrs = dict(df.attrs, timeframe=str(timeframe).upper())
+        return out
     utc = df.index.tz_convert("UTC").as_unit("ns").asi8
     wall = utc if tz is None else utc_to_wall(df.index, tz).as_unit("ns").asi8
     origin = 4 * _DAY_NS if step % (7 * _DAY_NS) == 0 else 0  # 1970-01-05 was a Monday
     key = (wall - origin) // step
     # Bins are runs of equal keys, so a repeated autumn hour on a DST wall clock stays two bars.
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.array([], dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     ends = np.r_[starts[1:], len(key)]
     out = {
         "Open": df["Open"].to_numpy(np.float64)[starts],
-        "High": np.maximum.reduceat(df["High"].to_numpy(np.float64), starts) if len(starts) else [],
-        "Low": np.minimum.reduceat(df["Low"].to_numpy(np.float64), starts) if len(starts) else [],
+        "High": np.maximum.reduceat(df["High"].to_numpy(np.float64), starts),
+        "Low": np.minimum.reduceat(df["Low"].to_numpy(np.float64), starts),
         "Close": df["Close"].to_numpy(np.float64)[ends - 1],
     }
     if "Volume" in df:
-        out["Volume"] = np.add.reduceat(df["Volume"].to_numpy(np.float64), starts) if len(starts) else []
+        out["Volume"] = np.add.reduceat(df["Volume"].to_numpy(np.float64), starts)
     if "Spread" in df:
-        total = np.add.reduceat(df["Spread"].to_numpy(np.float64), starts) if len(starts) else np.array([])
+        total = np.add.reduceat(df["Spread"].to_numpy(np.float64), starts)
         out["Spread"] = total / (ends - starts)
     label_wall = key[starts] * step + origin
     if tz is None:

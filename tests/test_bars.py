@@ -642,6 +642,8 @@ def test_resample_rejects_unknown_timeframe_and_naive_index(tmp_path):
         resample_bars(m1, "H0")
     with pytest.raises(UserError, match="indexed by UTC time"):
         resample_bars(m1.tz_localize(None), "H1")
+    empty = resample_bars(m1.iloc[:0], "H1")
+    assert empty.empty and list(empty.columns) == list(m1.columns) and empty.attrs["timeframe"] == "H1"
 
 
 def test_timeframe_names():
