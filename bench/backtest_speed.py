@@ -1,0 +1,304 @@
+"""Backtest engine speed against backtesting.py and vectorbt, all measured in one run on the same bars and the same
+precomputed target series (10,000 position changes, stop-loss and take-profit on every trade).
+
+    python bench/backtest_speed.py                      # H1 2010-2021, M1 2017-H1, M1 repeated to 2M bars
+    python bench/backtest_speed.py --quick              # smaller sizes, for a smoke run
+
+Data (never copied into the project): ../shared/data/bars/EURUSD60.csv (65,000 H1 bars, broker clock UTC+4) and the
+six HistData M1 months DAT_ASCII_EURUSD_M1_2017{01..06}.csv (about 186,000 bars), concatenated and then repeated
+(with time shifted, so the index stays increasing) up to 2 million bars for the scaling curve.
+
+What is timed: one full replay producing trades and an equity curve (best of ``--repeat`` runs; vectorbt after a
+warm-up call so numba compilation is excluded and reported apart; backtesting.py once per size, it is slow).
+backtesting.py is fed a strategy that follows the target exactly as our engine does (see
+tests/test_vs_backtesting_py.py, which checks that both give the same trades); vectorbt gets the target changes as
+entry/exit signals filled at the bar open with relative stops, the closest formulation it has.
+
+Writes a table to stdout, ``backtest_speed.json`` (figures, config, versions) and ``backtest_speed.png`` (time
+against bars, log-log) under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backtest.bars import load_bars  # noqa: E402
+from backtest.engine import EngineConfig, run_backtest  # noqa: E402
+from backtest.report import versions  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "bars"
+SL, TP = 0.0030, 0.0060
+UNITS = 10_000
+
+
+def make_target(n: int, changes: int, seed: int = 0) -> np.ndarray:
+    """A target series with exactly ``changes`` position changes at random bars (never on the first two bars)."""
+    rng = np.random.default_rng(seed)
+    changes = min(changes, n - 5)
+    at = np.sort(rng.choice(np.arange(2, n - 3), size=changes, replace=False))
+    target = np.zeros(n, dtype=np.int8)
+    cur = 0
+    values = np.empty(changes, dtype=np.int8)
+    for i in range(changes):
+        choices = [v for v in (-1, 0, 1) if v != cur]
+        cur = choices[rng.integers(0, 2)]
+        values[i] = cur
+    # Forward-fill the value set at each change point.
+    marks = np.zeros(n, dtype=np.int64)
+    marks[at] = np.arange(1, changes + 1)
+    idx = np.maximum.accumulate(marks)
+    target = np.where(idx > 0, values[np.maximum(idx - 1, 0)], 0).astype(np.int8)
+    return target
+
+
+def repeat_bars(bars: pd.DataFrame, n: int) -> pd.DataFrame:
+    """``bars`` repeated until ``n`` rows, each copy shifted in time past the previous one."""
+    reps = int(np.ceil(n / len(bars)))
+    span = bars.index[-1] - bars.index[0] + pd.Timedelta(minutes=1)
+    parts = []
+    for k in range(reps):
+        part = bars.copy()
+        part.index = part.index + k * span
+        parts.append(part)
+    return pd.concat(parts).iloc[:n]
+
+
+def time_ours(bars: pd.DataFrame, target: np.ndarray, repeat: int) -> tuple[float, int]:
+    cfg = EngineConfig(cash=10_000, lots=UNITS / 100_000, spread=0.0, sl=SL, tp=TP)
+    best, n = np.inf, 0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        r = run_backtest(bars, target, cfg)
+        best = min(best, time.perf_counter() - t0)
+        n = len(r.trades)
+    return best, n
+
+
+def time_backtesting_py(bars: pd.DataFrame, target: np.ndarray) -> tuple[float, int]:
+    from backtesting import Backtest, Strategy
+
+    opens = bars["Open"].to_numpy()
+
+    class FollowTarget(Strategy):
+        def init(self):
+            self.prev = 0
+
+        def next(self):
+            i = len(self.data) - 1
+            if i + 1 >= len(target):
+                return
+            want = int(target[i + 1])
+            if want == self.prev:
+                return
+            self.prev = want
+            for trade in self.trades:
+                trade.sl = None
+                trade.tp = None
+                trade.close()
+            if want:
+                entry = opens[i + 1]
+                try:
+                    (self.buy if want > 0 else self.sell)(
+                        size=UNITS, sl=entry - want * SL, tp=entry + want * TP
+                    )
+                except (
+                    ValueError
+                ):  # a gap put the stop on the wrong side of the last close: trade without brackets
+                    (self.buy if want > 0 else self.sell)(size=UNITS)
+
+    data = bars[["Open", "High", "Low", "Close"]].copy()
+    data.index = data.index.tz_localize(None)
+    bt = Backtest(data, FollowTarget, cash=1_000_000, margin=0.01, finalize_trades=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        stats = bt.run()
+        return time.perf_counter() - t0, int(stats["# Trades"])
+
+
+def time_vectorbt(bars: pd.DataFrame, target: np.ndarray, repeat: int) -> tuple[float, int, float]:
+    import vectorbt as vbt
+
+    prev = np.r_[0, target[:-1]]
+    entries = (target == 1) & (prev != 1)
+    exits = (prev == 1) & (target != 1)
+    short_entries = (target == -1) & (prev != -1)
+    short_exits = (prev == -1) & (target != -1)
+    o = bars["Open"]
+    kw = dict(
+        close=bars["Close"],
+        entries=entries,
+        exits=exits,
+        short_entries=short_entries,
+        short_exits=short_exits,
+        price=o,
+        open=o,
+        high=bars["High"],
+        low=bars["Low"],
+        size=UNITS,
+        size_type="amount",
+        sl_stop=SL / o.to_numpy(),
+        tp_stop=TP / o.to_numpy(),
+        init_cash=1_000_000,
+        freq="1min",
+    )
+
+    def run():
+        pf = vbt.Portfolio.from_signals(**kw)
+        return pf, len(pf.trades.records)
+
+    t0 = time.perf_counter()
+    run()  # numba compilation on the first call
+    compile_s = time.perf_counter() - t0
+    best, n = np.inf, 0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        _, n = run()
+        best = min(best, time.perf_counter() - t0)
+    return best, n, compile_s
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument("--changes", type=int, default=10_000, help="position changes in the target series")
+    p.add_argument(
+        "--repeat", type=int, default=3, help="timed runs per size (best kept) for ours and vectorbt"
+    )
+    p.add_argument("--max-bars", type=int, default=2_000_000, help="largest size of the scaling curve")
+    p.add_argument("--bt-max-bars", type=int, default=200_000, help="largest size backtesting.py is run on")
+    p.add_argument("--quick", action="store_true", help="smaller sizes for a smoke run")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where JSON and PNG go")
+    args = p.parse_args(argv)
+    if not DATA.is_dir():
+        print(f"shared data not found at {DATA}", file=sys.stderr)
+        return 2
+    if args.quick:
+        args.max_bars, args.bt_max_bars, args.repeat = 400_000, 70_000, 1
+
+    h1 = load_bars(DATA / "EURUSD60.csv", tz="UTC+4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        months = [load_bars(DATA / f"DAT_ASCII_EURUSD_M1_2017{m:02d}.csv") for m in range(1, 7)]
+    m1 = pd.concat(months)
+    m1 = m1[~m1.index.duplicated()].sort_index()
+    cases = [("EURUSD H1 2010-2021", h1), ("EURUSD M1 2017-01..06", m1)]
+    for n in (500_000, 1_000_000, 2_000_000):
+        if n <= args.max_bars:
+            cases.append((f"M1 repeated to {n:,}", repeat_bars(m1, n)))
+    scaling_small = [("M1 first 50,000", m1.iloc[:50_000]), ("M1 first 100,000", m1.iloc[:100_000])]
+    cases = scaling_small + cases
+
+    try:
+        import backtesting  # noqa: F401
+
+        have_bt = True
+    except ImportError:
+        have_bt = False
+    try:
+        import vectorbt  # noqa: F401
+
+        have_vbt = True
+    except ImportError:
+        have_vbt = False
+
+    rows = []
+    for name, bars in cases:
+        target = make_target(len(bars), args.changes)
+        ours, n_ours = time_ours(bars, target, args.repeat)
+        row = {"case": name, "bars": len(bars), "changes": int((np.diff(target) != 0).sum()), "ours_s": ours}
+        row["ours_trades"] = n_ours
+        if have_vbt:
+            v, n_v, comp = time_vectorbt(bars, target, args.repeat)
+            row.update(vectorbt_s=v, vectorbt_trades=n_v, vectorbt_compile_s=comp, vs_vectorbt=v / ours)
+        if have_bt and len(bars) <= args.bt_max_bars:
+            b, n_b = time_backtesting_py(bars, target)
+            row.update(backtesting_py_s=b, backtesting_py_trades=n_b, vs_backtesting_py=b / ours)
+        rows.append(row)
+        print(f"{name}: {len(bars):,} bars, ours {ours:.3f}s", file=sys.stderr, flush=True)
+
+    table = pd.DataFrame(rows)
+    sizes = table["bars"].to_numpy(dtype=float)
+    slope = float(np.polyfit(np.log(sizes), np.log(table["ours_s"].to_numpy()), 1)[0])
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"\nours: time ~ bars^{slope:.2f} (1.0 = linear)")
+    if "vs_backtesting_py" in table:
+        print(
+            f"speed-up over backtesting.py: {table['vs_backtesting_py'].dropna().min():.1f}x .. "
+            f"{table['vs_backtesting_py'].dropna().max():.1f}x (goal >= 20x)"
+        )
+    if "vs_vectorbt" in table:
+        print(
+            f"vectorbt time / ours: {table['vs_vectorbt'].min():.2f} .. {table['vs_vectorbt'].max():.2f} (goal >= 1)"
+        )
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "sl": SL,
+        "tp": TP,
+        "units": UNITS,
+        "scaling_exponent_ours": slope,
+        "available": {"backtesting.py": have_bt, "vectorbt": have_vbt},
+        "rows": json.loads(table.to_json(orient="records")),
+        "versions": {**versions(), **_extra_versions()},
+    }
+    (args.out / "backtest_speed.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    _plot(table, args.out / "backtest_speed.png")
+    print(f"wrote {args.out / 'backtest_speed.json'} and {args.out / 'backtest_speed.png'}")
+    return 0
+
+
+def _extra_versions() -> dict:
+    from importlib import metadata
+
+    out = {}
+    for lib in ("backtesting", "vectorbt", "numba"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[lib] = metadata.version(lib)
+    return out
+
+
+def _plot(table: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    t = table.sort_values("bars")
+    for col, label in (
+        ("ours_s", "EA Bridge engine"),
+        ("vectorbt_s", "vectorbt"),
+        ("backtesting_py_s", "backtesting.py"),
+    ):
+        if col in t:
+            s = t[["bars", col]].dropna()
+            ax.plot(s["bars"], s[col], marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("bars")
+    ax.set_ylabel("seconds per backtest (10,000 position changes)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
