@@ -56,8 +56,9 @@ def equity_figure(result: Result, bars: pd.DataFrame, baselines: dict[str, pd.Se
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     eq = result.equity
     ax1.plot(eq.index, eq.to_numpy(), label="strategy", color="tab:blue", lw=1.2)
+    colors = iter(["tab:gray", "tab:orange", "tab:green", "tab:purple"])
     for name, curve in (baselines or {}).items():
-        ax1.plot(curve.index, curve.to_numpy(), label=name, lw=0.9, alpha=0.8)
+        ax1.plot(curve.index, curve.to_numpy(), label=name, lw=0.9, alpha=0.8, color=next(colors, None))
     ax1.set_ylabel("equity")
     ax1.legend(loc="best", fontsize=8)
     ax1.grid(alpha=0.3)
