@@ -63,14 +63,13 @@ private:
       long raw=(long)(TimeTradeServer()-TimeGMT());
       return((long)MathRound(raw/900.0)*900);
      }
+   //--- a new bar not yet asked about, or (live) the periodic ask; a bar stays due until a request for it went out,
+   //--- so after a back-off the EA asks at once instead of waiting for the next bar
    bool              Due(void)
      {
       datetime bar=iTime(_Symbol,InpTimeframe,0);
       if(bar!=0 && bar!=m_last_bar)
-        {
-         m_last_bar=bar;
          return(true);
-        }
       if(!m_tester && InpSignalSeconds>0 && GetTickCount64()>=m_next_ask_ms)
          return(true);
       return(false);
@@ -97,8 +96,11 @@ private:
          m_last="could not encode the request";
          return(false);
         }
+      if(!m_client.Start(request))
+         return(false);
       m_next_ask_ms=GetTickCount64()+(ulong)InpSignalSeconds*1000;
-      return(m_client.Start(request));
+      m_last_bar=iTime(_Symbol,InpTimeframe,0);
+      return(true);
      }
    void              Handle(const string text)
      {

@@ -67,7 +67,9 @@ def import_function(line: str, where: str) -> str:
     """One ``#import``ed prototype -> an asm-labelled C prototype plus an inline wrapper with the MQL5 signature."""
     m = PROTO.match(line)
     if not m:
-        raise RewriteError(f"{where}: expected a prototype like 'int f(long a);' inside #import, got {line.strip()!r}")
+        raise RewriteError(
+            f"{where}: expected a prototype like 'int f(long a);' inside #import, got {line.strip()!r}"
+        )
     ret, name, params = m.group(1), m.group(2), m.group(3).strip()
     if ret not in C_TYPES:
         raise RewriteError(f"{where}: return type {ret!r} of {name} is not a plain C type")

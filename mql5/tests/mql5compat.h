@@ -24,6 +24,7 @@
 #include <initializer_list>
 #include <iostream>
 #include <map>
+#include <numeric>
 #include <sstream>
 #include <string>
 #include <thread>

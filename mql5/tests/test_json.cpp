@@ -44,6 +44,7 @@ static bool rebuild(const CJsonDoc &doc, const std::string &type, std::string &o
       if (member(k) < 0 || doc.Type(member(k)) == JSON_NULL) return false;
     return true;
   };
+  if (!has({"v"}) || !doc.IsInteger(member("v")) || doc.Integer(member("v")) != BRIDGE_PROTOCOL_VERSION) return false;
   if (type == "signal") {
     if (!has({"symbol", "time", "utc_offset", "position"}) || doc.Type(member("position")) != JSON_OBJECT ||
         !doc.IsInteger(member("time")) || !doc.IsInteger(member("utc_offset")))

@@ -1,0 +1,95 @@
+"""Build the MQL5 harness: rewrite the EA's sources to C++ and compile the test programs with g++ against libzmq.
+
+libzmq comes from the pyzmq wheel when it bundles one (``pyzmq.libs/libzmq-*.so*``; nothing else to install), else
+from the system (Debian's ``libzmq3-dev``). No header is needed: the EA's ``#import`` declarations become the
+prototypes. Used by ``test_mql5_harness.py`` and ``bench_roundtrip.py``.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import glob
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MQL5 = HERE.parent
+BUILD = HERE / "build"
+PROGRAMS = ("test_json", "test_trader", "test_live")
+CXXFLAGS = ["-std=c++17", "-O1", "-Wall", "-Wextra"]
+
+sys.path.insert(0, str(HERE))
+import mql5_to_cpp  # noqa: E402
+
+
+@dataclass
+class Libzmq:
+    link: list[str]  # what goes on the g++ command line
+    origin: str  # where it came from, for messages
+
+
+def find_libzmq() -> Libzmq | None:
+    """The libzmq to link: pyzmq's bundled copy first, then the system's; None when neither exists."""
+    try:
+        import zmq
+
+        site = Path(zmq.__file__).resolve().parents[1]
+        for pattern in ("pyzmq.libs/libzmq*.so*", "zmq/.libs/libzmq*.so*"):
+            found = sorted(glob.glob(str(site / pattern)))
+            if found:
+                lib = Path(found[0])
+                return Libzmq([str(lib), f"-Wl,-rpath,{lib.parent}"], f"pyzmq wheel ({lib.name})")
+    except ImportError:
+        pass
+    if ctypes.util.find_library("zmq"):
+        return Libzmq(["-lzmq"], "system libzmq")
+    return None
+
+
+def why_not_buildable() -> str | None:
+    """A reason the harness cannot be built here, or None."""
+    if shutil.which("g++") is None:
+        return "g++ not found: install a C++ compiler (Debian: apt-get install g++)"
+    if find_libzmq() is None:
+        return "libzmq not found: pip install pyzmq (it bundles libzmq) or apt-get install libzmq3-dev"
+    return None
+
+
+@dataclass
+class Build:
+    root: Path
+    programs: dict[str, Path]
+    diagnostics: dict[str, str]  # compiler output per program (warnings), empty when clean
+    libzmq: Libzmq
+
+
+def build(out: Path = BUILD) -> Build:
+    """Rewrite the sources into ``out/src`` and compile every test program into ``out`` (in parallel)."""
+    lib = find_libzmq()
+    if lib is None:
+        raise RuntimeError(why_not_buildable())
+    src = out / "src"
+    if src.exists():
+        shutil.rmtree(src)
+    mql5_to_cpp.rewrite_tree(MQL5, src)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def compile_one(name: str) -> tuple[str, str]:
+        cmd = [
+            "g++", *CXXFLAGS, f"-I{HERE}", f"-I{src / 'Include'}", f"-I{src}",
+            "-x", "c++", str(HERE / f"{name}.cpp"), "-x", "none", *lib.link, "-o", str(out / name),
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"g++ failed for {name}:\n{proc.stderr[-6000:]}")
+        return name, proc.stderr
+
+    jobs = min(len(PROGRAMS), max(1, (os.cpu_count() or 1)))
+    with ThreadPoolExecutor(jobs) as pool:
+        results = dict(pool.map(compile_one, PROGRAMS))
+    return Build(out, {p: out / p for p in PROGRAMS}, results, lib)

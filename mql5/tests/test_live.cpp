@@ -1,0 +1,120 @@
+// The compiled EA against the real Python server through real libzmq.
+//
+//   test_live run ENDPOINT SCRIPT TESTER TIMEOUT_MS RETRIES UTC_OFFSET_H
+//     SCRIPT is a text file of commands, one per line:
+//       BAR time open high low close   the chart's next bar opens (server time); OnTimer runs once
+//       TICK n sleep_ms                 OnTimer runs n more times, sleeping between (live replies arrive on timers)
+//       PAUSE label                     prints "PAUSED label" and waits for a line on stdin (the test starts or
+//                                       kills the server meanwhile)
+//     After every BAR and TICK it prints: STATE time held volume targets rejected reachable longest_call_us
+//   test_live bench ENDPOINT N
+//     N signal requests through the EA's client (Request(): send, poll, receive); prints round-trip percentiles.
+#include "harness.h"
+
+static long g_longest_us = 0;
+
+static void timer() {
+  ulong t0 = GetMicrosecondCount();
+  OnTimer();
+  long took = (long)(GetMicrosecondCount() - t0);
+  if (took > g_longest_us) g_longest_us = took;
+}
+
+static void state() {
+  int d = 0;
+  double v = 0;
+  CBridgeTrader probe;
+  TraderSettings s;
+  s.symbol = _Symbol;
+  s.magic = InpMagic;
+  probe.Init(s);
+  probe.Position(d, v);
+  std::printf("STATE %ld %d %.2f %ld %ld %d %ld\n", (long)g_sim.time, d, v, ExtBridge.Targets(), ExtBridge.Rejected(),
+              ExtBridge.Reachable() ? 1 : 0, g_longest_us);
+  std::fflush(stdout);
+  g_longest_us = 0;
+}
+
+static int run(int argc, char **argv) {
+  if (argc < 8) return 2;
+  InpEndpoint = argv[2];
+  g_sim.tester = std::atoi(argv[4]) != 0;
+  InpTimeoutMs = std::atoi(argv[5]);
+  InpRetries = std::atoi(argv[6]);
+  InpTesterUtcOffsetHours = std::atoi(argv[7]);
+  g_sim.utc_offset = (long)InpTesterUtcOffsetHours * 3600;
+  InpSignalSeconds = 0;  // ask on new bars only, so the answers depend on simulated time alone
+  InpMaxSpreadPoints = 0;
+  InpSendBars = 3;
+  std::ifstream script(argv[3]);
+  if (!script) { std::fprintf(stderr, "cannot read %s\n", argv[3]); return 2; }
+  if (OnInit() != INIT_SUCCEEDED) { std::fprintf(stderr, "OnInit failed\n"); return 3; }
+  std::string cmd;
+  while (script >> cmd) {
+    if (cmd == "BAR") {
+      mqlcompat::SimBar b{};
+      script >> b.time >> b.open >> b.high >> b.low >> b.close;
+      g_sim.bars.push_back(b);
+      g_sim.bar_index = (long)g_sim.bars.size() - 1;
+      g_sim.time = b.time;
+      g_sim.bid = b.open;
+      g_sim.ask = b.open + 0.0001;
+      timer();
+      state();
+    } else if (cmd == "TICK") {
+      int n = 0, ms = 0;
+      script >> n >> ms;
+      for (int i = 0; i < n; i++) { Sleep(ms); timer(); }
+      state();
+    } else if (cmd == "PAUSE") {
+      std::string label;
+      script >> label;
+      std::printf("PAUSED %s\n", label.c_str());
+      std::fflush(stdout);
+      std::string line;
+      std::getline(std::cin, line);
+    } else {
+      std::fprintf(stderr, "unknown command %s\n", cmd.c_str());
+      return 2;
+    }
+  }
+  OnDeinit(REASON_REMOVE);
+  for (auto &l : g_sim.log) std::fprintf(stderr, "%s\n", l.c_str());
+  return 0;
+}
+
+static int bench(int argc, char **argv) {
+  if (argc < 4) return 2;
+  int n = std::atoi(argv[3]);
+  CBridgeClient client;
+  client.Init(string(argv[2]), 2500, 3, "", "", "");
+  std::vector<double> rtt;
+  MqlArray<MqlRates> bars;
+  for (int i = 0; i < n + 100; i++) {
+    string req, reply;
+    // the request the EA sends each bar, as in the Strategy Tester
+    BridgeSignalRequest(string("b-" + std::to_string(i)), "EURUSD", 1467331200 + 3600 * (i % 2000), 14400, 0, 0.0, bars, 0, 5,
+                        true, req);
+    ulong t0 = GetMicrosecondCount();
+    if (client.Request(req, reply) != BRIDGE_REPLY) { std::fprintf(stderr, "request %d failed: %s\n", i, client.LastError().c_str()); return 1; }
+    double us = (double)(GetMicrosecondCount() - t0);
+    BridgeReply r;
+    string err;
+    if (!BridgeDecodeReply(reply, r, err) || r.type != string("target")) { std::fprintf(stderr, "bad reply %s\n", reply.c_str()); return 1; }
+    if (i >= 100) rtt.push_back(us);  // the first 100 warm up connection and caches
+  }
+  std::sort(rtt.begin(), rtt.end());
+  auto pct = [&](double p) { return rtt[(size_t)std::min<double>(rtt.size() - 1, p / 100.0 * rtt.size())]; };
+  std::printf("{\"n\": %zu, \"p50_us\": %.1f, \"p99_us\": %.1f, \"mean_us\": %.1f}\n", rtt.size(), pct(50), pct(99),
+              std::accumulate(rtt.begin(), rtt.end(), 0.0) / rtt.size());
+  client.Shutdown();
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "run") return run(argc, argv);
+  if (mode == "bench") return bench(argc, argv);
+  std::fprintf(stderr, "usage: test_live run ENDPOINT SCRIPT TESTER TIMEOUT_MS RETRIES UTC_OFFSET_H | bench ENDPOINT N\n");
+  return 2;
+}
