@@ -99,7 +99,7 @@ def test_holiday_rows_without_time_stay_news_items(shared_data):
 
 @pytest.mark.parametrize("year", range(2007, 2017))
 def test_forexfactory_nonfarm_payrolls_land_at_830_new_york(shared_data, year):
-    items = load_news(shared_data / f"calendar/forexfactory_{year}.csv")
+    items, _ = load_news_report(shared_data / f"calendar/forexfactory_{year}.csv")
     nfp = [it for it in items if it.event == "Non-Farm Employment Change"]
     assert len(nfp) >= 11
     for it in nfp:
@@ -122,7 +122,8 @@ def test_known_nonfarm_payroll_rows_2016(shared_data):
 
 
 def test_dailyfx_nonfarm_payrolls_in_utc(shared_data):
-    items = load_news(shared_data / "calendar/dailyfx_2016.csv")
+    with pytest.warns(UserWarning, match="no time given"):
+        items = load_news(shared_data / "calendar/dailyfx_2016.csv")
     nfp = [it for it in items if it.event and it.event.lower().startswith("change in non-farm payrolls")]
     assert nfp
     for it in nfp:
