@@ -841,29 +841,39 @@ def _parse_fixed(values: np.ndarray, fmt: str, clock_only: bool) -> np.ndarray |
     lo[width] = hi[width] = 0
     if ((u < lo) | (u > hi)).any():
         return None
-    fields = {}
-    for d, (start, w) in spans.items():
-        num = u[:, start].astype(np.int64) - 48
-        for k in range(start + 1, start + w):
-            num = num * 10 + (u[:, k] - 48)
-        fields[d] = num
-    zero = np.zeros(len(values), dtype=np.int64)
-    ns, bad = _compose(
-        fields.get("%Y", zero),
-        fields.get("%m", zero),
-        fields.get("%d", zero),
-        fields.get("%H", zero),
-        fields.get("%M", zero),
-        fields.get("%S", zero),
-        clock_only=clock_only,
-    )
-    if clock_only is False and not {"%Y", "%m", "%d"} <= fields.keys():
+    if not clock_only and not {"%Y", "%m", "%d"} <= spans.keys():
         return None
+    n = len(values)
+    date_keys = [d for d in ("%Y", "%m", "%d") if d in spans]
+    if date_keys:
+        # Bars come in runs of one date: find where the date bytes change and do the calendar once per run.
+        lo_b = min(spans[d][0] for d in date_keys)
+        hi_b = max(spans[d][0] + spans[d][1] for d in date_keys)
+        date_bytes = np.ascontiguousarray(u[:, lo_b:hi_b]).view(f"S{hi_b - lo_b}").ravel()
+        heads = np.flatnonzero(np.r_[True, date_bytes[1:] != date_bytes[:-1]])
+    else:
+        heads = np.arange(n)
+
+    def number(d: str, rows: np.ndarray | slice) -> np.ndarray:
+        start, w = spans[d]
+        block = u[rows, start : start + w]
+        num = block[:, 0].astype(np.int64) - 48
+        for k in range(1, w):
+            num = num * 10 + (block[:, k] - 48)
+        return num
+
+    zero = np.zeros(n, dtype=np.int64)
+    clock, bad = _clock_ns(*(number(d, slice(None)) if d in spans else zero for d in ("%H", "%M", "%S")))
     if bad.any():
         return None
-    if "%f" in fields:
-        ns = ns + fields["%f"] * 10 ** (9 - frac)
-    return ns
+    if "%f" in spans:
+        clock = clock + number("%f", slice(None)) * 10 ** (9 - frac)
+    if clock_only:
+        return clock
+    days, bad_day = _days_since_epoch(number("%Y", heads), number("%m", heads), number("%d", heads))
+    if bad_day.any():
+        return None
+    return np.repeat(days * _DAY_NS, np.diff(np.r_[heads, n])) + clock
 
 
 def _parse_compact(num: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -882,17 +892,20 @@ def _parse_compact(num: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 
 
-def _compose(
-    year, month, day, hour, minute, second, clock_only: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Calendar fields to int64 ns since 1970 (civil-from-days arithmetic, no datetime objects) and a bad-row mask."""
+def _clock_ns(hour, minute, second) -> tuple[np.ndarray, np.ndarray]:
+    """Time of day in ns, and a mask of impossible ones (25:00, 12:60)."""
     bad = (hour > 23) | (minute > 59) | (second > 59) | (hour < 0) | (minute < 0) | (second < 0)
-    clock = ((hour * 60 + minute) * 60 + second) * _NS
-    if clock_only:
+    return ((hour * 60 + minute) * 60 + second) * _NS, bad
+
+
+def _compose(year, month, day, hour, minute, second) -> tuple[np.ndarray, np.ndarray]:
+    """Calendar fields to int64 ns since 1970 (civil-from-days arithmetic, no datetime objects) and a bad-row mask."""
+    clock, bad = _clock_ns(hour, minute, second)
+    if len(clock) == 0:
         return clock, bad
     # Bars come in runs of one date (24 per H1 day, 1440 per M1 day): do the calendar once per run.
     key = (year * 100 + month) * 100 + day
-    heads = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.array([], dtype=np.int64)
+    heads = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     days, bad_day = _days_since_epoch(year[heads], month[heads], day[heads])
     run = np.diff(np.r_[heads, len(key)])
     bad |= np.repeat(bad_day, run)
