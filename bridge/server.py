@@ -42,6 +42,9 @@ log = logging.getLogger("bridge.server")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 POLL_MS = 100  # how often the loop looks at its stop flag when idle
 MAX_DRAIN = 256  # requests handled per socket before the loop looks at the others again
+HOUSEKEEPING_S = 1.0  # live mode: how often targets are re-checked for a change by decay or expiry
+PRUNE_S = 60.0  # live mode: how often items older than the TTL are dropped from memory (their ids are kept)
+PRUNE_MARGIN = pd.Timedelta(hours=1)  # keep a little longer than the TTL, for EAs whose clocks run behind
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -144,6 +147,7 @@ class BridgeServer:
         self._published: dict[str, tuple[int, float]] = {}
         self._clients: set[bytes] = set()
         self._pub_seq = 0
+        self._last_tick = self._last_prune = time.monotonic()
         self._wake_endpoint = f"inproc://bridge-wake-{id(self)}"
         self._sockets: list[zmq.Socket] = []
         self._auth = None
@@ -168,6 +172,8 @@ class BridgeServer:
                 self.state.add_analysis(nid, analysis)
         for item in self.state.pending():
             self._queue_for_analysis(item)
+        if self.clock == "server":
+            self.state.prune(pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=self.config.ttl) - PRUNE_MARGIN)
         log.info(
             "journal restored",
             extra={
@@ -285,8 +291,29 @@ class BridgeServer:
                     self._drain(self.pull, self._on_intake)
                     if self.journal is not None:
                         self.journal.sync()  # group commit for the drained intake (no ack to wait on there)
+                self._housekeeping()
         finally:
             self.close()
+
+    def _housekeeping(self) -> None:
+        """Once a second in live mode: publish targets whose direction changed by decay or expiry alone; once a
+        minute: forget analysed items too old to count any more, so weeks of news do not slow the policy down."""
+        if self.clock != "server":
+            return
+        now = time.monotonic()
+        if now - self._last_tick < HOUSEKEEPING_S:
+            return
+        self._last_tick = now
+        if self.pub is not None:
+            self._publish_changes(direction_only=True)
+        if now - self._last_prune >= PRUNE_S:
+            self._last_prune = now
+            cutoff = pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=self.config.ttl) - PRUNE_MARGIN
+            dropped = self.state.prune(cutoff)
+            if dropped:
+                log.info(
+                    "old news forgotten", extra={"fields": {"items": dropped, "before": cutoff.isoformat()}}
+                )
 
     def start(self) -> threading.Thread:
         """Bind and serve in a background thread (tests, benchmarks); ``stop()`` ends it."""
@@ -597,12 +624,15 @@ class BridgeServer:
         if self.pub is not None and self.clock == "server":
             self._publish_changes()
 
-    def _publish_changes(self) -> None:
+    def _publish_changes(self, direction_only: bool = False) -> None:
+        """Publish the target of every watched symbol whose target changed since it was last published (only its
+        direction when ``direction_only``: decay alone moves the strength every second)."""
         now = pd.Timestamp.now(tz="UTC")
         for symbol in sorted(self._watched):
             tgt = self.state.target(symbol, now)
             key = (tgt.direction, round(tgt.strength, 6))
-            if self._published.get(symbol) == key:
+            last = self._published.get(symbol)
+            if last == key or (direction_only and (last is None or last[0] == key[0])):
                 continue
             self._published[symbol] = key
             self._pub_seq += 1

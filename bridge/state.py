@@ -21,20 +21,38 @@ class NewsState:
         self.config = config or PolicyConfig()
         self.schema = schema or load_schema()
         self.items: dict[str, NewsItem] = {}
+        self._ids: set[str] = (
+            set()
+        )  # every id ever accepted, pruned ones included: duplicates stay duplicates
         self.analyses: dict[str, Analysis] = {}
         self.version = 0  # bumped on every new analysis; caches keyed by it
         self._effects: dict[str, tuple[int, pd.DataFrame]] = {}
         self._targets: dict[tuple[str, int], tuple[int, Target]] = {}
 
     def __contains__(self, news_id: str) -> bool:
-        return news_id in self.items
+        return news_id in self._ids
 
     def add_item(self, item: NewsItem) -> bool:
-        """Accept an item; False (and nothing changes) when an item with the same id is already here."""
-        if item.id in self.items:
+        """Accept an item; False (and nothing changes) when an item with the same id was ever accepted."""
+        if item.id in self._ids:
             return False
+        self._ids.add(item.id)
         self.items[item.id] = item
         return True
+
+    def prune(self, before: pd.Timestamp) -> int:
+        """Forget analysed items published before ``before`` (live mode: they are past the TTL and cannot count).
+
+        Their ids are kept, so a late copy is still a duplicate. Items waiting for analysis are kept. Returns how
+        many items were dropped.
+        """
+        old = [i for i, it in self.items.items() if it.time < before and i in self.analyses]
+        for i in old:
+            del self.items[i]
+            del self.analyses[i]
+        if old:
+            self.version += 1
+        return len(old)
 
     def add_analysis(self, news_id: str, analysis: Analysis) -> None:
         """Attach the analysis of an accepted item; the targets it may change are recomputed on demand."""

@@ -153,3 +153,17 @@ def test_news_state_duplicates_cache_and_as_of():
         s.target("US500", a.time)
     with pytest.raises(KeyError):
         s.add_analysis("nope", _analysis(0))
+
+
+def test_news_state_prune_keeps_ids_and_pending_items():
+    s = NewsState()
+    a, b, c = _item(0), _item(10, "ECB cuts rates"), _item(300, "ECB holds rates")
+    for it in (a, b, c):
+        s.add_item(it)
+    s.add_analysis(a.id, _analysis(2))
+    s.add_analysis(c.id, _analysis(1))
+    assert (
+        s.prune(a.time + pd.Timedelta(minutes=60)) == 1
+    )  # a dropped; b is old but still waiting for analysis
+    assert set(s.items) == {b.id, c.id} and a.id in s and not s.add_item(_item(0))
+    assert s.target("EURUSD", a.time + pd.Timedelta(minutes=1)).direction == 0

@@ -449,3 +449,41 @@ def test_calendar_events_use_the_surprise_rule():
         assert server.state.analyses[rep["reasons"][0].split()[0]].analyzer != KeywordAnalyzer.name
     finally:
         server.stop()
+
+
+def test_pub_pushes_flat_when_the_target_expires():
+    """Live PUB: a change of direction by expiry alone is published too, without new news."""
+    server = start_server(
+        clock="server", pub="tcp://127.0.0.1:*", config=PolicyConfig(ttl=0.03, half_life=60)
+    )
+    ctx = zmq.Context.instance()
+    try:
+        with ctx.socket(zmq.SUB) as sub:
+            sub.linger = 0
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            sub.connect(server.endpoints["pub"])
+            ep = server.endpoints["bind"]
+            exchange(ep, P.encode({"v": 1, "type": "hello", "id": "h", "symbols": ["EURUSD"]}))
+            time.sleep(0.2)
+            exchange(
+                ep,
+                P.encode(
+                    {
+                        "v": 1,
+                        "type": "news",
+                        "id": "n",
+                        "headline": "ECB raises rates",
+                        "currency": "EUR",
+                        "time": int(time.time()),
+                        "utc_offset": 0,
+                    }
+                ),
+            )
+            directions = []
+            deadline = time.time() + 10
+            while len(directions) < 2 and time.time() < deadline:
+                if sub.poll(500):
+                    directions.append(json.loads(sub.recv_multipart()[1])["direction"])
+            assert directions == [1, 0]
+    finally:
+        server.stop()
