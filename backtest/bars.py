@@ -560,7 +560,7 @@ def _detect_time_format(path: Path, texts: list[str], line: int) -> str:
     if len({f.replace("%d", "X").replace("%m", "X") for f in tied}) < len(tied) and len(tied) > 1:
         warnings.warn(
             f"{path}:{line}: dates in the first lines read both as day/month and month/day; using {tied[0]!r} "
-            "(pass date_format to choose)",
+            "(pass --date-format / date_format to choose)",
             BarDataWarning,
             stacklevel=4,
         )

@@ -26,7 +26,7 @@ from backtest.bars import (
     timeframe_seconds,
 )
 from bridge.errors import DataError, UserError, run_main
-from bridge.tz import localize_to_utc, parse_tz
+from bridge.tz import localize_to_utc, parse_tz, utc_to_wall
 
 # (file under shared/data, format, rows, first bar, last bar, zone) from SOURCES.md
 REAL_FILES = [
@@ -594,6 +594,15 @@ def test_broker_zone_offsets_follow_us_dates():
     assert datetime(2017, 11, 6, 12, tzinfo=zone).utcoffset().total_seconds() == 2 * 3600
     assert datetime(2018, 3, 14, 12, tzinfo=zone).utcoffset().total_seconds() == 3 * 3600
     assert str(parse_tz("Etc/GMT+5").key) == "Etc/GMT+5"  # a real IANA name, not a shifted zone
+
+
+@pytest.mark.parametrize("tz", [NY7, "Europe/Athens", "UTC+4", "America/New_York", "UTC"])
+def test_wall_clock_round_trip(tz):
+    utc = pd.date_range("2017-03-01", "2017-12-01", freq="7h", tz="UTC")
+    wall = utc_to_wall(utc, tz)
+    # Away from the repeated autumn hour every wall time maps back to its instant.
+    back = localize_to_utc(wall, tz)
+    assert (back == utc).mean() > 0.998
 
 
 # ------------------------------------------------------------------------------------------------------ resampling
