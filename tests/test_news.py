@@ -122,8 +122,7 @@ def test_known_nonfarm_payroll_rows_2016(shared_data):
 
 
 def test_dailyfx_nonfarm_payrolls_in_utc(shared_data):
-    with pytest.warns(UserWarning, match="no time given"):
-        items = load_news(shared_data / "calendar/dailyfx_2016.csv")
+    items, _ = load_news_report(shared_data / "calendar/dailyfx_2016.csv")
     nfp = [it for it in items if it.event and it.event.lower().startswith("change in non-farm payrolls")]
     assert nfp
     for it in nfp:
