@@ -173,7 +173,9 @@ class BridgeServer:
         for item in self.state.pending():
             self._queue_for_analysis(item)
         if self.clock == "server":
-            self.state.prune(pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=self.config.ttl) - PRUNE_MARGIN)
+            self.state.prune(
+                pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=self.config.ttl) - PRUNE_MARGIN
+            )
         log.info(
             "journal restored",
             extra={
@@ -497,7 +499,14 @@ class BridgeServer:
             self._accept(self._news_item(msg), sync=False)
         except P.ProtocolError as exc:
             self.stats.intake_errors += 1
-            log.warning("bad news on intake", extra={"fields": {"code": exc.code, "message": exc.message}})
+            # A broken feed must not flood the log: the first ten, then every thousandth (all are counted in stats).
+            n = self.stats.intake_errors
+            level = logging.WARNING if n <= 10 or n % 1000 == 0 else logging.DEBUG
+            log.log(
+                level,
+                "bad news on intake",
+                extra={"fields": {"code": exc.code, "message": exc.message, "count": n}},
+            )
 
     def _take_intake(self) -> None:
         taken = 0
@@ -665,5 +674,6 @@ class BridgeServer:
             "clients": len(self._clients),
             "symbols": len(self._watched),
             "published": s.published,
+            "intake_errors": s.intake_errors,
             "analyzer": getattr(self.analyzer, "name", type(self.analyzer).__name__),
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 
 import zmq
 from test_server import start_server
@@ -150,4 +151,34 @@ def test_fuzz_ten_thousand_malformed_messages():
         assert server.stats.errors == N_MESSAGES - counts["one_mib"]
     finally:
         sock.close(0)
+        server.stop()
+
+
+def test_fuzz_intake_socket():
+    """The PULL intake never replies; malformed news is counted, logged and dropped, and good news still gets in."""
+    server = start_server(clock="request", pull="tcp://127.0.0.1:*")
+    ctx = zmq.Context.instance()
+    rng = random.Random(7)
+    try:
+        with ctx.socket(zmq.PUSH) as push:
+            push.linger = 0
+            push.connect(server.endpoints["pull"])
+            sent = 0
+            for _ in range(1000):
+                _, frames = malformed(rng)
+                push.send_multipart(frames)
+                sent += 1
+            push.send(
+                P.encode(
+                    {"v": 1, "type": "news", "id": "n", "headline": "ECB raises rates", "currency": "EUR"}
+                )
+            )
+            deadline = time.time() + 20
+            while server.stats.news_accepted < 1 and time.time() < deadline:
+                time.sleep(0.05)
+        assert server.stats.news_accepted == 1
+        # Messages over the socket limit never arrive (the connection is dropped); everything else is counted.
+        assert 0 < server.stats.intake_errors <= sent
+        assert server._thread.is_alive()
+    finally:
         server.stop()
