@@ -113,6 +113,11 @@ def test_real_file_loads_with_format_and_row_count(shared_data, name, fmt, rows,
     assert df.index[0] == expected[0] and df.index[-1] == expected[-1]
 
 
+def test_every_shared_bars_file_is_in_the_table(shared_data):
+    on_disk = {f"{d}/{p.name}" for d in ("bars", "mt5") for p in (shared_data / d).glob("*.csv")}
+    assert on_disk == {r[0] for r in REAL_FILES}
+
+
 def test_mt5_file_without_tz_warns_and_assumes_utc(shared_data):
     with pytest.warns(BarDataWarning, match="no time zone given.*America/New_York\\+7"):
         df = load_bars(shared_data / "mt5/EURUSD_H1.csv")
