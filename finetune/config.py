@@ -71,7 +71,9 @@ class TrainConfig:
     schema: str = field(default="fx_macro", metadata={"help": "label schema name or JSON path"})
     # optimisation
     epochs: float = field(default=1.0, metadata={"help": "passes over the training data (fractions allowed)"})
-    max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimizer steps"})
+    max_steps: int | None = field(
+        default=None, metadata={"help": "train exactly this many optimizer steps (overrides epochs)"}
+    )
     batch_size: int = field(default=8, metadata={"help": "records per micro-batch"})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
     lr: float | None = field(default=None, metadata={"help": "peak learning rate; None = method default"})

@@ -258,8 +258,13 @@ def train(
     mcfg=None,
     resume: bool = False,
     progress: bool = True,
+    stop_after: int | None = None,
 ) -> dict:
-    """Train and write a run directory; returns the contents of ``run.json``."""
+    """Train and write a run directory; returns the contents of ``run.json``.
+
+    ``stop_after`` ends the run (with a checkpoint) after that step without changing the schedule, as an interruption
+    would; ``resume=True`` then continues it.
+    """
     tcfg = tcfg or TrainConfig()
     if method not in METHODS:
         raise UserError(f"unknown method {method!r}", hint=f"one of {', '.join(METHODS)}")
@@ -312,7 +317,7 @@ def train(
     per_epoch_steps = math.ceil(math.ceil(len(train_ex) / tcfg.batch_size) / (tcfg.grad_accum * world))
     total_steps = max(1, math.ceil(per_epoch_steps * tcfg.epochs))
     if tcfg.max_steps:
-        total_steps = min(total_steps, tcfg.max_steps)
+        total_steps = tcfg.max_steps  # as in transformers' Trainer, max_steps overrides epochs
     lr = tcfg.lr or spec.default_lr
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=tcfg.weight_decay)
@@ -441,9 +446,10 @@ def train(
                 loss=f"{step_loss:.4f}",
                 **({"eval": f"{entry['eval_loss']:.4f}"} if "eval_loss" in entry else {}),
             )
-        if main_proc and (step % tcfg.save_every == 0 or step == total_steps or stopped_early):
+        interrupted = stop_after is not None and step >= stop_after
+        if main_proc and (step % tcfg.save_every == 0 or step == total_steps or stopped_early or interrupted):
             save_checkpoint(out, model, optimizer, scheduler, state)
-        if stopped_early:
+        if stopped_early or interrupted:
             break
     if bar is not None:
         bar.close()
@@ -513,6 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", required=True, help="run directory to create (or to continue with --resume)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument(
+        "--stop-after", type=int, default=None, help="end after step N (resumable; schedule unchanged)"
+    )
     _add_dataclass_args(ap, TrainConfig)
     for name, spec in METHODS.items():
         if fields(spec.config_cls):

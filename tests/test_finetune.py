@@ -1,0 +1,362 @@
+"""Full, LoRA and adapter tuning as one table, tested by one parametrised suite on tiny config-built GPT-2 and Llama
+models (built from a config with a tokenizer trained in memory: nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bridge.adapter import ADAPTER_KEY, AdapterConfig, transformer_blocks
+from bridge.errors import run_main
+from bridge.lm import load_base, load_model
+from bridge.lm_analyzer import LMAnalyzer
+from bridge.prompt import make_record, parse_output
+from bridge.schema import load_schema
+from bridge.types import Analysis
+from finetune import train as train_mod
+from finetune.config import FullConfig, LoraConfig, TrainConfig
+from finetune.methods import METHODS, count_parameters
+from finetune.tiny import make_tiny_base
+
+METHOD_NAMES = sorted(METHODS)
+ARCHS = ("gpt2", "llama")
+# Project-written headlines with their labels (not derived from any shared data set).
+EXAMPLES = [
+    ("Fed raises rates by 50bp, more hikes signalled", "central bank decision", "US", "rates", 2, ("USD",)),
+    ("ECB cuts deposit rate to record low", "central bank decision", "EU", "rates", -2, ("EUR", "EURUSD")),
+    ("UK inflation falls more than expected", "economic data", "UK", "rates", -1, ("GBP",)),
+    ("Oil prices surge after supply cut", "commodity", "CA", "energy", 2, ("CAD", "USDCAD")),
+    ("Bank of Japan keeps policy unchanged", "central bank decision", "JP", "rates", 0, ()),
+    ("Swiss exports slump in March", "economic data", "CH", "FX", -2, ("CHF",)),
+    ("Australian jobs beat forecasts", "economic data", "AU", "rates", 1, ("AUD", "AUDUSD")),
+    ("Global stocks rally on trade deal hopes", "trade policy", "global", "equities", 3, ()),
+]
+
+
+def write_records(path, examples=EXAMPLES, schema=None):
+    schema = schema or load_schema()
+    with path.open("w") as fh:
+        for text, event, market, sector, level, related in examples:
+            a = Analysis({"event": event, "market": market, "sector": sector}, level, related)
+            fh.write(json.dumps(make_record(text, a, schema)) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bases(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    return {arch: str(make_tiny_base(root / arch, arch)) for arch in ARCHS}
+
+
+@pytest.fixture(scope="session")
+def records(tmp_path_factory):
+    return write_records(tmp_path_factory.mktemp("data") / "train.jsonl")
+
+
+def quick_cfg(**kw) -> TrainConfig:
+    base = {
+        "batch_size": 4,
+        "warmup_steps": 0,
+        "eval_every": 100,
+        "save_every": 100,
+        "max_steps": 4,
+        "lr": 5e-3,
+    }
+    return TrainConfig(**{**base, **kw})
+
+
+def expected_trainable(method: str, base_model, total_base: int, mcfg) -> int:
+    """What each method promises, computed from the base model's shapes."""
+    if method == "full":
+        return total_base
+    if method == "adapter":
+        h = (
+            base_model.config.hidden_size
+            if hasattr(base_model.config, "hidden_size")
+            else base_model.config.n_embd
+        )
+        per = 2 * h * mcfg.bottleneck + mcfg.bottleneck + h
+        n_sub = 2 if mcfg.placement == "both" else 1
+        return len(transformer_blocks(base_model)) * n_sub * per
+    from finetune.methods import lora_targets
+
+    targets = set(lora_targets(base_model, mcfg))
+    n = 0
+    for name, mod in base_model.named_modules():
+        if name.rsplit(".", 1)[-1] in targets and hasattr(mod, "weight"):
+            fan_out, fan_in = mod.weight.shape
+            if type(mod).__name__ == "Conv1D":  # GPT-2 stores (in, out)
+                fan_in, fan_out = fan_out, fan_in
+            n += mcfg.r * (fan_in + fan_out)
+    return n
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_trainable_parameters_are_what_the_method_promises(method, arch, tiny_bases):
+    base, _ = load_base(tiny_bases[arch])
+    _, total_base = count_parameters(base)
+    reference, _ = load_base(tiny_bases[arch])
+    mcfg = METHODS[method].config_cls()
+    model = METHODS[method].prepare(base, mcfg)
+    trainable, total = count_parameters(model)
+    assert trainable == expected_trainable(method, reference, total_base, mcfg)
+    assert total == total_base + (0 if method == "full" else trainable)
+    if method != "full":
+        marker = "lora_" if method == "lora" else ADAPTER_KEY
+        frozen_base = [n for n, p in model.named_parameters() if marker not in n and p.requires_grad]
+        assert frozen_base == [], "the base model must be frozen"
+    if method == "adapter":
+        for block in transformer_blocks(model):
+            assert hasattr(block, "attn_adapter") and hasattr(block, "mlp_adapter")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_adapter_starts_as_identity_and_acts_inside_every_block(arch, tiny_bases):
+    base, tok = load_base(tiny_bases[arch])
+    ids = torch.tensor([tok("event: other, market: US")["input_ids"]])
+    before = base(ids).logits
+    model = METHODS["adapter"].prepare(base, AdapterConfig(bottleneck=4))
+    assert torch.allclose(model(ids).logits, before, atol=1e-6)  # up-projection starts at zero
+    torch.manual_seed(0)
+    for block in transformer_blocks(model):
+        for adapter in (block.attn_adapter, block.mlp_adapter):
+            shift = torch.randn_like(adapter.up.bias)  # not a constant: a layer norm would cancel that
+            with torch.no_grad():
+                adapter.up.bias.add_(shift)
+            assert not torch.allclose(model(ids).logits, before, atol=1e-4), (
+                "each adapter must be on the path"
+            )
+            with torch.no_grad():
+                adapter.up.bias.sub_(shift)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_a_few_steps_lower_the_answer_loss(method, arch, tiny_bases, records, tmp_path):
+    schema = load_schema()
+    base, tok = load_base(tiny_bases[arch])
+    examples = train_mod.tokenize_records(train_mod.read_records(records, schema), tok, schema, 192)
+    cfg = quick_cfg(max_steps=6, lr=2e-3 if method == "full" else 1e-2)
+    before = train_mod.eval_loss(base, examples, cfg, tok.pad_token_id, torch.device("cpu"), None)
+    run = train_mod.train(method, tiny_bases[arch], records, tmp_path / "run", records, cfg, progress=False)
+    assert run["result"]["best_eval_loss"] < before
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == list(range(1, 7))
+
+
+def test_loss_is_masked_to_the_answer(tiny_bases, records):
+    schema = load_schema()
+    _, tok = load_base(tiny_bases["gpt2"])
+    recs = train_mod.read_records(records, schema)
+    for rec, (ids, labels) in zip(recs, train_mod.tokenize_records(recs, tok, schema, 192), strict=True):
+        answer = [t for t in labels if t != train_mod.IGNORE]
+        assert answer[-1] == tok.eos_token_id
+        assert ids[len(ids) - len(answer) :] == answer  # only the tail (the answer) is scored
+        text = tok.decode(answer[:-1])
+        assert parse_output(text, schema).analysis == parse_output(rec["output"], schema).analysis
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_resume_continues_exactly_where_it_stopped(method, tiny_bases, records, tmp_path):
+    mcfg = LoraConfig(dropout=0.1) if method == "lora" else METHODS[method].config_cls()
+    cfg = quick_cfg(max_steps=5)
+    train_mod.train(
+        method, tiny_bases["llama"], records, tmp_path / "straight", None, cfg, mcfg, progress=False
+    )
+    train_mod.train(
+        method,
+        tiny_bases["llama"],
+        records,
+        tmp_path / "resumed",
+        None,
+        cfg,
+        mcfg,
+        progress=False,
+        stop_after=2,
+    )
+    state = json.loads((tmp_path / "resumed" / "checkpoints/last/trainer_state.json").read_text())
+    assert state["step"] == 2
+    run = train_mod.train(
+        method,
+        tiny_bases["llama"],
+        records,
+        tmp_path / "resumed",
+        None,
+        cfg,
+        mcfg,
+        resume=True,
+        progress=False,
+    )
+    assert run["result"]["steps"] == 5
+    a = load_file(str(tmp_path / "straight/checkpoints/last/trainable.safetensors"))
+    b = load_file(str(tmp_path / "resumed/checkpoints/last/trainable.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    texts = [e[0] for e in EXAMPLES[:3]]
+    ra = LMAnalyzer(tmp_path / "straight", backend="torch").analyze_texts(texts)
+    rb = LMAnalyzer(tmp_path / "resumed", backend="torch").analyze_texts(texts)
+    assert [(x.labels, x.sentiment, x.related, x.confidence) for x in ra] == [
+        (x.labels, x.sentiment, x.related, x.confidence) for x in rb
+    ]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_saved_model_loads_back_with_identical_outputs(method, arch, tiny_bases, tmp_path):
+    from bridge.lm import ModelInfo
+
+    base, tok = load_base(tiny_bases[arch])
+    mcfg = METHODS[method].config_cls()
+    model = METHODS[method].prepare(base, mcfg)
+    torch.manual_seed(1)
+    with torch.no_grad():  # move away from the identity init so that a load that drops weights would show
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.05)
+    model.eval()
+    info = ModelInfo(
+        method=method, base=tiny_bases[arch], adapter=mcfg.to_dict() if method == "adapter" else None
+    )
+    METHODS[method].save(model, tok, tmp_path / "model", info)
+    loaded, _, _ = load_model(tmp_path / "model")
+    ids = torch.tensor([tok("### Response:\nevent: central bank decision")["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, loaded(ids).logits, atol=1e-5)
+
+
+def test_early_stopping_keeps_the_best_model(tiny_bases, tmp_path):
+    # Eval records contradict the training labels, so the eval loss rises as training fits them.
+    flipped = [(t, e, m, s, -lv if lv else 3, r) for t, e, m, s, lv, r in EXAMPLES]
+    train_file = write_records(tmp_path / "train.jsonl")
+    eval_file = write_records(tmp_path / "eval.jsonl", flipped)
+    cfg = quick_cfg(max_steps=40, eval_every=1, patience=2, lr=3e-2)
+    run = train_mod.train(
+        "adapter", tiny_bases["gpt2"], train_file, tmp_path / "run", eval_file, cfg, progress=False
+    )
+    res = run["result"]
+    assert res["stopped_early"] and res["steps"] < 40
+    evals = [json.loads(x)["eval_loss"] for x in (tmp_path / "run/history.jsonl").read_text().splitlines()]
+    assert res["best_eval_loss"] == pytest.approx(min(evals), abs=1e-6)
+
+
+def test_run_dir_records_config_versions_device_and_commit(tiny_bases, records, tmp_path):
+    train_mod.train(
+        "lora", tiny_bases["gpt2"], records, tmp_path / "run", None, quick_cfg(max_steps=1), progress=False
+    )
+    run = json.loads((tmp_path / "run/run.json").read_text())
+    assert run["method"] == "lora" and run["method_config"]["r"] == 8
+    assert run["train_config"]["max_steps"] == 1 and run["train_config"]["seed"] == 0
+    assert {"torch", "transformers", "peft", "python"} <= set(run["versions"])
+    assert run["device"]["type"] == "cpu" and run["git_commit"]
+    assert run["result"]["peak_memory_kind"] == "peak_rss" and run["result"]["checkpoint_bytes"] > 0
+    info = json.loads((tmp_path / "run/model/bridge_model.json").read_text())
+    assert info["method"] == "lora"
+
+
+BAD_RECORDS = {
+    "missing field": ('{"instruction": "x", "input": "Fed hikes"}', "missing field 'output'"),
+    "empty output": ('{"instruction": "x", "input": "Fed hikes", "output": ""}', "empty output"),
+    "label not in schema": (
+        '{"instruction": "x", "input": "Fed hikes", "output": "event: moon landing, market: US, sector: rates, '
+        'sentiment: neutral, related: none"}',
+        "moon landing",
+    ),
+    "invalid JSON": ('{"instruction": "x", "input": "Fed hikes", "output": ', "invalid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RECORDS))
+def test_bad_dataset_gives_a_clear_error_with_the_line(case, tiny_bases, records, tmp_path, capsys):
+    bad_line, message = BAD_RECORDS[case]
+    lines = records.read_text().splitlines()
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines[:2] + [bad_line] + lines[2:]) + "\n")
+    argv = [
+        "--method",
+        "lora",
+        "--model",
+        tiny_bases["gpt2"],
+        "--data",
+        str(path),
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    code = run_main(train_mod.main, argv)
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert f"{path}:3:" in err and message in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda: LoraConfig(r=0),
+        lambda: LoraConfig(dropout=1.0),
+        lambda: LoraConfig(target_modules=()),
+        lambda: AdapterConfig(bottleneck=0),
+        lambda: AdapterConfig(activation="swish2"),
+        lambda: AdapterConfig(placement="embeddings"),
+        lambda: TrainConfig(batch_size=0),
+        lambda: TrainConfig(precision="fp8"),
+    ],
+)
+def test_configs_reject_inconsistent_values(factory):
+    with pytest.raises(ValueError):
+        factory()
+
+
+def test_cli_turns_a_bad_option_into_one_line(tiny_bases, records, tmp_path, capsys):
+    argv = [
+        "--method",
+        "adapter",
+        "--model",
+        tiny_bases["gpt2"],
+        "--data",
+        str(records),
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    code = run_main(train_mod.main, argv + ["--adapter-bottleneck", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "bottleneck must be >= 1" in err and "Traceback" not in err
+
+
+def test_cli_trains_and_refuses_to_overwrite(tiny_bases, records, tmp_path, capsys):
+    argv = [
+        "--method",
+        "full",
+        "--model",
+        tiny_bases["llama"],
+        "--data",
+        str(records),
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    argv += ["--max-steps", "1", "--no-progress"]
+    assert run_main(train_mod.main, argv) == 0
+    assert isinstance(FullConfig(), FullConfig)
+    assert run_main(train_mod.main, argv) == 2
+    assert "not empty" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_real_training_step_on_smollm2(records, tmp_path):
+    pytest.importorskip("gguf")
+    from bridge.lm import smollm2_gguf
+
+    try:
+        smollm2_gguf()
+    except Exception as exc:  # the package is an optional install
+        pytest.skip(str(exc))
+    cfg = TrainConfig(max_steps=1, batch_size=2, warmup_steps=0, lr=1e-3)
+    run = train_mod.train("lora", "smollm2-135m", records, tmp_path / "run", None, cfg, progress=False)
+    assert run["params"]["trainable_pct"] < 2.0
+    assert run["result"]["steps"] == 1 and 0 < run["result"]["final_train_loss"] < 20
+    assert (tmp_path / "run/model/adapter_model.safetensors").stat().st_size < 10 * 2**20
