@@ -416,8 +416,7 @@ def _calendar_items(
 ) -> list[tuple[NewsItem, int]]:
     """Items from calendar rows whose times were already parsed to UTC (NaT rows are skipped by the caller)."""
     items = []
-    for i, (row, line) in enumerate(zip(table.rows, table.lines, strict=True)):
-        t = times.iloc[i]
+    for i, (t, row, line) in enumerate(zip(times.tolist(), table.rows, table.lines, strict=True)):
         if pd.isna(t):
             continue
         ccy = row.get(currency_col, "").strip().upper()
@@ -465,13 +464,12 @@ def _fmt_num(v: float | None) -> str:
 def _skip_bad_times(
     report: LoadReport, table: _Table, times: pd.Series, what: str, raw: Sequence[str]
 ) -> None:
-    for i in range(len(table.rows)):
-        if pd.isna(times.iloc[i]):
-            report.add(
-                f"unparseable {what} (e.g. {raw[i]!r}); fix the value or remove the row",
-                table.lines[i],
-                skipped=True,
-            )
+    for i in times.isna().to_numpy().nonzero()[0].tolist():
+        report.add(
+            f"unparseable {what} (e.g. {raw[i]!r}); fix the value or remove the row",
+            table.lines[i],
+            skipped=True,
+        )
 
 
 def _load_forexfactory(path: Path, report: LoadReport, tz, delimiter=None) -> list[tuple[NewsItem, int]]:
@@ -657,8 +655,7 @@ def _load_headlines(
     _skip_bad_times(report, table, times, "time", raw)
     default_source = source or path.stem
     items = []
-    for i, (row, line) in enumerate(zip(table.rows, table.lines, strict=True)):
-        t = times.iloc[i]
+    for t, row, line in zip(times.tolist(), table.rows, table.lines, strict=True):
         if pd.isna(t):
             continue
         headline = " ".join(row.get(hcol, "").split())

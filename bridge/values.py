@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 
 _MULTIPLIER = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
 # Sign, then an optional currency prefix (symbols or up to three letters: $, £, ¥, €, A$, NZ$, EU, CHF), then the number.
@@ -44,7 +45,13 @@ def parse_value(text: object) -> float | None:
         return None
     if isinstance(text, int | float):
         return None if isinstance(text, float) and math.isnan(text) else float(text)
-    s = str(text).strip()
+    return _parse_text(str(text))
+
+
+@lru_cache(maxsize=65536)
+def _parse_text(text: str) -> float | None:
+    # Calendars repeat the same few thousand strings ('0.2%', '50.1'): caching makes a year of rows cheap.
+    s = text.strip()
     if is_missing(s):
         return None
     m = _VALUE.match(s)
