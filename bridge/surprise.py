@@ -47,7 +47,11 @@ LOW_CONFIDENCE = 0.1
 ON_EXPECTATION_CONFIDENCE = 0.5
 PREVIOUS_ONLY_FACTOR = 0.7  # comparing against last month's reading is a weaker signal than against consensus
 # Calendar names carry the period they refer to: 'CPI (YoY) (OCT P)', 'Initial Jobless Claims (DEC 27)', '(3Q A)'.
-_PERIOD = re.compile(r"\s*\((?:[A-Z]{3}|\d[QH]|Q\d)(?:\s+\d{1,2})?(?:\s+[APF])?\)\s*$")
+_PERIOD = re.compile(
+    r"\s*\((?:(?:jan|feb|mar|apr|may|june?|july?|aug|sep|oct|nov|dec)(?:[ -]\d{1,2})?|\d[qh]|q\d|(?:19|20)\d\d)"
+    r"(?:\s+[apfst])?\)\s*$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,9 @@ def test_indicator_key_drops_the_reference_period():
     assert indicator_key(_item("Initial Jobless Claims (DEC 27)")) == "USD|initial jobless claims"
     assert indicator_key(_item("German CPI (YoY) (OCT P)", "EUR")) == "EUR|german cpi (yoy)"
     assert indicator_key(_item("GDP (3Q A)")) == "USD|gdp"
+    # Measures in parentheses are part of the indicator: year-on-year and month-on-month are different series.
+    assert indicator_key(_item("CPI (YOY) (Mar-26)")) == "USD|cpi (yoy)"
+    assert indicator_key(_item("CPI (MoM) (June)")) == "USD|cpi (mom)"
 
 
 def test_unknown_currency_maps_to_global_market():
