@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 MQL5 = HERE.parent
 BUILD = HERE / "build"
-PROGRAMS = ("test_json", "test_trader", "test_live")
+PROGRAMS = ("test_json", "test_trader", "test_live", "test_export_bars", "test_export_calendar")
 CXXFLAGS = ["-std=c++17", "-O1", "-Wall", "-Wextra"]
 
 sys.path.insert(0, str(HERE))

@@ -8,7 +8,8 @@ directive names the source):
   real symbol with an asm label and an inline wrapper with the MQL5 signature, so the EA's calls link to the real
   library (libzmq here). Arrays passed to a DLL become pointers to their first element, references become pointers;
 - ``input``/``sinput`` in front of a global become nothing (tests may set inputs as plain globals);
-- dynamic arrays ``T a[]`` become ``MqlArray<T> a`` and array references ``T &a[]`` become ``MqlArray<T> &a``.
+- dynamic arrays ``T a[]`` become ``MqlArray<T> a`` and array references ``T &a[]`` become ``MqlArray<T> &a``;
+- datetime literals ``D'2017.01.01 00:00'`` become the number of seconds they stand for.
 
 Run: ``python mql5/tests/mql5_to_cpp.py SRC_ROOT OUT_ROOT`` (SRC_ROOT is the ``mql5`` folder). Files land in
 OUT_ROOT/Include/... and OUT_ROOT/Experts/..., OUT_ROOT/Scripts/... with their names kept.
@@ -17,6 +18,7 @@ OUT_ROOT/Include/... and OUT_ROOT/Experts/..., OUT_ROOT/Scripts/... with their n
 from __future__ import annotations
 
 import argparse
+import calendar
 import re
 import sys
 from pathlib import Path
@@ -48,6 +50,7 @@ ARRAY_REF = re.compile(r"\b((?:const\s+)?)([A-Za-z_]\w*)\s*&\s*([A-Za-z_]\w*)\s*
 ARRAY_DECL = re.compile(r"\b((?:const\s+|static\s+)*)([A-Za-z_]\w*)\s+([A-Za-z_]\w*)\s*\[\s*\]")
 PROTO = re.compile(r"^\s*([A-Za-z_]\w*)\s+([A-Za-z_]\w*)\s*\(([^)]*)\)\s*;\s*(//.*)?$")
 PARAM = re.compile(r"^(const\s+)?([A-Za-z_]\w*)\s*(&)?\s*([A-Za-z_]\w*)\s*(\[\s*\])?$")
+DATE_LITERAL = re.compile(r"D'(\d{4})\.(\d{2})\.(\d{2})(?:\s+(\d{2}):(\d{2})(?::(\d{2}))?)?'")
 KEYWORDS = {"return", "else", "new", "delete", "case", "goto"}
 
 
@@ -114,6 +117,11 @@ def _arrays(line: str) -> str:
     return ARRAY_DECL.sub(decl, line)
 
 
+def _date(m: re.Match) -> str:
+    y, mo, d, h, mi, sec = (int(x) if x else 0 for x in m.groups())
+    return f"((datetime){calendar.timegm((y, mo, d, h, mi, sec, 0, 0, 0))})"
+
+
 def rewrite(text: str, source: str) -> str:
     """The C++ form of one MQL5 file."""
     out = [f'#line 1 "{source}"']
@@ -136,7 +144,7 @@ def rewrite(text: str, source: str) -> str:
             out.append("")
             continue
         line = INPUT.sub(r"\1", line)
-        out.append(_arrays(line))
+        out.append(_arrays(DATE_LITERAL.sub(_date, line)))
     if in_import:
         raise RewriteError(f"{source}: #import block not closed (add a line '#import')")
     return "\n".join(out) + "\n"

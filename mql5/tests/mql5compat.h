@@ -191,13 +191,6 @@ struct SimBar {
   long tick_volume;
   int spread;
 };
-struct SimCalendarValue {
-  ulong id, event_id;
-  datetime time;
-  long actual, forecast, previous;  // x 1e6, LONG_MIN when absent, as MQL5 stores them
-  int importance;
-  string name, currency, country;
-};
 struct Sim {
   // clock: server time; gmt = time - utc_offset (the tester makes them equal, see `tester`)
   datetime time = 1483228800;  // 2017-01-01
@@ -225,7 +218,6 @@ struct Sim {
   // bars of the chart symbol, oldest first; `bar_index` is the current (forming) bar
   std::vector<SimBar> bars;
   long bar_index = -1;
-  std::vector<SimCalendarValue> calendar;
   // chart and events
   std::string comment;
   std::vector<std::string> log;
@@ -748,6 +740,15 @@ inline int CopyRates(const string &sym, ENUM_TIMEFRAMES, int start_pos, int coun
   }
   return (int)out.v.size();
 }
+// Bars whose open time lies in [from, to], oldest first (the date-range form of CopyRates).
+inline int CopyRates(const string &sym, ENUM_TIMEFRAMES, datetime from, datetime to, MqlArray<MqlRates> &out) {
+  if (!mql_known_symbol(sym)) return -1;
+  out.v.clear();
+  for (auto &b : g_sim.bars)
+    if (b.time >= from && b.time <= to) out.v.push_back(MqlRates{b.time, b.open, b.high, b.low, b.close, b.tick_volume, b.spread, 0});
+  if (out.v.empty()) mql_last_error() = 4401;
+  return out.v.empty() ? -1 : (int)out.v.size();
+}
 inline int Bars(const string &sym, ENUM_TIMEFRAMES) { return mql_known_symbol(sym) ? (int)(g_sim.bar_index + 1) : 0; }
 inline datetime iTime(const string &sym, ENUM_TIMEFRAMES, int shift) {
   long i = g_sim.bar_index - shift;
@@ -804,6 +805,25 @@ inline void FileClose(int h) {
 
 // ---------------------------------------------------------------- economic calendar (for the export script)
 enum ENUM_CALENDAR_EVENT_IMPORTANCE { CALENDAR_IMPORTANCE_NONE = 0, CALENDAR_IMPORTANCE_LOW = 1, CALENDAR_IMPORTANCE_MODERATE = 2, CALENDAR_IMPORTANCE_HIGH = 3 };
+enum ENUM_CALENDAR_EVENT_UNIT {
+  CALENDAR_UNIT_NONE, CALENDAR_UNIT_PERCENT, CALENDAR_UNIT_CURRENCY, CALENDAR_UNIT_HOUR, CALENDAR_UNIT_JOB, CALENDAR_UNIT_RIG,
+  CALENDAR_UNIT_USD, CALENDAR_UNIT_PEOPLE, CALENDAR_UNIT_MORTGAGE, CALENDAR_UNIT_VOTE, CALENDAR_UNIT_BARREL,
+  CALENDAR_UNIT_CUBICFEET, CALENDAR_UNIT_POSITION, CALENDAR_UNIT_BUILDING
+};
+enum ENUM_CALENDAR_EVENT_MULTIPLIER { CALENDAR_MULTIPLIER_NONE, CALENDAR_MULTIPLIER_THOUSANDS, CALENDAR_MULTIPLIER_MILLIONS, CALENDAR_MULTIPLIER_BILLIONS, CALENDAR_MULTIPLIER_TRILLIONS };
+inline string EnumToString(ENUM_CALENDAR_EVENT_UNIT u) {
+  static const char *names[] = {"CALENDAR_UNIT_NONE", "CALENDAR_UNIT_PERCENT", "CALENDAR_UNIT_CURRENCY", "CALENDAR_UNIT_HOUR",
+                                "CALENDAR_UNIT_JOB", "CALENDAR_UNIT_RIG", "CALENDAR_UNIT_USD", "CALENDAR_UNIT_PEOPLE",
+                                "CALENDAR_UNIT_MORTGAGE", "CALENDAR_UNIT_VOTE", "CALENDAR_UNIT_BARREL", "CALENDAR_UNIT_CUBICFEET",
+                                "CALENDAR_UNIT_POSITION", "CALENDAR_UNIT_BUILDING"};
+  return names[(int)u];
+}
+inline string EnumToString(ENUM_CALENDAR_EVENT_MULTIPLIER m) {
+  static const char *names[] = {"CALENDAR_MULTIPLIER_NONE", "CALENDAR_MULTIPLIER_THOUSANDS", "CALENDAR_MULTIPLIER_MILLIONS",
+                                "CALENDAR_MULTIPLIER_BILLIONS", "CALENDAR_MULTIPLIER_TRILLIONS"};
+  return names[(int)m];
+}
+// Values are stored x 1e6 with LONG_MIN for "none", as MQL5 does; the Get...Value() methods divide.
 struct MqlCalendarValue {
   ulong id, event_id;
   datetime time, period;
@@ -813,27 +833,40 @@ struct MqlCalendarValue {
   bool HasActualValue() const { return actual_value != LONG_MIN; }
   bool HasForecastValue() const { return forecast_value != LONG_MIN; }
   bool HasPreviousValue() const { return prev_value != LONG_MIN; }
+  bool HasRevisedValue() const { return revised_prev_value != LONG_MIN; }
   double GetActualValue() const { return HasActualValue() ? actual_value / 1e6 : std::nan(""); }
   double GetForecastValue() const { return HasForecastValue() ? forecast_value / 1e6 : std::nan(""); }
   double GetPreviousValue() const { return HasPreviousValue() ? prev_value / 1e6 : std::nan(""); }
+  double GetRevisedValue() const { return HasRevisedValue() ? revised_prev_value / 1e6 : std::nan(""); }
 };
-struct MqlCalendarEvent { ulong id; int type, sector, frequency, time_mode; ulong country_id; int unit, importance, multiplier, digits; string source_url, event_code, name; };
+struct MqlCalendarEvent {
+  ulong id; int type, sector, frequency, time_mode; ulong country_id;
+  ENUM_CALENDAR_EVENT_UNIT unit; int importance; ENUM_CALENDAR_EVENT_MULTIPLIER multiplier; uint digits;
+  string source_url, event_code, name;
+};
 struct MqlCalendarCountry { ulong id; string name, code, currency, currency_symbol, url_name; };
-inline int CalendarValueHistory(MqlArray<MqlCalendarValue> &out, datetime from, datetime to = 0, const string & = string(""), const string &currency = string("")) {
-  if (g_sim.tester) { mql_last_error() = ERR_FUNCTION_NOT_ALLOWED; return 0; }  // as in the Strategy Tester
+// The simulated calendar database; tests fill it.
+struct SimCalendar {
+  std::vector<MqlCalendarValue> values;
+  std::vector<MqlCalendarEvent> events;
+  std::vector<MqlCalendarCountry> countries;
+};
+inline SimCalendar &g_calendar() { static SimCalendar c; return c; }
+inline int CalendarValueHistory(MqlArray<MqlCalendarValue> &out, datetime from, datetime to = 0, const string &country = string(""), const string &currency = string("")) {
+  (void)country; (void)currency;  // the export script filters itself
+  if (g_sim.tester) { mql_last_error() = ERR_FUNCTION_NOT_ALLOWED; return -1; }  // as in the Strategy Tester
   out.v.clear();
-  for (auto &c : g_sim.calendar)
-    if (c.time >= from && (to == 0 || c.time < to) && (currency.s.empty() || c.currency == currency))
-      out.v.push_back(MqlCalendarValue{c.id, c.event_id, c.time, 0, 0, c.actual, c.previous, LONG_MIN, c.forecast, 0});
+  for (auto &v : g_calendar().values)
+    if (v.time >= from && (to == 0 || v.time <= to)) out.v.push_back(v);
   return (int)out.v.size();
 }
 inline bool CalendarEventById(ulong id, MqlCalendarEvent &e) {
-  for (auto &c : g_sim.calendar)
-    if (c.event_id == id) { e = MqlCalendarEvent(); e.id = id; e.country_id = c.event_id; e.importance = c.importance; e.name = c.name; return true; }
+  for (auto &x : g_calendar().events)
+    if (x.id == id) { e = x; return true; }
   return false;
 }
 inline bool CalendarCountryById(ulong id, MqlCalendarCountry &k) {
-  for (auto &c : g_sim.calendar)
-    if (c.event_id == id) { k = MqlCalendarCountry(); k.id = id; k.code = c.country; k.currency = c.currency; return true; }
+  for (auto &x : g_calendar().countries)
+    if (x.id == id) { k = x; return true; }
   return false;
 }

@@ -370,3 +370,90 @@ def test_round_trip_benchmark_runs(harness, server):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["n"] == 200 and 0 < result["p50_us"] <= result["p99_us"]
+
+
+# ------------------------------------------------------------------------------------------------ export scripts
+
+
+def test_bar_export_reads_back_through_the_backtest_loader(harness, market, tmp_path):
+    from backtest.bars import load_bars
+
+    bars = market[0].iloc[:100]
+    lines = [
+        f"BAR {int(r.time)} {r.open!r} {r.high!r} {r.low!r} {r.close!r} {100 + i} {7}"
+        for i, r in enumerate(bars.itertuples())
+    ]
+    src = _script(tmp_path / "bars.txt", lines)
+    out = tmp_path / "files"
+    out.mkdir()
+    t0, t1 = int(bars["time"].iloc[10]), int(bars["time"].iloc[89])
+    proc = _run(harness, "test_export_bars", str(src), str(out), str(UTC_OFFSET_H * 3600), str(t0), str(t1))
+    assert proc.returncode == 0, proc.stderr
+    name = proc.stdout.strip()
+    assert name == "EURUSD_H1_2016.03.01_2016.03.04_UTC+4.csv", name  # the offset is stated in the name
+    assert "--bars-tz UTC+4" in proc.stderr
+    loaded = load_bars(out / name, tz="UTC+4")
+    assert loaded.attrs["format"] == "mt5" and len(loaded) == 80
+    expected_utc = pd.to_datetime(bars["time"].iloc[10:90] - UTC_OFFSET_H * 3600, unit="s", utc=True)
+    assert (loaded.index == pd.DatetimeIndex(expected_utc)).all()
+    assert loaded["Close"].to_numpy() == pytest.approx(bars["close"].iloc[10:90].to_numpy())
+    assert (loaded["Spread"] == 7).all() and loaded["Volume"].iloc[0] == 110
+
+
+CALENDAR_ROWS = [
+    # server time (UTC+2), country, currency, event, importance, unit, multiplier, digits, actual, forecast, previous, revised
+    "1704468600|US|USD|Nonfarm Payrolls|3|7|1|0|216|170|173|",
+    "1704468600|US|USD|Unemployment Rate|3|1|0|1|3.7|3.8|3.7|3.8",
+    '1704470400|CA|CAD|Building Permits, m/m "sa"|1|1|0|1|-1.5||2.0|',
+    "1704067200|JP|JPY|New Year's Day|0|0|0|0||||",
+]
+
+
+def _calendar(harness, tmp_path, currencies="", tester="0", server_tz="America/New_York+7"):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    src = _script(tmp_path / "values.txt", CALENDAR_ROWS)
+    out = tmp_path / "files"
+    out.mkdir(exist_ok=True)
+    return _run(
+        harness, "test_export_calendar", str(src), str(out), "7200", server_tz, currencies, tester
+    ), out
+
+
+def test_calendar_export_reads_back_through_bridge_news(harness, tmp_path):
+    from bridge.news import load_news_report
+
+    proc, out = _calendar(harness, tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ea-bridge-calendar.csv", proc.stderr
+    path = out / "ea-bridge-calendar.csv"
+    head = path.read_text(encoding="utf-8").splitlines()[:3]
+    assert head[1] == "# server_tz=America/New_York+7" and head[2].startswith("# server_utc_offset=+02:00;")
+    items, report = load_news_report(path)
+    assert report.format == "mt5calendar" and report.problems == []
+    by_event = {it.event: it for it in items}
+    nfp = by_event["Nonfarm Payrolls"]
+    assert nfp.time == pd.Timestamp("2024-01-05 13:30", tz="UTC")  # 15:30 server = 08:30 New York in January
+    assert (
+        nfp.actual == 216_000.0
+        and nfp.forecast == 170_000.0
+        and nfp.impact == "high"
+        and nfp.currency == "USD"
+    )
+    assert by_event["Unemployment Rate"].headline.endswith("actual 3.7%, forecast 3.8%, previous 3.7%")
+    permits = by_event['Building Permits, m/m "sa"']  # the comma and quotes survive CSV quoting
+    assert permits.actual == -1.5 and permits.forecast is None and permits.impact == "low"
+    assert by_event["New Year's Day"].actual is None
+
+
+def test_calendar_export_filters_currencies_and_refuses_the_tester(harness, tmp_path):
+    from bridge.news import load_news
+
+    proc, out = _calendar(harness, tmp_path, currencies="usd, cad", server_tz="")
+    assert proc.returncode == 0, proc.stderr
+    text = (out / "ea-bridge-calendar.csv").read_text(encoding="utf-8")
+    assert "server_tz" not in text
+    items = load_news(out / "ea-bridge-calendar.csv")  # the measured fixed offset is used
+    assert {it.currency for it in items} == {"USD", "CAD"}
+    assert min(it.time for it in items) == pd.Timestamp("2024-01-05 13:30", tz="UTC")
+    proc, out = _calendar(harness, tmp_path / "t", tester="1")
+    assert proc.returncode == 0 and proc.stdout.strip() == ""
+    assert "do not run in the Strategy Tester" in proc.stderr
