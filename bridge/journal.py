@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.errors import DataError
+from bridge.errors import DataError, UserError
 from bridge.types import Analysis, NewsItem
 
 log = logging.getLogger("bridge.journal")
@@ -85,7 +85,8 @@ class Journal:
         else:
             raise ValueError(f"unknown record kind {kind!r}")
 
-    def _open(self):
+    def open(self):
+        """Open for appending (repairing a cut-off tail) and take the writer's lock; idempotent."""
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Repair a cut-off tail first, so the next record starts on its own line. A line with no newline was
@@ -103,10 +104,29 @@ class Journal:
                             fh.truncate(cut)
                         os.fsync(fh.fileno())
             self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held open for the server's lifetime
+            self._lock()
         return self._fh
 
+    def _lock(self) -> None:
+        # Two servers appending to one journal would interleave records; the second one is refused. (POSIX only:
+        # on Windows, where fcntl does not exist, the bound port is what keeps a second server out.)
+        try:
+            import fcntl
+        except ImportError:
+            return
+        try:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._fh.close()
+            self._fh = None
+            raise UserError(
+                "journal is in use by another running server",
+                path=self.path,
+                hint="stop the other server or give this one its own --journal",
+            ) from None
+
     def _append(self, rec: dict, sync: bool) -> None:
-        fh = self._open()
+        fh = self.open()
         fh.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
         if sync:
             self.sync()

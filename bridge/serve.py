@@ -80,7 +80,12 @@ def load_main_analyzer(kind: str, model: str | None, backend: str):
             f"the LM analyzer is not available: {exc}",
             hint="use --analyzer surprise to serve calendar events only",
         ) from None
-    return load_analyzer(model, backend)
+    try:
+        return load_analyzer(model, backend)
+    except ModelError as exc:
+        if model is None:  # no shipped model yet: say what still works
+            raise ModelError(f"{exc}; or serve calendar events only with --analyzer surprise") from None
+        raise
 
 
 class NewsFollower(threading.Thread):

@@ -213,6 +213,8 @@ class BridgeServer:
         """Create and bind the sockets, start the analysis worker; returns the bound endpoints (ports resolved)."""
         if self._bound:
             return self.endpoints
+        if self.journal is not None:
+            self.journal.open()  # a journal held by another server is refused now, not at the first news item
         curve = None
         if self.curve_keys is not None:
             from zmq.auth.thread import ThreadAuthenticator

@@ -167,3 +167,17 @@ def test_news_state_prune_keeps_ids_and_pending_items():
     )  # a dropped; b is old but still waiting for analysis
     assert set(s.items) == {b.id, c.id} and a.id in s and not s.add_item(_item(0))
     assert s.target("EURUSD", a.time + pd.Timedelta(minutes=1)).direction == 0
+
+
+def test_journal_refuses_a_second_writer(tmp_path):
+    pytest.importorskip("fcntl")
+    from bridge.errors import UserError
+
+    first, second = Journal(tmp_path / "j.jsonl"), Journal(tmp_path / "j.jsonl")
+    first.append_news(_item(0))
+    with pytest.raises(UserError, match="in use by another running server"):
+        second.append_news(_item(1))
+    first.close()
+    second.append_news(_item(1))  # free again once the first server is gone
+    second.close()
+    assert len(Journal(tmp_path / "j.jsonl").load().items) == 2

@@ -96,3 +96,14 @@ def test_default_endpoints_are_loopback():
 
     for ep in (P.DEFAULT_REQUEST_ENDPOINT, P.DEFAULT_PUB_ENDPOINT, P.DEFAULT_NEWS_ENDPOINT):
         assert is_loopback(ep)
+
+
+def test_second_server_on_the_same_journal_is_refused(tmp_path):
+    pytest.importorskip("fcntl")
+    first = start_server(journal=tmp_path / "j.jsonl")
+    try:
+        second = BridgeServer(object(), bind="tcp://127.0.0.1:*", journal=tmp_path / "j.jsonl")
+        with pytest.raises(UserError, match="in use by another running server"):
+            second.bind()
+    finally:
+        first.stop()
