@@ -4,12 +4,14 @@ generation CLI, loud warning on a public bind without CURVE, missing keys report
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 import zmq.auth
 from test_server import start_server
 
 from bridge import keys
+from bridge import protocol as P
 from bridge.client import LazyPirateClient, ServerDown
 from bridge.errors import UserError, run_main
 from bridge.server import BridgeServer, is_loopback
@@ -34,7 +36,7 @@ def curve_setup(tmp_path):
         == 0
     )
     assert run_main(keys.main, ["generate", str(tmp_path / "stranger"), "--name", "stranger"]) == 0
-    server = start_server(clock="request", curve_keys=server_dir)
+    server = start_server(clock="request", curve_keys=server_dir, pull="tcp://127.0.0.1:*")
     yield server, tmp_path
     server.stop()
 
@@ -107,3 +109,22 @@ def test_second_server_on_the_same_journal_is_refused(tmp_path):
             second.bind()
     finally:
         first.stop()
+
+
+def test_news_intake_refuses_unlisted_keys(curve_setup):
+    server, d = curve_setup
+    spub, _ = zmq.auth.load_certificate(d / "server/server.key")
+    ctx = zmq.Context.instance()
+    for name, headline in (("stranger", "Fake: ECB raises rates"), ("ea1", "ECB raises rates")):
+        cpub, csec = zmq.auth.load_certificate(d / f"{name}/{name}.key_secret")
+        with ctx.socket(zmq.PUSH) as push:
+            push.linger = 0
+            push.curve_serverkey, push.curve_publickey, push.curve_secretkey = spub, cpub, csec
+            push.connect(server.endpoints["pull"])
+            push.send(
+                P.encode({"v": 1, "type": "news", "id": "n", "headline": headline, "currency": "EUR"}),
+                zmq.NOBLOCK if name == "stranger" else 0,
+            )
+            time.sleep(0.5)
+    assert server.stats.news_accepted == 1
+    assert [it.headline for it in server.state.items.values()] == ["ECB raises rates"]
