@@ -666,12 +666,20 @@ def _load_headlines(
         if ccy and not _CCY.match(ccy):
             report.add(f"currency {ccy!r} is not a 3-letter code; left empty", line)
             ccy = ""
+        # A headline file may also carry calendar fields (the bundled demo news does); read them when present so
+        # the surprise rule can use the figures instead of the model.
+        nums = {k: parse_value(row.get(k, "")) for k in ("actual", "forecast", "previous") if k in header}
         item = NewsItem(
             time=pd.Timestamp(t),
             headline=headline,
             source=(row.get(scol, "").strip() if scol else "") or default_source,
             body=row.get(bcol, "").strip() if bcol else "",
             currency=ccy or None,
+            actual=nums.get("actual"),
+            forecast=nums.get("forecast"),
+            previous=nums.get("previous"),
+            impact=_impact(row.get("impact", ""), report, line) if "impact" in header else None,
+            event=" ".join(row.get("event", "").split()) or None,
         )
         items.append((item, line))
     return items

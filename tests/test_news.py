@@ -489,3 +489,21 @@ def test_loader_never_raises_anything_but_user_errors(tmp_path, header, rows, se
         return
     assert report.items + report.duplicates + report.skipped == report.rows
     assert len(items) == report.items
+
+
+def test_headline_file_with_calendar_columns_keeps_the_figures(tmp_path):
+    path = tmp_path / "news.csv"
+    path.write_text(
+        "time_utc,source,currency,headline,event,actual,forecast,previous,impact\n"
+        "2017-01-06 13:30:00,BLS,USD,US payrolls rise by 156K,Non-Farm Payrolls,156K,,178K,high\n"
+        "2017-02-01 19:00:00,Federal Reserve,USD,Fed holds rates,FOMC decision,,,,high\n"
+    )
+    nfp, fed = load_news(path)
+    assert (nfp.actual, nfp.forecast, nfp.previous, nfp.event, nfp.impact) == (
+        156000.0,
+        None,
+        178000.0,
+        "Non-Farm Payrolls",
+        "high",
+    )
+    assert nfp.is_calendar and not fed.is_calendar and fed.actual is None
