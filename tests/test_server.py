@@ -370,6 +370,14 @@ def test_serve_rejects_bad_options(tmp_path, capsys):
     assert "bad policy option: ttl must be > 0" in capsys.readouterr().err
     assert run_main(main, ["--replay", "a.csv", "--news", "b.csv"]) == 2
     assert "either --replay" in capsys.readouterr().err
+    assert run_main(main, ["--model", str(tmp_path / "no-model"), "--journal", "none"]) == 4
+    assert "no-model" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("when,what\n1,2\n")
+    assert (
+        run_main(main, ["--analyzer", "surprise", "--replay", str(bad), "--bind", "tcp://127.0.0.1:*"]) == 3
+    )
+    assert "bad.csv" in capsys.readouterr().err
 
 
 def test_news_follower_submits_new_rows_as_the_file_grows(tmp_path):
