@@ -241,3 +241,27 @@ def test_real_bars_calendar_and_headlines_2014_2016_complete_with_an_event_study
         tmp_path / "out", stats, result, bars, study, {"symbol": "EURUSD", "policy": policy.to_dict()}
     )
     assert len(pd.read_csv(paths["event_study.csv"])) == len(t)
+
+
+def test_cache_is_keyed_by_analyzer_and_content_so_edited_items_are_analysed_again(tmp_path):
+    from backtest.cache import analyze_cached
+
+    t = pd.Timestamp("2016-05-06 12:30", tz="UTC")
+    items = [
+        NewsItem(
+            time=t, headline="US non-farm payrolls", currency="USD", actual=160.0, forecast=200.0, event="NFP"
+        ),
+        NewsItem(
+            time=t, headline="US unemployment rate", currency="USD", actual=5.0, forecast=4.9, event="UR"
+        ),
+    ]
+    rule = SurpriseAnalyzer()
+    with AnalysisCache(tmp_path) as cache:
+        first, n1 = analyze_cached(rule, items, cache, progress=False)
+        again, n2 = analyze_cached(rule, items, cache, progress=False)
+        edited = [items[0], NewsItem(**{**items[1].to_dict(), "time": t, "actual": 4.7, "id": items[1].id})]
+        _, n3 = analyze_cached(rule, edited, cache, progress=False)
+        other = KeywordAnalyzer()
+        _, n4 = analyze_cached(other, items, cache, progress=False)
+    assert (n1, n2, n3, n4) == (2, 0, 1, 2)
+    assert again == first
