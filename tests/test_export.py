@@ -1,0 +1,73 @@
+"""Export: merged weights equal the unmerged model, the ONNX step graph matches torch within tolerance, and the
+analyzer uses the export only while it belongs to the same weights. Real ONNX Runtime on tiny config-built models.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bridge.lm import load_model
+from bridge.lm_analyzer import LMAnalyzer
+from finetune.export import FP32_TOLERANCE, export
+from finetune.tiny import make_tiny_base
+from test_lm_analyzer import ODD_TEXTS, save_random_model
+
+CASES = [("lora", "llama"), ("adapter", "llama"), ("full", "llama"), ("adapter", "gpt2"), ("lora", "gpt2")]
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    return {arch: str(make_tiny_base(root / arch, arch)) for arch in ("gpt2", "llama")}
+
+
+@pytest.mark.parametrize("method,arch", CASES)
+def test_export_parity_merged_weights_and_backend_choice(method, arch, bases, tmp_path):
+    run = tmp_path / "run"
+    save_random_model(bases[arch], run / "model", method=method)
+    report = export(run, onnx=True, int8=method == "lora" and arch == "llama", timing_items=2)
+    assert report["fp32"]["passed"] and report["fp32"]["max_abs_diff"] <= FP32_TOLERANCE
+    assert report["analyzer_same_answers"] == 1.0
+    parity = json.loads((run / "model/onnx/parity.json").read_text())
+    assert parity["prefill_ms"]["torch"] > 0 and parity["prefill_ms"]["onnx"] > 0
+    if "int8" in report:
+        assert (run / "model/onnx/model.int8.onnx").is_file() and report["int8"]["max_abs_diff"] > 0
+    # merged weights give the unmerged model's logits
+    unmerged, tok, _ = load_model(run)
+    ids = torch.tensor([tok("### Response:\nevent: central bank decision")["input_ids"]])
+    if method == "full":
+        assert report["merged"] is None
+    else:
+        merged, _, info = load_model(run / "merged")
+        assert info.merged
+        with torch.no_grad():
+            assert torch.allclose(unmerged(ids).logits, merged(ids).logits, atol=1e-5)
+    # auto picks ONNX now, and both backends read the same
+    auto = LMAnalyzer(run, backend="auto", batch_size=4)
+    ref = LMAnalyzer(run, backend="torch", batch_size=4)
+    assert auto.backend == "onnx" and auto.name.endswith(":onnx") and ref.name.endswith(":torch")
+    a, b = auto.analyze_texts(ODD_TEXTS), ref.analyze_texts(ODD_TEXTS)
+    assert [(x.labels, x.sentiment, x.related) for x in a] == [(x.labels, x.sentiment, x.related) for x in b]
+    assert all(not x.fallback for x in a)
+
+
+def test_export_of_other_weights_is_not_used(bases, tmp_path):
+    run = tmp_path / "run"
+    save_random_model(bases["llama"], run / "model", method="adapter")
+    export(run, onnx=True, timing_items=1)
+    save_random_model(bases["llama"], run / "model", method="adapter", seed=7)  # retrained after the export
+    assert LMAnalyzer(run, backend="auto").backend == "torch"
+
+
+def test_failed_parity_is_never_used(bases, tmp_path):
+    run = tmp_path / "run"
+    save_random_model(bases["gpt2"], run / "model", method="lora")
+    export(run, onnx=True, timing_items=1)
+    parity_path = run / "model/onnx/parity.json"
+    parity = json.loads(parity_path.read_text())
+    parity["fp32"]["passed"] = False
+    parity_path.write_text(json.dumps(parity))
+    assert LMAnalyzer(run, backend="auto").backend == "torch"
