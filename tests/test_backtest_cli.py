@@ -32,6 +32,7 @@ def _run(argv, capsys) -> tuple[int, str, str]:
     return rc, out, err
 
 
+@pytest.mark.slow  # runs the shipped language model over the demo headlines once it is installed
 def test_demo_run_prints_the_statistics_table(tmp_path, capsys):
     rc, out, err = _run(["--symbol", "EURUSD", "--quiet", "--cache", str(tmp_path / "cache")], capsys)
     assert rc == 0, err
