@@ -278,6 +278,7 @@ public:
      }
    bool              Reachable(void) const { return(m_client.Reachable()); }
    long              Targets(void)   const { return(m_targets); }
+   int               LastTarget(void) const { return(m_target); }
    long              Rejected(void)  const { return(m_rejected); }
    ulong             LastRttMicros(void) const { return(m_client.LastRttMicros()); }
   };

@@ -716,6 +716,30 @@ inline bool OrderSend(const MqlTradeRequest &r, MqlTradeResult &res) {
   return true;
 }
 
+// The trade server's side of stops: close every position whose stop-loss or take-profit the bar reached. Longs close
+// at the bid (the bar's prices minus half the spread), shorts at the ask; when both are reached in one bar the stop is
+// taken, as the backtester assumes (the order inside a bar is unknown).
+inline int SimApplyStops(const mqlcompat::SimBar &bar, double half_spread) {
+  int closed = 0;
+  for (size_t i = 0; i < g_sim.positions.size();) {
+    auto &p = g_sim.positions[i];
+    bool lng = p.type == POSITION_TYPE_BUY;
+    double adverse = lng ? bar.low - half_spread : bar.high + half_spread;
+    double favour = lng ? bar.high - half_spread : bar.low + half_spread;
+    bool sl = p.sl > 0 && (lng ? adverse <= p.sl : adverse >= p.sl);
+    bool tp = !sl && p.tp > 0 && (lng ? favour >= p.tp : favour <= p.tp);
+    if (sl || tp) {
+      g_sim.deals.push_back(mqlcompat::SimDeal{g_sim.next_ticket++, lng ? ORDER_TYPE_SELL : ORDER_TYPE_BUY, p.volume,
+                                               sl ? p.sl : p.tp, 0, 0, p.ticket, p.magic, bar.time, sl ? "sl" : "tp"});
+      g_sim.positions.erase(g_sim.positions.begin() + (long)i);
+      closed++;
+    } else {
+      i++;
+    }
+  }
+  return closed;
+}
+
 // ---------------------------------------------------------------- bars
 enum ENUM_TIMEFRAMES { PERIOD_CURRENT = 0, PERIOD_M1 = 1, PERIOD_M5 = 5, PERIOD_M15 = 15, PERIOD_M30 = 30, PERIOD_H1 = 16385, PERIOD_H4 = 16388, PERIOD_D1 = 16408 };
 inline int PeriodSeconds(ENUM_TIMEFRAMES tf = PERIOD_CURRENT) {

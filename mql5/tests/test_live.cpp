@@ -1,12 +1,13 @@
 // The compiled EA against the real Python server through real libzmq.
 //
-//   test_live run ENDPOINT SCRIPT TESTER TIMEOUT_MS RETRIES UTC_OFFSET_H
+//   test_live run ENDPOINT SCRIPT TESTER TIMEOUT_MS RETRIES UTC_OFFSET_H [SPREAD]
 //     SCRIPT is a text file of commands, one per line:
-//       BAR time open high low close   the chart's next bar opens (server time); OnTimer runs once
+//       BAR time open high low close   the chart's next bar opens (server time); OnTimer runs once, then the trade
+//                                      server applies stops inside the bar (bid/ask = prices -/+ SPREAD/2)
 //       TICK n sleep_ms                 OnTimer runs n more times, sleeping between (live replies arrive on timers)
 //       PAUSE label                     prints "PAUSED label" and waits for a line on stdin (the test starts or
 //                                       kills the server meanwhile)
-//     After every BAR and TICK it prints: STATE time held volume targets rejected reachable longest_call_us
+//     After every BAR and TICK it prints: STATE time held volume targets rejected reachable longest_call_us target
 //   test_live bench ENDPOINT N
 //     N signal requests through the EA's client (Request(): send, poll, receive); prints round-trip percentiles.
 #include "harness.h"
@@ -29,8 +30,8 @@ static void state() {
   s.magic = InpMagic;
   probe.Init(s);
   probe.Position(d, v);
-  std::printf("STATE %ld %d %.2f %ld %ld %d %ld\n", (long)g_sim.time, d, v, ExtBridge.Targets(), ExtBridge.Rejected(),
-              ExtBridge.Reachable() ? 1 : 0, g_longest_us);
+  std::printf("STATE %ld %d %.2f %ld %ld %d %ld %d\n", (long)g_sim.time, d, v, ExtBridge.Targets(), ExtBridge.Rejected(),
+              ExtBridge.Reachable() ? 1 : 0, g_longest_us, ExtBridge.LastTarget());
   std::fflush(stdout);
   g_longest_us = 0;
 }
@@ -43,6 +44,7 @@ static int run(int argc, char **argv) {
   InpRetries = std::atoi(argv[6]);
   InpTesterUtcOffsetHours = std::atoi(argv[7]);
   g_sim.utc_offset = (long)InpTesterUtcOffsetHours * 3600;
+  double half = (argc > 8 ? std::atof(argv[8]) : 0.0001) / 2.0;
   InpSignalSeconds = 0;  // ask on new bars only, so the answers depend on simulated time alone
   InpMaxSpreadPoints = 0;
   InpSendBars = 3;
@@ -57,10 +59,11 @@ static int run(int argc, char **argv) {
       g_sim.bars.push_back(b);
       g_sim.bar_index = (long)g_sim.bars.size() - 1;
       g_sim.time = b.time;
-      g_sim.bid = b.open;
-      g_sim.ask = b.open + 0.0001;
+      g_sim.bid = b.open - half;
+      g_sim.ask = b.open + half;
       timer();
-      state();
+      SimApplyStops(b, half);
+      state();  // the position held at the bar's close, as the backtester's position series
     } else if (cmd == "TICK") {
       int n = 0, ms = 0;
       script >> n >> ms;

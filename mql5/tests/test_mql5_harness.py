@@ -20,6 +20,7 @@ from pathlib import Path
 
 import harness_build
 import mql5_to_cpp
+import numpy as np
 import pandas as pd
 import pytest
 import zmq
@@ -32,6 +33,7 @@ UTC_OFFSET_H = 4  # the bars file below is a broker export at a fixed UTC+4
 BARS_FILE = "bars/EURUSD60.csv"
 CALENDAR_FILE = "calendar/forexfactory_2016.csv"
 WINDOW = ("2016-03-01", "2016-03-15")  # 240 H1 bars with ECB, NFP and CPI releases in them
+SPREAD_POINTS = 20  # fixed, so entries (open +- 1 pip) and stops stay on the 5-digit price grid in both
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +245,7 @@ def _bar(row) -> str:
 
 
 def _states(stdout: str) -> list[dict]:
-    keys = ("time", "held", "volume", "targets", "rejected", "reachable", "longest_us")
+    keys = ("time", "held", "volume", "targets", "rejected", "reachable", "longest_us", "target")
     return [
         dict(zip(keys, map(float, line.split()[1:]), strict=True))
         for line in stdout.splitlines()
@@ -260,20 +262,63 @@ def _server_targets(endpoint: str, times) -> list[int]:
         ]
 
 
-def test_ea_holds_the_servers_target_bar_by_bar(harness, market, server, tmp_path):
+def _backtest_positions(shared_data: Path, times: np.ndarray, out: Path) -> np.ndarray:
+    """The position series ``backtest.run`` computes for the same bars, news and settings, one value per bar.
+
+    Same analyzer as the server (the surprise rule, ``--model none``), same policy defaults, latency 0 (the EA asks at
+    the bar's open), a fixed spread of SPREAD_POINTS; read back from its trades table: a trade holds the bars from its
+    entry up to, not including, its exit bar, as the engine's position series does.
+    """
+    from backtest.run import main as backtest_main
+
+    first = pd.Timestamp(int(times[0]) - UTC_OFFSET_H * 3600, unit="s")
+    last = pd.Timestamp(int(times[-1]) - UTC_OFFSET_H * 3600, unit="s")
+    argv = ["--symbol", "EURUSD", "--bars", str(shared_data / BARS_FILE), "--bars-tz", f"UTC+{UTC_OFFSET_H}"]
+    argv += ["--news", str(shared_data / CALENDAR_FILE), "--model", "none", "--latency", "0"]
+    argv += [
+        "--spread",
+        str(SPREAD_POINTS),
+        "--from",
+        f"{first:%Y-%m-%dT%H:%M}",
+        "--to",
+        f"{last:%Y-%m-%dT%H:%M}",
+    ]
+    argv += ["--no-cache", "--quiet", "--out", str(out)]
+    assert backtest_main(argv) == 0
+    trades = pd.read_csv(out / "trades.csv")
+    utc = pd.to_datetime(times - UTC_OFFSET_H * 3600, unit="s", utc=True)
+    position = np.zeros(len(times), dtype=int)
+    for t in trades.itertuples():
+        held = (utc >= pd.Timestamp(t.EntryTime)) & (utc < pd.Timestamp(t.ExitTime))
+        position[np.asarray(held)] = int(np.sign(t.Size))
+    return position
+
+
+def test_parity_ea_positions_equal_the_backtest_bar_by_bar(harness, market, server, shared_data, tmp_path):
     bars, _ = market
     script = _script(tmp_path / "bars.txt", [_bar(r) for r in bars.itertuples()])
+    spread = f"{SPREAD_POINTS * 1e-5:.5f}"
     proc = _run(
-        harness, "test_live", "run", server.endpoint, str(script), "1", "2500", "3", str(UTC_OFFSET_H)
+        harness, "test_live", "run", server.endpoint, str(script), "1", "2500", "3", str(UTC_OFFSET_H), spread
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     states = _states(proc.stdout)
     assert len(states) == len(bars) == 240
-    held = [int(s["held"]) for s in states]
-    expected = _server_targets(server.endpoint, bars["time"])
-    assert held == expected
-    assert {-1, 1} <= set(held), "the window should hold longs and shorts, or the test proves little"
+    # every bar's reply reached the EA as the Python client gets it: the same target, nothing rejected
+    assert [int(s["target"]) for s in states] == _server_targets(server.endpoint, bars["time"])
     assert states[-1]["targets"] == len(bars) and states[-1]["rejected"] == 0
+    held = np.array([int(s["held"]) for s in states])
+    expected = _backtest_positions(shared_data, bars["time"].to_numpy(), tmp_path / "backtest")
+    # the last bar is left out: the engine closes what is open at the end of its data, the EA keeps it
+    mismatch = np.flatnonzero(held[:-1] != expected[:-1])
+    assert len(mismatch) == 0, [
+        (int(bars["time"].iloc[i]), int(held[i]), int(expected[i])) for i in mismatch[:10]
+    ]
+    assert {-1, 1} <= set(held.tolist()), "the window should hold longs and shorts, or the test proves little"
+    # stops and take-profits were hit in the window and the EA stayed flat afterwards like the engine: otherwise the
+    # positions would simply equal the targets
+    targets = np.array([int(s["target"]) for s in states])
+    assert (held[:-1] != targets[:-1]).any()
 
 
 def test_fault_cases_no_trade_no_block_and_recovery(harness, market, server, tmp_path):
@@ -282,17 +327,18 @@ def test_fault_cases_no_trade_no_block_and_recovery(harness, market, server, tmp
         server.endpoint, bars["time"]
     )  # this test then runs its own server on its own port
     rows = list(bars.itertuples())
-    # bars where the server says long, then one where it says something else
+    # a bar where the server says long, then one where it says something else
     longs = [i for i, d in enumerate(targets) if d == 1]
     first = longs[0]
     change = next(i for i in range(first + 1, len(targets)) if targets[i] != 1)
-    later_long = next(i for i in longs if i > change)
+    # the server's return is checked on a short: a change from the long the EA last acted on
+    later_short = next(i for i in range(change + 2, len(targets)) if targets[i] == -1)
     port = _free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
     ticks = "TICK 40 20"  # 0.8 s of timer events: more than 2 attempts x 250 ms
     lines = [_bar(rows[first]), ticks, "PAUSE start", _bar(rows[first + 1]), ticks, "PAUSE kill"]
     lines += [_bar(rows[change]), ticks, "PAUSE garble", _bar(rows[change + 1]), ticks, "PAUSE back"]
-    lines += [_bar(rows[later_long]), ticks]
+    lines += [_bar(rows[later_short]), ticks]
     script = _script(tmp_path / "faults.txt", lines)
     ea = subprocess.Popen(
         [str(harness.programs["test_live"]), "run", endpoint, str(script), "0", "250", "2", str(UTC_OFFSET_H)],
@@ -352,7 +398,7 @@ def test_fault_cases_no_trade_no_block_and_recovery(harness, market, server, tmp
         out.append(stdout)
         s = _states("".join(out))
         assert ea.returncode == 0, stderr[-3000:]
-        assert s[-1]["held"] == targets[later_long] == 1 and s[-1]["reachable"] == 1, (
+        assert s[-1]["held"] == targets[later_short] == -1 and s[-1]["reachable"] == 1, (
             "back again: follows the server"
         )
         # never blocked: each OnTimer returned far sooner than one reply timeout (250 ms), let alone the retries

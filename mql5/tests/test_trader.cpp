@@ -236,8 +236,26 @@ static void input_checks() {
   CHECK(alerted, "the refusal is printed with the input's name");
 }
 
+// After a stop-loss or take-profit the EA stays flat until the target changes (the backtester's rule), while a target
+// that could not be carried out (refused, gated) is tried again.
+static void no_reentry_after_stop() {
+  reset_sim();
+  CBridgeTrader t;
+  t.Init(settings());
+  CHECK(t.Reconcile(1, 0.003, 0.006, g_sim.time) == RECONCILE_OPENED, "opens long");
+  g_sim.positions.clear();  // the trade server closed it at its stop
+  int sends = g_sim.order_sends;
+  CHECK(t.Reconcile(1, 0.003, 0.006, g_sim.time) == RECONCILE_NONE && held(t) == 0 && g_sim.order_sends == sends,
+        "the same target after a stop: stays flat");
+  CHECK(t.Reconcile(0, 0, 0, g_sim.time) == RECONCILE_NONE && held(t) == 0, "flat target: nothing to do");
+  CHECK(t.Reconcile(1, 0.003, 0.006, g_sim.time) == RECONCILE_OPENED && held(t) == 1, "a new long target opens again");
+  g_sim.positions.clear();
+  CHECK(t.Reconcile(-1, 0.003, 0.006, g_sim.time) == RECONCILE_OPENED && held(t) == -1, "an opposite target opens");
+}
+
 int main() {
   lot_sizing();
+  no_reentry_after_stop();
   reconcile_cycle();
   foreign_positions_and_hedging();
   gates();

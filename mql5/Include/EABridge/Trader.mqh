@@ -6,6 +6,9 @@
 //| holds (its magic number, its symbol) and trades only the          |
 //| difference. Already there: nothing happens, however often the    |
 //| same target arrives. Opposite: close, then open. Flat: close.     |
+//| A target already acted on is not acted on again: after a stop or  |
+//| take-profit the EA stays flat until the target changes, as the    |
+//| backtester's engine does (otherwise it would re-enter at once).   |
 //| Opening obeys the risk rules (lot size from risk per trade and    |
 //| stop distance within the symbol's volume limits and step, max     |
 //| spread, allowed hours) and always carries a stop-loss; closing    |
@@ -13,6 +16,8 @@
 //+------------------------------------------------------------------+
 #ifndef EABRIDGE_TRADER_MQH
 #define EABRIDGE_TRADER_MQH
+
+#define BRIDGE_NOT_ACTED 2
 
 enum ENUM_RECONCILE
   {
@@ -45,6 +50,7 @@ private:
    uint              m_last_retcode;
    string            m_last_message;
    datetime          m_closed_until;     // after MARKET_CLOSED, do not hammer the server
+   int               m_acted;            // the direction last brought about; BRIDGE_NOT_ACTED before the first
 
    bool              Refresh(double &bid,double &ask)
      {
@@ -179,13 +185,14 @@ private:
      }
 
 public:
-                     CBridgeTrader(void) : m_last_retcode(0),m_closed_until(0) {}
+                     CBridgeTrader(void) : m_last_retcode(0),m_closed_until(0),m_acted(BRIDGE_NOT_ACTED) {}
    void              Init(const TraderSettings &settings)
      {
       m_set=settings;
       m_last_retcode=0;
       m_last_message="";
       m_closed_until=0;
+      m_acted=BRIDGE_NOT_ACTED;
      }
    //--- what the EA holds: the net direction and volume of its positions in the symbol
    void              Position(int &direction,double &volume) const
@@ -251,7 +258,13 @@ public:
       Position(held,held_volume);
       if(held==direction)
         {
+         m_acted=direction;
          m_last_message="at target";
+         return(RECONCILE_NONE);
+        }
+      if(direction==m_acted)
+        {
+         m_last_message="target already acted on; its position was closed by a stop, take-profit or by hand";
          return(RECONCILE_NONE);
         }
       bool closed=false;
@@ -272,7 +285,10 @@ public:
          closed=true;
         }
       if(direction==0)
+        {
+         m_acted=0;
          return(RECONCILE_CLOSED);
+        }
       if(!OpenAllowed(now))
          return(closed ? RECONCILE_CLOSED : RECONCILE_SKIPPED);
       double sl=(sl_dist>0.0 ? sl_dist : m_set.fallback_sl);
@@ -290,6 +306,7 @@ public:
         }
       if(!Deal(direction>0 ? ORDER_TYPE_BUY : ORDER_TYPE_SELL,volume,0,sl,tp_dist,"EABridge"))
          return(RECONCILE_FAILED);   // flat now if a reversal's close went through; the next target retries
+      m_acted=direction;
       return(closed ? RECONCILE_REVERSED : RECONCILE_OPENED);
      }
    uint              LastRetcode(void) const { return(m_last_retcode); }
