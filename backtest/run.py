@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from backtest.bars import demo_bars_path, load_bars, resample_bars
+from backtest.bars import demo_bars_path, guess_symbol, load_bars, resample_bars
 from backtest.cache import AnalysisCache, analyze_cached, default_cache_dir
 from backtest.engine import (
     DEFAULT_SPREAD_POINTS,
@@ -163,9 +163,20 @@ def _per_file(values: list[str] | None, n: int, what: str) -> list[str | None]:
     return list(values)
 
 
+def _letters(symbol: str) -> str:
+    return "".join(ch for ch in symbol.upper() if ch.isalpha())[:6]
+
+
 def load_bars_for_run(args) -> pd.DataFrame:
     """Bars from --bars (or the demo), cut to --from/--to and resampled to --timeframe."""
     path = args.bars or demo_bars_path()
+    named = guess_symbol(path)
+    if named and _letters(named) != _letters(args.symbol):
+        warnings.warn(
+            f"{path}: the file name suggests {named} but --symbol is {args.symbol}; the news is filtered for "
+            f"{args.symbol}'s currencies",
+            stacklevel=2,
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         bars = load_bars(path, format=args.bars_format, tz=args.bars_tz, symbol=args.symbol)

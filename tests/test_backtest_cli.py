@@ -266,3 +266,9 @@ def test_cache_is_keyed_by_analyzer_and_content_so_edited_items_are_analysed_aga
         _, n4 = analyze_cached(other, items, cache, progress=False)
     assert (n1, n2, n3, n4) == (2, 0, 1, 2)
     assert again == first
+
+
+def test_symbol_that_differs_from_the_bars_file_name_is_warned_about(tmp_path, capsys):
+    rc, _, err = _run(["--symbol", "USDJPY", "--model", "none", "--quiet", "--cache", str(tmp_path)], capsys)
+    assert rc == 0
+    assert "file name suggests EURUSD but --symbol is USDJPY" in err
