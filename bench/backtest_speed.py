@@ -1,5 +1,5 @@
 """Backtest engine speed against backtesting.py and vectorbt, all measured in one run on the same bars and the same
-precomputed target series (10,000 position changes, stop-loss and take-profit on every trade).
+precomputed news-driven target series (about 10,000 position changes, stop-loss and take-profit on every trade).
 
     python bench/backtest_speed.py                      # H1 2010-2021, M1 2017-H1, M1 repeated to 2M bars
     python bench/backtest_speed.py --quick              # smaller sizes, for a smoke run
@@ -8,6 +8,8 @@ Data (never copied into the project): ../shared/data/bars/EURUSD60.csv (65,000 H
 six HistData M1 months DAT_ASCII_EURUSD_M1_2017{01..06}.csv (about 186,000 bars), concatenated and then repeated
 (with time shifted, so the index stays increasing) up to 2 million bars for the scaling curve.
 
+The target series is news-driven: random news times and effects over the bars' span, through the same policy as the
+server (its time is reported as ``policy_s``, outside the comparison), tuned to about 10,000 position changes.
 What is timed: one full replay producing trades and an equity curve (best of ``--repeat`` runs; vectorbt after a
 warm-up call so numba compilation is excluded and reported apart; backtesting.py once per size, it is slow).
 backtesting.py is fed a strategy that follows the target exactly as our engine does (see
@@ -35,32 +37,45 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backtest.bars import load_bars  # noqa: E402
-from backtest.engine import EngineConfig, run_backtest  # noqa: E402
+from backtest.engine import EngineConfig, bar_open_ns, run_backtest, targets_from_effects  # noqa: E402
 from backtest.report import versions  # noqa: E402
+from bridge.policy import PolicyConfig  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "bars"
 SL, TP = 0.0030, 0.0060
 UNITS = 10_000
 
 
-def make_target(n: int, changes: int, seed: int = 0) -> np.ndarray:
-    """A target series with exactly ``changes`` position changes at random bars (never on the first two bars)."""
+def news_target(bars: pd.DataFrame, changes: int, seed: int = 0) -> tuple[np.ndarray, float, int]:
+    """A news-driven target series with about ``changes`` position changes: random news times over the bars' span
+    with random effects, turned into targets by the policy (``bridge.policy.signal_at`` through
+    ``targets_from_effects``). The news count is adjusted until the change count is within 2% of ``changes``.
+
+    Returns the target, the policy's time for the final series (seconds) and the number of news items.
+    """
     rng = np.random.default_rng(seed)
-    changes = min(changes, n - 5)
-    at = np.sort(rng.choice(np.arange(2, n - 3), size=changes, replace=False))
-    target = np.zeros(n, dtype=np.int8)
-    cur = 0
-    values = np.empty(changes, dtype=np.int8)
-    for i in range(changes):
-        choices = [v for v in (-1, 0, 1) if v != cur]
-        cur = choices[rng.integers(0, 2)]
-        values[i] = cur
-    # Forward-fill the value set at each change point.
-    marks = np.zeros(n, dtype=np.int64)
-    marks[at] = np.arange(1, changes + 1)
-    idx = np.maximum.accumulate(marks)
-    target = np.where(idx > 0, values[np.maximum(idx - 1, 0)], 0).astype(np.int8)
-    return target
+    times = bar_open_ns(bars)
+    policy = PolicyConfig(half_life=60, ttl=240, threshold=0.3)
+    n_news = max(1, changes // 2)
+    for _ in range(8):
+        ev = np.sort(rng.integers(times[0], times[-1], n_news))
+        effects = pd.DataFrame(
+            {
+                "time": pd.to_datetime(ev, utc=True),
+                "effect": rng.choice([-1, 1], n_news) * rng.uniform(0.2, 1.0, n_news),
+                "id": "bench",
+                "headline": "",
+            }
+        )
+        t0 = time.perf_counter()
+        target = targets_from_effects(times, effects, policy, latency_s=5)
+        policy_s = time.perf_counter() - t0
+        got = int((np.diff(target) != 0).sum())
+        if abs(got - changes) <= 0.02 * changes:
+            break
+        n_news = max(1, int(round(n_news * changes / max(got, 1))))
+    target[:2] = 0  # backtesting.py can first fill on bar 2
+    return target, policy_s, n_news
 
 
 def repeat_bars(bars: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -217,9 +232,10 @@ def main(argv=None) -> int:
 
     rows = []
     for name, bars in cases:
-        target = make_target(len(bars), args.changes)
+        target, policy_s, n_news = news_target(bars, args.changes)
         ours, n_ours = time_ours(bars, target, args.repeat)
-        row = {"case": name, "bars": len(bars), "changes": int((np.diff(target) != 0).sum()), "ours_s": ours}
+        row = {"case": name, "bars": len(bars), "news": n_news, "changes": int((np.diff(target) != 0).sum())}
+        row.update(policy_s=policy_s, ours_s=ours)
         row["ours_trades"] = n_ours
         if have_vbt:
             v, n_v, comp = time_vectorbt(bars, target, args.repeat)
