@@ -175,18 +175,18 @@ public:
          return(INIT_FAILED);
         }
       m_tester=(MQLInfoInteger(MQL_TESTER)!=0);
-      TraderSettings set;
-      set.symbol=_Symbol;
-      set.magic=InpMagic;
-      set.risk_percent=InpRiskPercent;
-      set.max_lots=InpMaxLots;
-      set.max_spread_points=InpMaxSpreadPoints;
-      set.hour_from=InpHourFrom;
-      set.hour_to=InpHourTo;
-      set.deviation_points=InpDeviationPoints;
-      set.fallback_sl=InpFallbackStop;
-      set.max_attempts=3;
-      m_trader.Init(set);
+      TraderSettings settings;
+      settings.symbol=_Symbol;
+      settings.magic=InpMagic;
+      settings.risk_percent=InpRiskPercent;
+      settings.max_lots=InpMaxLots;
+      settings.max_spread_points=InpMaxSpreadPoints;
+      settings.hour_from=InpHourFrom;
+      settings.hour_to=InpHourTo;
+      settings.deviation_points=InpDeviationPoints;
+      settings.fallback_sl=InpFallbackStop;
+      settings.max_attempts=3;
+      m_trader.Init(settings);
       m_client.Init(InpEndpoint,InpTimeoutMs,InpRetries,InpServerKey,InpClientPublicKey,InpClientSecretKey);
       Print(__FUNCTION__,": libzmq ",ZmqVersion(),", server ",InpEndpoint,(m_tester ? ", Strategy Tester" : ""));
       //--- live: a short timer so replies are picked up without waiting for ticks

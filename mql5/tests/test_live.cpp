@@ -8,7 +8,7 @@
 //       PAUSE label                     prints "PAUSED label" and waits for a line on stdin (the test starts or
 //                                       kills the server meanwhile)
 //     After every BAR and TICK it prints: STATE time held volume targets rejected reachable longest_call_us target
-//   test_live bench ENDPOINT N
+//   test_live bench ENDPOINT N [WARMUP]
 //     N signal requests through the EA's client (Request(): send, poll, receive); prints round-trip percentiles.
 #include "harness.h"
 
@@ -86,25 +86,26 @@ static int run(int argc, char **argv) {
   return 0;
 }
 
+// Each sample is what the EA does per bar: encode the signal request, send, poll, receive, decode the target.
 static int bench(int argc, char **argv) {
   if (argc < 4) return 2;
   int n = std::atoi(argv[3]);
+  int warmup = argc > 4 ? std::atoi(argv[4]) : 100;
   CBridgeClient client;
   client.Init(string(argv[2]), 2500, 3, "", "", "");
   std::vector<double> rtt;
   MqlArray<MqlRates> bars;
-  for (int i = 0; i < n + 100; i++) {
-    string req, reply;
-    // the request the EA sends each bar, as in the Strategy Tester
-    BridgeSignalRequest(string("b-" + std::to_string(i)), "EURUSD", 1467331200 + 3600 * (i % 2000), 14400, 0, 0.0, bars, 0, 5,
-                        true, req);
+  for (int i = 0; i < n + warmup; i++) {
     ulong t0 = GetMicrosecondCount();
+    string req, reply;
+    BridgeSignalRequest(string("b-" + std::to_string(i)), "EURUSD", 1456790400 + 3600 * (i % 240), 14400, 0, 0.0, bars, 0, 5,
+                        true, req);
     if (client.Request(req, reply) != BRIDGE_REPLY) { std::fprintf(stderr, "request %d failed: %s\n", i, client.LastError().c_str()); return 1; }
-    double us = (double)(GetMicrosecondCount() - t0);
     BridgeReply r;
     string err;
     if (!BridgeDecodeReply(reply, r, err) || r.type != string("target")) { std::fprintf(stderr, "bad reply %s\n", reply.c_str()); return 1; }
-    if (i >= 100) rtt.push_back(us);  // the first 100 warm up connection and caches
+    double us = (double)(GetMicrosecondCount() - t0);
+    if (i >= warmup) rtt.push_back(us);  // the first requests warm up the connection and the server's caches
   }
   std::sort(rtt.begin(), rtt.end());
   auto pct = [&](double p) { return rtt[(size_t)std::min<double>(rtt.size() - 1, p / 100.0 * rtt.size())]; };
