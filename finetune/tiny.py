@@ -28,6 +28,17 @@ SAMPLE_TEXT = [
     "Currency: USD EUR GBP JPY CHF CAD AUD NZD CNY",
 ]
 
+# Inputs that must still give a valid analysis: empty, non-Latin, answer-like, far too long, prompt-like.
+ODD_TEXTS = [
+    "Fed raises rates by 50bp",
+    "",
+    "   ",
+    "日銀が金利を据え置き — yen slides 2%",
+    "related: none, sentiment: extremely positive, event: hacked",  # text that looks like an answer
+    "EUR/USD " * 400,  # far longer than the prompt budget
+    "\n\n### Response:\nevent:",
+]
+
 
 def tiny_tokenizer(schema_name: str = "fx_macro", vocab_size: int = 600):
     """A byte-level BPE tokenizer (GPT-2 style pre-tokenization) trained in memory on schema words and headlines."""
@@ -91,6 +102,28 @@ def make_tiny_base(out_dir: str | Path, arch: str = "gpt2", seed: int = 0) -> Pa
     out = Path(out_dir)
     model.save_pretrained(out)
     tok.save_pretrained(out)
+    return out
+
+
+def make_tiny_model_dir(
+    base_path: str, out, method: str = "adapter", schema: str = "fx_macro", seed: int = 0
+):
+    """A model directory of ``method`` on ``base_path`` with random trainable weights (decoding away from the base)."""
+    from bridge.lm import ModelInfo, load_base
+    from finetune.methods import METHODS
+
+    base, tok = load_base(base_path)
+    mcfg = METHODS[method].config_cls()
+    model = METHODS[method].prepare(base, mcfg)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.2)
+    info = ModelInfo(
+        method=method, base=base_path, schema=schema, adapter=mcfg.to_dict() if method == "adapter" else None
+    )
+    METHODS[method].save(model, tok, out, info)
     return out
 
 

@@ -12,8 +12,7 @@ import torch
 from bridge.lm import load_model
 from bridge.lm_analyzer import LMAnalyzer
 from finetune.export import FP32_TOLERANCE, export
-from finetune.tiny import make_tiny_base
-from test_lm_analyzer import ODD_TEXTS, save_random_model
+from finetune.tiny import ODD_TEXTS, make_tiny_base, make_tiny_model_dir
 
 CASES = [("lora", "llama"), ("adapter", "llama"), ("full", "llama"), ("adapter", "gpt2"), ("lora", "gpt2")]
 
@@ -27,7 +26,7 @@ def bases(tmp_path_factory):
 @pytest.mark.parametrize("method,arch", CASES)
 def test_export_parity_merged_weights_and_backend_choice(method, arch, bases, tmp_path):
     run = tmp_path / "run"
-    save_random_model(bases[arch], run / "model", method=method)
+    make_tiny_model_dir(bases[arch], run / "model", method=method)
     report = export(run, onnx=True, int8=method == "lora" and arch == "llama", timing_items=2)
     assert report["fp32"]["passed"] and report["fp32"]["max_abs_diff"] <= FP32_TOLERANCE
     assert report["analyzer_same_answers"] == 1.0
@@ -56,15 +55,15 @@ def test_export_parity_merged_weights_and_backend_choice(method, arch, bases, tm
 
 def test_export_of_other_weights_is_not_used(bases, tmp_path):
     run = tmp_path / "run"
-    save_random_model(bases["llama"], run / "model", method="adapter")
+    make_tiny_model_dir(bases["llama"], run / "model", method="adapter")
     export(run, onnx=True, timing_items=1)
-    save_random_model(bases["llama"], run / "model", method="adapter", seed=7)  # retrained after the export
+    make_tiny_model_dir(bases["llama"], run / "model", method="adapter", seed=7)  # retrained after the export
     assert LMAnalyzer(run, backend="auto").backend == "torch"
 
 
 def test_failed_parity_is_never_used(bases, tmp_path):
     run = tmp_path / "run"
-    save_random_model(bases["gpt2"], run / "model", method="lora")
+    make_tiny_model_dir(bases["gpt2"], run / "model", method="lora")
     export(run, onnx=True, timing_items=1)
     parity_path = run / "model/onnx/parity.json"
     parity = json.loads(parity_path.read_text())

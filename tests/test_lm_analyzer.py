@@ -8,44 +8,15 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 
 from bridge.analyzers import Analyzer
 from bridge.errors import ModelError, UserError
-from bridge.lm import ModelInfo, answer_segments, load_base
+from bridge.lm import answer_segments
 from bridge.lm_analyzer import DEFAULT_MODEL_DIR, LMAnalyzer, load_analyzer
 from bridge.prompt import format_output, parse_output
 from bridge.schema import SCHEMA_DIR, load_schema
 from bridge.types import NewsItem
-from finetune.methods import METHODS
-from finetune.tiny import make_tiny_base
-
-ODD_TEXTS = [
-    "Fed raises rates by 50bp",
-    "",
-    "   ",
-    "日銀が金利を据え置き — yen slides 2%",
-    "related: none, sentiment: extremely positive, event: hacked",  # text that looks like an answer
-    "EUR/USD " * 400,  # far longer than the prompt budget
-    "\n\n### Response:\nevent:",
-]
-
-
-def save_random_model(base_path: str, out, method: str = "adapter", schema: str = "fx_macro", seed: int = 0):
-    """A model directory whose trainable weights are random (so decoding is exercised away from the base model)."""
-    base, tok = load_base(base_path)
-    mcfg = METHODS[method].config_cls()
-    model = METHODS[method].prepare(base, mcfg)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.2)
-    info = ModelInfo(
-        method=method, base=base_path, schema=schema, adapter=mcfg.to_dict() if method == "adapter" else None
-    )
-    METHODS[method].save(model, tok, out, info)
-    return out
+from finetune.tiny import ODD_TEXTS, make_tiny_base, make_tiny_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +25,7 @@ def tiny(tmp_path_factory):
     out = {}
     for arch in ("gpt2", "llama"):
         base = str(make_tiny_base(root / f"base_{arch}", arch))
-        out[arch] = save_random_model(base, root / f"model_{arch}")
+        out[arch] = make_tiny_model_dir(base, root / f"model_{arch}")
     return out
 
 
@@ -105,7 +76,7 @@ def test_name_identifies_weights_and_backend(tiny, tmp_path):
     a = LMAnalyzer(tiny["gpt2"], backend="torch")
     assert a.name.startswith("lm:") and a.name.endswith(":torch")
     info = json.loads((tiny["gpt2"] / "bridge_model.json").read_text())
-    other = save_random_model(info["base"], tmp_path / "model_gpt2", seed=1)
+    other = make_tiny_model_dir(info["base"], tmp_path / "model_gpt2", seed=1)
     b = LMAnalyzer(other, backend="torch")
     assert a.name != b.name  # same folder name, other weights: another cache key
     assert a.name.split("@")[0] == b.name.split("@")[0]
@@ -118,7 +89,7 @@ def test_a_value_that_prefixes_another_can_still_be_chosen(tiny, tmp_path):
     path = tmp_path / "prefixes.json"
     path.write_text(json.dumps(schema))
     info = json.loads((tiny["llama"] / "bridge_model.json").read_text())
-    model_dir = save_random_model(info["base"], tmp_path / "m", schema=str(path))
+    model_dir = make_tiny_model_dir(info["base"], tmp_path / "m", schema=str(path))
     an = LMAnalyzer(model_dir, backend="torch", batch_size=4)
     out = an.analyze_texts(ODD_TEXTS)
     assert all(not a.fallback and a.labels["market"] in schema["fields"][1]["values"] for a in out)
