@@ -227,7 +227,10 @@ static void input_checks() {
   CHECK(StringFind(ea.CheckInputs(), "minimum volume") >= 0, "max lots below the symbol minimum is refused");
   InpMaxLots = 1.0;
   CHECK(ea.Init() == INIT_SUCCEEDED, "init with valid inputs");
+  CHECK(g_sim.comment.rfind("EABridge EURUSD | server ok", 0) == 0 && g_sim.comment.find('\n') == std::string::npos,
+        "one status line on the chart: " + g_sim.comment);
   ea.Deinit(REASON_REMOVE);
+  CHECK(g_sim.comment.empty(), "the status line is removed with the EA");
   InpSendBars = 501;
   CHECK(ea.Init() == INIT_PARAMETERS_INCORRECT, "init refuses 501 bars");
   InpSendBars = 0;
