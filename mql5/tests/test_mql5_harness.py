@@ -102,6 +102,31 @@ def test_compiler_messages_point_at_the_mql5_file_and_line(tmp_path):
     )
 
 
+def test_poll_item_layout_matches_libzmq_on_windows_and_linux(harness):
+    # MQL5 packs structures to 1 byte, so Zmq.mqh spells out the padding of Windows x64's zmq_pollitem_t (SOCKET fd,
+    # 24 bytes); packed to 1 byte here, the same declaration must give the same offsets. Linux: int fd, 16 bytes.
+    src = harness.root / "src" / "Include"
+    checks = {
+        "windows": ("#pragma pack(push, 1)", "24", "8", "16", "18"),
+        "posix": ("#define EABRIDGE_POSIX_ABI", "16", "8", "12", "14"),
+    }
+    for name, (prelude, size, fd, events, revents) in checks.items():
+        code = f"""#include "mql5compat.h"
+{prelude}
+#include "EABridge/Zmq.mqh"
+#include <cstddef>
+static_assert(sizeof(ZmqPollItem) == {size}, "size");
+static_assert(offsetof(ZmqPollItem, fd) == {fd}, "fd");
+static_assert(offsetof(ZmqPollItem, events) == {events}, "events");
+static_assert(offsetof(ZmqPollItem, revents) == {revents}, "revents");
+"""
+        proc = subprocess.run(
+            ["g++", "-std=c++17", "-fsyntax-only", f"-I{harness_build.HERE}", f"-I{src}", "-x", "c++", "-"],
+            input=code, capture_output=True, text=True,
+        )  # fmt: skip
+        assert proc.returncode == 0, f"{name}: {proc.stderr}"
+
+
 def test_rewrite_widens_zmq_poll_timeout_to_the_linux_c_long():
     line = mql5_to_cpp.import_function("int zmq_poll(ZmqPollItem &items[],int count,int timeout_ms);", "x:1")
     assert "ZmqPollItem *items, int count, long timeout_ms" in line and "(long)timeout_ms" in line
