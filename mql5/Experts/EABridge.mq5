@@ -13,6 +13,8 @@
 #include <EABridge/Client.mqh>
 #include <EABridge/Trader.mqh>
 
+#define BRIDGE_CALENDAR_POLL_MS 1000   // how often new calendar values are looked for (live, InpForwardCalendar)
+
 //--- connection
 input string   InpEndpoint          = "tcp://127.0.0.1:5555"; // Server endpoint (ZeroMQ)
 input int      InpTimeoutMs         = 2500;    // Reply timeout per attempt, ms
@@ -34,6 +36,8 @@ input int      InpHourTo            = 24;      // ... until this server hour (1.
 input double   InpFallbackStop      = 0.0;     // Stop distance (price) when the target has none (0 = do not open)
 input int      InpDeviationPoints   = 10;      // Maximum slippage, points
 input long     InpMagic             = 20260101;// Magic number of this EA's positions
+//--- news
+input bool     InpForwardCalendar   = false;   // Live: forward released MT5 calendar values of the symbol's currencies
 
 //+------------------------------------------------------------------+
 //| The EA: state, the request cycle, and the chart status line       |
@@ -54,6 +58,12 @@ private:
    string            m_last;
    long              m_targets;
    long              m_rejected;
+   //--- calendar forwarding (live only): values waiting to be sent as news requests
+   ulong             m_calendar_change;
+   ulong             m_next_calendar_ms;
+   string            m_news_queue[];
+   bool              m_pending_news;   // the request in flight is a news request, not a signal
+   long              m_forwarded;
 
    long              UtcOffset(void) const
      {
@@ -146,6 +156,79 @@ private:
          Print(__FUNCTION__,": target ",IntegerToString(reply.direction),": ",m_last);
         }
      }
+   //+------------------------------------------------------------------+
+   //| New released calendar values of the symbol's two currencies      |
+   //| become queued `news` requests (values scaled as the calendar     |
+   //| shows them, e.g. 336 for 336K; the server's surprise rule reads   |
+   //| actual against forecast).                                         |
+   //+------------------------------------------------------------------+
+   void              PollCalendar(void)
+     {
+      if(!InpForwardCalendar || m_tester || GetTickCount64()<m_next_calendar_ms)
+         return;
+      m_next_calendar_ms=GetTickCount64()+BRIDGE_CALENDAR_POLL_MS;
+      MqlCalendarValue values[];
+      int n=CalendarValueLast(m_calendar_change,values,NULL,NULL);
+      string base=SymbolInfoString(_Symbol,SYMBOL_CURRENCY_BASE);
+      string quote=SymbolInfoString(_Symbol,SYMBOL_CURRENCY_PROFIT);
+      for(int i=0;i<n;i++)
+        {
+         MqlCalendarEvent event;
+         MqlCalendarCountry country;
+         if(!values[i].HasActualValue() || !CalendarEventById(values[i].event_id,event) ||
+            !CalendarCountryById(event.country_id,country))
+            continue;
+         if(country.currency!=base && country.currency!=quote)
+            continue;
+         string impact="none";
+         if(event.importance==CALENDAR_IMPORTANCE_HIGH)
+            impact="high";
+         else if(event.importance==CALENDAR_IMPORTANCE_MODERATE)
+            impact="medium";
+         else if(event.importance==CALENDAR_IMPORTANCE_LOW)
+            impact="low";
+         string request;
+         m_seq++;
+         if(BridgeNewsRequest("cal-"+IntegerToString(m_seq),country.currency+" "+event.name,values[i].time,UtcOffset(),
+                              "mt5-calendar",country.currency,event.name,impact,values[i].GetActualValue(),
+                              (values[i].HasForecastValue() ? values[i].GetForecastValue() : NotANumber()),
+                              (values[i].HasPreviousValue() ? values[i].GetPreviousValue() : NotANumber()),request))
+           {
+            int size=ArraySize(m_news_queue);
+            ArrayResize(m_news_queue,size+1);
+            m_news_queue[size]=request;
+           }
+        }
+     }
+   //--- NaN: the value a calendar field has when it is not set (sent as null)
+   double            NotANumber(void) const { return(MathSqrt(-1.0)); }
+   bool              SendNews(void)
+     {
+      if(ArraySize(m_news_queue)==0)
+         return(false);
+      if(!m_client.Start(m_news_queue[0]))
+         return(false);
+      m_pending_news=true;
+      return(true);
+     }
+   void              HandleNews(const string text)
+     {
+      BridgeReply reply;
+      string error;
+      //--- whatever the answer, this item is done: a server error would repeat for the same item
+      int size=ArraySize(m_news_queue);
+      for(int i=1;i<size;i++)
+         m_news_queue[i-1]=m_news_queue[i];
+      ArrayResize(m_news_queue,MathMax(0,size-1));
+      if(!BridgeDecodeReply(text,reply,error) || reply.type!="ack")
+        {
+         m_last="calendar value not accepted: "+(error!="" ? error : reply.code+" "+reply.message);
+         Print(__FUNCTION__,": ",m_last);
+         return;
+        }
+      m_forwarded++;
+      m_last="calendar value forwarded";
+     }
    void              Status(void)
      {
       int held=0;
@@ -159,7 +242,8 @@ private:
 
 public:
                      CEABridge(void) : m_tester(false),m_seq(0),m_last_bar(0),m_next_ask_ms(0),m_target(0),
-                     m_strength(0.0),m_targets(0),m_rejected(0) {}
+                     m_strength(0.0),m_targets(0),m_rejected(0),m_calendar_change(0),m_next_calendar_ms(0),
+                     m_pending_news(false),m_forwarded(0) {}
    int               Init(void)
      {
       string problem=CheckInputs();
@@ -194,6 +278,12 @@ public:
         {
          Print(__FUNCTION__,": cannot start the timer, error ",IntegerToString(GetLastError()));
          return(INIT_FAILED);
+        }
+      //--- the first call only records where the calendar stands: no backlog is forwarded
+      if(InpForwardCalendar && !m_tester)
+        {
+         MqlCalendarValue values[];
+         CalendarValueLast(m_calendar_change,values,NULL,NULL);
         }
       m_last="started";
       Status();
@@ -255,8 +345,16 @@ public:
          ENUM_BRIDGE_POLL state=m_client.Poll(m_tester ? InpTimeoutMs : 5);
          while(m_tester && state==BRIDGE_PENDING)
             state=m_client.Poll(InpTimeoutMs);
+         bool news=m_pending_news;
+         if(state!=BRIDGE_PENDING)
+            m_pending_news=false;
          if(state==BRIDGE_REPLY)
-            Handle(m_client.Reply());
+           {
+            if(news)
+               HandleNews(m_client.Reply());
+            else
+               Handle(m_client.Reply());
+           }
          else if(state==BRIDGE_FAILED)
            {
             m_last=m_client.LastError();
@@ -265,8 +363,14 @@ public:
          Status();
          return;
         }
+      PollCalendar();
       if(!Due())
+        {
+         //--- between bars: forward queued calendar values, one request at a time
+         if(SendNews())
+            Status();
          return;
+        }
       if(!Ask())
         {
          m_last=m_client.LastError();
@@ -279,6 +383,7 @@ public:
    bool              Reachable(void) const { return(m_client.Reachable()); }
    long              Targets(void)   const { return(m_targets); }
    int               LastTarget(void) const { return(m_target); }
+   long              Forwarded(void)  const { return(m_forwarded); }
    long              Rejected(void)  const { return(m_rejected); }
    ulong             LastRttMicros(void) const { return(m_client.LastRttMicros()); }
   };

@@ -481,6 +481,16 @@ inline long SymbolInfoInteger(const string &sym, ENUM_SYMBOL_INFO_INTEGER p) {
   }
   return 0;
 }
+enum ENUM_SYMBOL_INFO_STRING { SYMBOL_CURRENCY_BASE, SYMBOL_CURRENCY_PROFIT, SYMBOL_CURRENCY_MARGIN, SYMBOL_DESCRIPTION };
+// A forex pair's currencies from its name, as brokers name them (EURUSD, EURUSD.m).
+inline string SymbolInfoString(const string &sym, ENUM_SYMBOL_INFO_STRING p) {
+  if (!mql_known_symbol(sym)) return string("");
+  switch (p) {
+    case SYMBOL_CURRENCY_BASE: case SYMBOL_CURRENCY_MARGIN: return string(sym.s.substr(0, 3));
+    case SYMBOL_CURRENCY_PROFIT: return string(sym.s.substr(3, 3));
+    default: return sym;
+  }
+}
 struct MqlTick { datetime time; double bid, ask, last; ulong volume; long time_msc; uint flags; double volume_real; };
 inline bool SymbolInfoTick(const string &sym, MqlTick &t) {
   if (!mql_known_symbol(sym)) return false;
@@ -882,6 +892,18 @@ inline int CalendarValueHistory(MqlArray<MqlCalendarValue> &out, datetime from, 
   out.v.clear();
   for (auto &v : g_calendar().values)
     if (v.time >= from && (to == 0 || v.time <= to)) out.v.push_back(v);
+  return (int)out.v.size();
+}
+// Values added since `change_id` (here: an index into the simulated database). As in MQL5, a first call with 0 only
+// records where the calendar stands and returns nothing.
+inline int CalendarValueLast(ulong &change_id, MqlArray<MqlCalendarValue> &out, const string &country = string(""), const string &currency = string("")) {
+  (void)country; (void)currency;
+  if (g_sim.tester) { mql_last_error() = ERR_FUNCTION_NOT_ALLOWED; return -1; }
+  out.v.clear();
+  auto &all = g_calendar().values;
+  if (change_id != 0)
+    for (size_t i = (size_t)change_id - 1; i < all.size(); i++) out.v.push_back(all[i]);
+  change_id = (ulong)all.size() + 1;  // never 0 once initialised
   return (int)out.v.size();
 }
 inline bool CalendarEventById(ulong id, MqlCalendarEvent &e) {

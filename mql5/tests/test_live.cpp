@@ -1,13 +1,16 @@
 // The compiled EA against the real Python server through real libzmq.
 //
-//   test_live run ENDPOINT SCRIPT TESTER TIMEOUT_MS RETRIES UTC_OFFSET_H [SPREAD]
+//   test_live run ENDPOINT SCRIPT TESTER TIMEOUT_MS RETRIES UTC_OFFSET_H [SPREAD [FORWARD_CALENDAR]]
 //     SCRIPT is a text file of commands, one per line:
 //       BAR time open high low close   the chart's next bar opens (server time); OnTimer runs once, then the trade
 //                                      server applies stops inside the bar (bid/ask = prices -/+ SPREAD/2)
 //       TICK n sleep_ms                 OnTimer runs n more times, sleeping between (live replies arrive on timers)
+//       CAL time|country|currency|event|importance|unit|multiplier|digits|actual|forecast|previous|revised
+//                                       a calendar value is released (server time; empty number = none)
 //       PAUSE label                     prints "PAUSED label" and waits for a line on stdin (the test starts or
 //                                       kills the server meanwhile)
-//     After every BAR and TICK it prints: STATE time held volume targets rejected reachable longest_call_us target
+//     After every BAR and TICK it prints:
+//       STATE time held volume targets rejected reachable longest_call_us target forwarded
 //   test_live bench ENDPOINT N [WARMUP]
 //     N signal requests through the EA's client (Request(): send, poll, receive); prints round-trip percentiles.
 #include "harness.h"
@@ -30,8 +33,8 @@ static void state() {
   s.magic = InpMagic;
   probe.Init(s);
   probe.Position(d, v);
-  std::printf("STATE %ld %d %.2f %ld %ld %d %ld %d\n", (long)g_sim.time, d, v, ExtBridge.Targets(), ExtBridge.Rejected(),
-              ExtBridge.Reachable() ? 1 : 0, g_longest_us, ExtBridge.LastTarget());
+  std::printf("STATE %ld %d %.2f %ld %ld %d %ld %d %ld\n", (long)g_sim.time, d, v, ExtBridge.Targets(), ExtBridge.Rejected(),
+              ExtBridge.Reachable() ? 1 : 0, g_longest_us, ExtBridge.LastTarget(), ExtBridge.Forwarded());
   std::fflush(stdout);
   g_longest_us = 0;
 }
@@ -45,6 +48,7 @@ static int run(int argc, char **argv) {
   InpTesterUtcOffsetHours = std::atoi(argv[7]);
   g_sim.utc_offset = (long)InpTesterUtcOffsetHours * 3600;
   double half = (argc > 8 ? std::atof(argv[8]) : 0.0001) / 2.0;
+  InpForwardCalendar = argc > 9 && std::atoi(argv[9]) != 0;
   InpSignalSeconds = 0;  // ask on new bars only, so the answers depend on simulated time alone
   InpMaxSpreadPoints = 0;
   InpSendBars = 3;
@@ -69,6 +73,27 @@ static int run(int argc, char **argv) {
       script >> n >> ms;
       for (int i = 0; i < n; i++) { Sleep(ms); timer(); }
       state();
+    } else if (cmd == "CAL") {
+      std::string line;
+      std::getline(script, line);  // the rest of the line: event names have spaces
+      line.erase(0, line.find_first_not_of(' '));
+      std::vector<std::string> f;
+      std::stringstream ss(line);
+      std::string part;
+      while (std::getline(ss, part, '|')) f.push_back(part);
+      while (f.size() < 12) f.push_back("");
+      auto scaled = [](const std::string &t) { return t.empty() ? LONG_MIN : std::llround(std::stod(t) * 1e6); };
+      ulong id = g_calendar().values.size() + 1;
+      MqlCalendarCountry c{};
+      c.id = id; c.code = f[1]; c.currency = f[2];
+      MqlCalendarEvent e{};
+      e.id = 1000 + id; e.country_id = id; e.name = f[3]; e.importance = std::stoi(f[4]);
+      MqlCalendarValue v{};
+      v.id = 5000 + id; v.event_id = e.id; v.time = std::stol(f[0]);
+      v.actual_value = scaled(f[8]); v.forecast_value = scaled(f[9]); v.prev_value = scaled(f[10]); v.revised_prev_value = scaled(f[11]);
+      g_calendar().countries.push_back(c);
+      g_calendar().events.push_back(e);
+      g_calendar().values.push_back(v);
     } else if (cmd == "PAUSE") {
       std::string label;
       script >> label;

@@ -298,7 +298,7 @@ def _bar(row) -> str:
 
 
 def _states(stdout: str) -> list[dict]:
-    keys = ("time", "held", "volume", "targets", "rejected", "reachable", "longest_us", "target")
+    keys = ("time", "held", "volume", "targets", "rejected", "reachable", "longest_us", "target", "forwarded")
     return [
         dict(zip(keys, map(float, line.split()[1:]), strict=True))
         for line in stdout.splitlines()
@@ -465,6 +465,31 @@ def test_fault_cases_no_trade_no_block_and_recovery(harness, market, server, tmp
             ea.kill()
         live.kill()
         rogue_ctx.destroy(linger=0)
+
+
+def test_calendar_values_are_forwarded_and_move_the_target(harness, market, server, tmp_path):
+    """Live, with InpForwardCalendar, a released MT5 calendar value reaches the server as a news request and the
+    next bar's target reflects it (here a strong US payrolls beat: USD up, so EURUSD short)."""
+    bars, calendar = market
+    targets = _server_targets(server.endpoint, bars["time"])
+    quiet = next(i for i in range(len(targets) - 1) if targets[i] == 0 and targets[i + 1] == 0)
+    rows = list(bars.itertuples())
+    t = int(rows[quiet].time)
+    own = Server(calendar, _free_port()).start()  # forwarded news change a server's state: not the shared one
+    try:
+        lines = [_bar(rows[quiet]), "TICK 10 20", f"CAL {t}|US|USD|Nonfarm Payrolls|3|7|1|0|500|150|173|"]
+        lines += ["TICK 80 20", _bar(rows[quiet + 1]), "TICK 20 20"]
+        script = _script(tmp_path / "cal.txt", lines)
+        args = ["run", own.endpoint, str(script), "0", "2500", "3", str(UTC_OFFSET_H), "0.0001", "1"]
+        proc = _run(harness, "test_live", *args)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        states = _states(proc.stdout)
+        assert states[0]["target"] == 0 and states[0]["forwarded"] == 0
+        assert states[-1]["forwarded"] == 1, proc.stderr[-2000:]
+        after = _server_targets(own.endpoint, [rows[quiet + 1].time])[0]
+        assert after == -1 and states[-1]["target"] == -1 and states[-1]["held"] == -1
+    finally:
+        own.kill()
 
 
 def test_round_trip_benchmark_runs(harness, server):
