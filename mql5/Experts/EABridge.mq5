@@ -27,6 +27,7 @@ input ENUM_TIMEFRAMES InpTimeframe  = PERIOD_H1; // Ask at every new bar of this
 input int      InpSignalSeconds     = 60;      // Also ask this often live, seconds (0 = only on new bars)
 input int      InpSendBars          = 0;       // Recent closed bars sent with each request (0..500)
 input int      InpTesterUtcOffsetHours = 2;    // Strategy Tester only: the broker's server time minus UTC, hours
+input int      InpTesterLatencySeconds = 5;    // Strategy Tester only: ask as of this long before the tick (backtest.run --latency)
 //--- risk
 input double   InpRiskPercent       = 1.0;     // Risk per trade, % of equity lost at the stop
 input double   InpMaxLots           = 1.0;     // Largest position, lots (0 = symbol maximum)
@@ -100,7 +101,9 @@ private:
       m_seq++;
       m_pending_id=_Symbol+"-"+IntegerToString(m_seq);
       string request;
-      datetime now=(m_tester ? TimeCurrent() : TimeTradeServer());
+      //--- the tester's first tick of a bar comes at the bar's open: asking as of a latency earlier means news
+      //--- published right at the open move the next bar, exactly as backtest.run's --latency does
+      datetime now=(m_tester ? TimeCurrent()-InpTesterLatencySeconds : TimeTradeServer());
       if(!BridgeSignalRequest(m_pending_id,_Symbol,now,UtcOffset(),held,held_volume,bars,count,_Digits,m_tester,request))
         {
          m_last="could not encode the request";
@@ -307,6 +310,8 @@ public:
          return("InpSendBars must be 0.."+IntegerToString(BRIDGE_MAX_BARS)+", got "+IntegerToString(InpSendBars));
       if(InpTesterUtcOffsetHours<-14 || InpTesterUtcOffsetHours>14)
          return("InpTesterUtcOffsetHours must be -14..14, got "+IntegerToString(InpTesterUtcOffsetHours));
+      if(InpTesterLatencySeconds<0 || InpTesterLatencySeconds>3600)
+         return("InpTesterLatencySeconds must be 0..3600, got "+IntegerToString(InpTesterLatencySeconds));
       if(!(InpRiskPercent>0.0) || InpRiskPercent>10.0)
          return("InpRiskPercent must be above 0 and at most 10, got "+DoubleToString(InpRiskPercent,2));
       if(InpMaxLots<0.0)

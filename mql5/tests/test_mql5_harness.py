@@ -33,6 +33,7 @@ UTC_OFFSET_H = 4  # the bars file below is a broker export at a fixed UTC+4
 BARS_FILE = "bars/EURUSD60.csv"
 CALENDAR_FILE = "calendar/forexfactory_2016.csv"
 WINDOW = ("2016-03-01", "2016-03-15")  # 240 H1 bars with ECB, NFP and CPI releases in them
+TESTER_LATENCY_S = 5  # InpTesterLatencySeconds' default = backtest.run's --latency default
 SPREAD_POINTS = 20  # fixed, so entries (open +- 1 pip) and stops stay on the 5-digit price grid in both
 
 
@@ -318,16 +319,16 @@ def _server_targets(endpoint: str, times) -> list[int]:
 def _backtest_positions(shared_data: Path, times: np.ndarray, out: Path) -> np.ndarray:
     """The position series ``backtest.run`` computes for the same bars, news and settings, one value per bar.
 
-    Same analyzer as the server (the surprise rule, ``--model none``), same policy defaults, latency 0 (the EA asks at
-    the bar's open), a fixed spread of SPREAD_POINTS; read back from its trades table: a trade holds the bars from its
-    entry up to, not including, its exit bar, as the engine's position series does.
+    Same analyzer as the server (the surprise rule, ``--model none``), the policy and latency defaults (5 s; the EA's
+    InpTesterLatencySeconds has the same default), a fixed spread of SPREAD_POINTS; read back from its trades table: a
+    trade holds the bars from its entry up to, not including, its exit bar, as the engine's position series does.
     """
     from backtest.run import main as backtest_main
 
     first = pd.Timestamp(int(times[0]) - UTC_OFFSET_H * 3600, unit="s")
     last = pd.Timestamp(int(times[-1]) - UTC_OFFSET_H * 3600, unit="s")
     argv = ["--symbol", "EURUSD", "--bars", str(shared_data / BARS_FILE), "--bars-tz", f"UTC+{UTC_OFFSET_H}"]
-    argv += ["--news", str(shared_data / CALENDAR_FILE), "--model", "none", "--latency", "0"]
+    argv += ["--news", str(shared_data / CALENDAR_FILE), "--model", "none"]
     argv += [
         "--spread",
         str(SPREAD_POINTS),
@@ -357,8 +358,11 @@ def test_parity_ea_positions_equal_the_backtest_bar_by_bar(harness, market, serv
     assert proc.returncode == 0, proc.stderr[-3000:]
     states = _states(proc.stdout)
     assert len(states) == len(bars) == 240
-    # every bar's reply reached the EA as the Python client gets it: the same target, nothing rejected
-    assert [int(s["target"]) for s in states] == _server_targets(server.endpoint, bars["time"])
+    # every bar's reply reached the EA as the Python client gets it (asking as of the open minus the latency): the
+    # same target, nothing rejected
+    assert [int(s["target"]) for s in states] == _server_targets(
+        server.endpoint, bars["time"] - TESTER_LATENCY_S
+    )
     assert states[-1]["targets"] == len(bars) and states[-1]["rejected"] == 0
     held = np.array([int(s["held"]) for s in states])
     expected = _backtest_positions(shared_data, bars["time"].to_numpy(), tmp_path / "backtest")
