@@ -1,7 +1,8 @@
 """Build the MQL5 harness: rewrite the EA's sources to C++ and compile the test programs with g++ against libzmq.
 
-libzmq comes from the pyzmq wheel when it bundles one (``pyzmq.libs/libzmq-*.so*``; nothing else to install), else
-from the system (Debian's ``libzmq3-dev``). No header is needed: the EA's ``#import`` declarations become the
+libzmq comes from the system (Debian's ``libzmq3-dev``, which ``scripts/setup.sh`` installs) when present, else from
+the copy bundled in the pyzmq wheel (``pyzmq.libs/libzmq-*.so*``). The system library is preferred because it is a
+separate build from the one inside the Python server, as the terminal's libzmq.dll is. No header is needed: the EA's ``#import`` declarations become the
 prototypes. Used by ``test_mql5_harness.py`` and ``bench_roundtrip.py``.
 """
 
@@ -34,7 +35,9 @@ class Libzmq:
 
 
 def find_libzmq() -> Libzmq | None:
-    """The libzmq to link: pyzmq's bundled copy first, then the system's; None when neither exists."""
+    """The libzmq to link: the system's first, then pyzmq's bundled copy; None when neither exists."""
+    if ctypes.util.find_library("zmq"):
+        return Libzmq(["-lzmq"], "system libzmq")
     try:
         import zmq
 
@@ -46,8 +49,6 @@ def find_libzmq() -> Libzmq | None:
                 return Libzmq([str(lib), f"-Wl,-rpath,{lib.parent}"], f"pyzmq wheel ({lib.name})")
     except ImportError:
         pass
-    if ctypes.util.find_library("zmq"):
-        return Libzmq(["-lzmq"], "system libzmq")
     return None
 
 
