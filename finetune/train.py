@@ -284,7 +284,8 @@ def train(
     device, amp_dtype = pick_device(tcfg)
     if world > 1:
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        torch.cuda.set_device(device) if device.type == "cuda" else None
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
 
     schema = load_schema(tcfg.schema)
     train_records = read_records(data, schema)

@@ -360,3 +360,73 @@ def test_real_training_step_on_smollm2(records, tmp_path):
     assert run["params"]["trainable_pct"] < 2.0
     assert run["result"]["steps"] == 1 and 0 < run["result"]["final_train_loss"] < 20
     assert (tmp_path / "run/model/adapter_model.safetensors").stat().st_size < 10 * 2**20
+
+
+def test_metrics_on_known_pairs():
+    from finetune.metrics import macro_f1, score
+
+    schema = load_schema()
+
+    def a(level, market="US"):
+        return Analysis({"event": "other", "market": market, "sector": "FX"}, level)
+
+    gold = [a(3), a(1), a(0), a(-2)]
+    pred = [a(2), a(1), a(0, "EU"), a(-2)]
+    m = score(gold, pred, schema)
+    assert m["acc_market"] == 0.75 and m["acc_sentiment"] == 0.75
+    assert m["acc_sentiment_3"] == 1.0 and m["f1_sentiment_3"] == 1.0  # 3 vs 2 is still "positive"
+    assert m["exact_match"] == 0.5 and m["parse_failure_rate"] == 0.0
+    # 7 levels: F1 of -2: 1, 0: 1, 1: 1, 2: 0 (false positive), 3: 0 (missed) -> mean over the 5 present levels
+    assert m["f1_sentiment_7"] == pytest.approx(3 / 5)
+    assert macro_f1([1, 1], [1, 1], (-1, 0, 1)) == 1.0
+
+
+def test_evaluate_cli_scores_a_run(tiny_bases, records, tmp_path, capsys):
+    from finetune import evaluate as evaluate_mod
+
+    train_mod.train(
+        "adapter",
+        tiny_bases["llama"],
+        records,
+        tmp_path / "run",
+        None,
+        quick_cfg(max_steps=2),
+        progress=False,
+    )
+    out = tmp_path / "eval.json"
+    argv = [
+        "--model",
+        str(tmp_path / "run"),
+        "--data",
+        str(records),
+        "--out",
+        str(out),
+        "--latency-items",
+        "2",
+    ]
+    assert run_main(evaluate_mod.main, argv) == 0
+    res = json.loads(out.read_text())
+    m = res["metrics"]
+    assert m["n"] == len(EXAMPLES) and m["parse_failure_rate"] == 0.0
+    for key in ("acc_event", "acc_market", "acc_sector", "acc_sentiment", "f1_sentiment_7", "f1_sentiment_3"):
+        assert 0.0 <= m[key] <= 1.0
+    assert m["latency_ms_p95"] >= m["latency_ms_p50"] > 0 and m["items_per_s"] > 0
+    assert "f1_sentiment_3" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_compare_writes_table_csv_json_and_plots(tiny_bases, records, tmp_path):
+    from finetune.compare import compare
+
+    train_args = ["--max-steps", "2", "--batch-size", "4", "--eval-every", "2"]
+    res = compare(
+        tiny_bases["llama"], str(records), str(records), tmp_path, list(METHODS), seeds=2,
+        train_args=train_args, latency_items=2, onnx=True,
+    )  # fmt: skip
+    rows = {r["method"]: r for r in res["table"]}
+    assert set(rows) == set(METHODS)
+    assert rows["full"]["trainable_pct"] == 100.0 and rows["lora"]["trainable_pct"] < 100.0
+    assert all(r["seeds"] == 2 and r["latency_ms_onnx"] > 0 for r in rows.values())
+    for name in ("results.md", "results.csv", "results.json", "loss_curves.png", "score_vs_params.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert (tmp_path / "score_vs_time.png").is_file() and (tmp_path / "peak_memory.png").is_file()
