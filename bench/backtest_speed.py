@@ -9,7 +9,7 @@ six HistData M1 months DAT_ASCII_EURUSD_M1_2017{01..06}.csv (about 186,000 bars)
 (with time shifted, so the index stays increasing) up to 2 million bars for the scaling curve.
 
 The target series is news-driven: random news times and effects over the bars' span, through the same policy as the
-server (its time is reported as ``policy_s``, outside the comparison), tuned to about 10,000 position changes.
+server with a half-life of one bar and a TTL of four (its time is reported as ``policy_s``, outside the comparison), tuned to about 10,000 position changes.
 What is timed: one full replay producing trades and an equity curve (best of ``--repeat`` runs; vectorbt after a
 warm-up call so numba compilation is excluded and reported apart; backtesting.py once per size, it is slow).
 backtesting.py is fed a strategy that follows the target exactly as our engine does (see
@@ -48,14 +48,16 @@ UNITS = 10_000
 
 def news_target(bars: pd.DataFrame, changes: int, seed: int = 0) -> tuple[np.ndarray, float, int]:
     """A news-driven target series with about ``changes`` position changes: random news times over the bars' span
-    with random effects, turned into targets by the policy (``bridge.policy.signal_at`` through
+    with random effects, turned into targets by the policy (half-life one bar, TTL four bars) (``bridge.policy.signal_at`` through
     ``targets_from_effects``). The news count is adjusted until the change count is within 2% of ``changes``.
 
     Returns the target, the policy's time for the final series (seconds) and the number of news items.
     """
     rng = np.random.default_rng(seed)
     times = bar_open_ns(bars)
-    policy = PolicyConfig(half_life=60, ttl=240, threshold=0.3)
+    # Half-life one bar and TTL four bars, whatever the timeframe, so the same number of changes fits any bar count.
+    bar_min = float(np.median(np.diff(times[:10_000])) / 60e9)
+    policy = PolicyConfig(half_life=bar_min, ttl=4 * bar_min, threshold=0.3)
     n_news = max(1, changes // 2)
     for _ in range(8):
         ev = np.sort(rng.integers(times[0], times[-1], n_news))
@@ -73,7 +75,7 @@ def news_target(bars: pd.DataFrame, changes: int, seed: int = 0) -> tuple[np.nda
         got = int((np.diff(target) != 0).sum())
         if abs(got - changes) <= 0.02 * changes:
             break
-        n_news = max(1, int(round(n_news * changes / max(got, 1))))
+        n_news = min(10 * changes, max(1, int(round(n_news * changes / max(got, 1)))))
     target[:2] = 0  # backtesting.py can first fill on bar 2
     return target, policy_s, n_news
 
