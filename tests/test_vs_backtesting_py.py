@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from backtest.bars import load_bars
 from backtest.engine import EngineConfig, run_backtest
 
 backtesting = pytest.importorskip("backtesting")
@@ -23,10 +24,9 @@ UNITS = 10_000  # 0.1 lot
 
 
 def _read_bars(shared_data, n: int) -> pd.DataFrame:
-    # The broker export's clock is a fixed UTC+4; the comparison only needs bar order, not the zone.
-    raw = pd.read_csv(shared_data / "bars" / "EURUSD60.csv", nrows=n)
-    idx = pd.DatetimeIndex(pd.to_datetime(raw["Date"], format="%Y.%m.%d %H:%M")) - pd.Timedelta(hours=4)
-    return raw[["Open", "High", "Low", "Close", "Volume"]].set_axis(idx.tz_localize("UTC"))
+    # The broker export's clock is a fixed UTC+4.
+    bars = load_bars(shared_data / "bars" / "EURUSD60.csv", tz="UTC+4")
+    return bars[["Open", "High", "Low", "Close", "Volume"]].iloc[:n]
 
 
 def _targets(n: int, seed: int) -> np.ndarray:
