@@ -8,9 +8,6 @@ import base64
 import html
 import io
 import json
-import platform
-import sys
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -19,19 +16,7 @@ import pandas as pd
 from backtest.engine import Result
 from backtest.event_study import EventStudy, headline_summary
 from backtest.stats import stats_to_jsonable
-
-_LIBS = ("ea-bridge", "numpy", "pandas", "matplotlib", "torch", "transformers", "onnxruntime")
-
-
-def versions() -> dict[str, str]:
-    """Python and library versions, recorded in every result file."""
-    out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for lib in _LIBS:
-        try:
-            out[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
+from bridge.provenance import library_versions
 
 
 def _plt():
@@ -158,7 +143,7 @@ def write_report(
         "stats": stats_to_jsonable(stats),
         "baselines": {k: stats_to_jsonable(v) for k, v in (baseline_stats or {}).items()},
         "config": config,
-        "versions": versions(),
+        "versions": library_versions(),
         "notes": list(notes or []),
     }
     paths["stats.json"].write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")

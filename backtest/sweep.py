@@ -239,8 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from backtest.report import versions
     from backtest.run import _analyzers, analyse, load_all_news, load_bars_for_run, news_in_range
+    from bridge.provenance import library_versions
 
     args = build_parser().parse_args(argv)
     symbols = args.symbol or ["EURUSD"]
@@ -345,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "engine": {s: e.to_dict() for s, e in engines.items()},
             "walk_forward": json.loads(summary.to_json(orient="records")),
             "notes": notes,
-            "versions": {**versions(), "ray": ray.__version__},
+            "versions": library_versions("ray"),
         }
         (args.out / "sweep.json").write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
         print(f"\nwrote {args.out / 'results.csv'}, {args.out / 'sweep.json'}")

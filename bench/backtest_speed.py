@@ -23,7 +23,6 @@ against bars, log-log) under ``--out``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import time
@@ -38,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from backtest.bars import load_bars  # noqa: E402
 from backtest.engine import EngineConfig, bar_open_ns, run_backtest, targets_from_effects  # noqa: E402
-from backtest.report import versions  # noqa: E402
 from bridge.policy import PolicyConfig  # noqa: E402
+from bridge.provenance import library_versions  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "bars"
 SL, TP = 0.0030, 0.0060
@@ -273,22 +272,12 @@ def main(argv=None) -> int:
         "scaling_exponent_ours": slope,
         "available": {"backtesting.py": have_bt, "vectorbt": have_vbt},
         "rows": json.loads(table.to_json(orient="records")),
-        "versions": {**versions(), **_extra_versions()},
+        "versions": library_versions("backtesting", "vectorbt", "numba"),
     }
     (args.out / "backtest_speed.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     _plot(table, args.out / "backtest_speed.png")
     print(f"wrote {args.out / 'backtest_speed.json'} and {args.out / 'backtest_speed.png'}")
     return 0
-
-
-def _extra_versions() -> dict:
-    from importlib import metadata
-
-    out = {}
-    for lib in ("backtesting", "vectorbt", "numba"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[lib] = metadata.version(lib)
-    return out
 
 
 def _plot(table: pd.DataFrame, path: Path) -> None:

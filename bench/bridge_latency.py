@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,6 +33,7 @@ import numpy as np
 import zmq
 
 from bridge import protocol as P
+from bridge.provenance import library_versions
 
 SIGNAL = {
     "v": 1,
@@ -301,23 +300,6 @@ def analyzer_baseline(kind: str, backend: str, make, n_single: int, batch: int) 
     return {"single_ms_p50": float(np.median(t)), "batch_items_per_s": float(np.median(rates))}
 
 
-def versions() -> dict:
-    out = {
-        "python": platform.python_version(),
-        "pyzmq": zmq.pyzmq_version(),
-        "libzmq": zmq.zmq_version(),
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-    }
-    for mod in ("pandas", "torch", "onnxruntime"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except ImportError:
-            out[mod] = None
-    return out
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -336,7 +318,7 @@ def main(argv=None) -> int:
         args.requests, args.per_client, args.news, args.batches = 2_000, 200, 10, 2
     mp.set_start_method("spawn", force=True)
     tmp = tempfile.mkdtemp(prefix="bridge-bench-")
-    results: dict = {"config": vars(args), "versions": versions()}
+    results: dict = {"config": vars(args), "versions": {**library_versions(), "libzmq": zmq.zmq_version()}}
 
     # Which analyzers: the shipped LM (torch and ONNX) when installed, else the surprise rule.
     runs: list[tuple[str, str, str]] = []

@@ -15,13 +15,10 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 import warnings
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -33,25 +30,12 @@ sys.path.insert(0, str(ROOT))
 
 from backtest.bars import BarDataWarning, load_bars  # noqa: E402
 from bridge.errors import UserError, run_main  # noqa: E402
+from bridge.provenance import library_versions  # noqa: E402
 
 GOAL = 1.5  # at most this many times the bare read
 # (path under the data folder, source zone, separator and header for the bare read)
 FILES = [(f"bars/DAT_ASCII_EURUSD_M1_2017{m:02d}.csv", "America/New_York", ";", None) for m in range(1, 7)]
 FILES.append(("bars/EURUSD60.csv", "UTC+4", ",", 0))
-
-
-def _versions() -> dict[str, str]:
-    out = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": str(os.cpu_count()),
-    }
-    for dist in ("ea-bridge", "pandas", "numpy"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
 
 
 def _time(fn) -> float:
@@ -160,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             "files": [rel for rel, *_ in FILES],
             "zones": [tz for _, tz, *_ in FILES],
         },
-        "versions": _versions(),
+        "versions": library_versions(),
         "created_utc": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
         **result,
     }

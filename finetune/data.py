@@ -21,7 +21,6 @@ import csv
 import hashlib
 import io
 import json
-import platform
 import re
 import sys
 from collections import Counter
@@ -35,6 +34,7 @@ from tqdm import tqdm
 from bridge.errors import DataError, UserError, run_main
 from bridge.news import load_news_report
 from bridge.prompt import format_input, make_record, parse_output
+from bridge.provenance import library_versions
 from bridge.schema import Schema, load_schema
 from bridge.surprise import SurpriseAnalyzer
 from bridge.types import Analysis, NewsItem
@@ -474,7 +474,7 @@ def convert(
         "output": str(out_path),
         "options": vars(opts),
         "counts": stats.to_dict(),
-        "versions": _versions(),
+        "versions": library_versions(),
     }
     meta_path(out_path).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return stats
@@ -484,21 +484,6 @@ def meta_path(out_path: str | Path) -> Path:
     """The sidecar file recording how ``out_path`` was made."""
     out_path = Path(out_path)
     return out_path.with_name(out_path.name + ".meta.json")
-
-
-def _versions() -> dict[str, str]:
-    import numpy
-    import tqdm as tqdm_mod
-
-    from bridge import __version__ as bridge_version
-
-    return {
-        "python": platform.python_version(),
-        "ea-bridge": bridge_version,
-        "pandas": pd.__version__,
-        "numpy": numpy.__version__,
-        "tqdm": tqdm_mod.__version__,
-    }
 
 
 # ---------------------------------------------------------------------------------------------------------------------
