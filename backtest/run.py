@@ -18,7 +18,7 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,15 +42,11 @@ from backtest.signals import load_signals
 from backtest.stats import compute_stats
 from bridge.errors import DataError, ModelError, UserError, run_main
 from bridge.news import load_news
-from bridge.policy import PolicyConfig, effects_frame
+from bridge.policy import add_policy_arguments, effects_frame, policy_from_args
 from bridge.types import Analysis, NewsItem
 
 DEMO_NEWS = Path(__file__).resolve().parent / "demo" / "news_2017.csv"
 DEFAULT_LATENCY_S = 5.0
-
-
-def _policy_default(name: str):
-    return next(f.default for f in fields(PolicyConfig) if f.name == name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,17 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--cache", type=Path, default=default_cache_dir(), help="analysis cache directory")
     m.add_argument("--no-cache", action="store_true", help="analyse every item again and store nothing")
 
-    pol = p.add_argument_group("policy (same names as python -m bridge.serve)")
-    for name, flag in [
-        ("half_life", "--half-life"),
-        ("ttl", "--ttl"),
-        ("threshold", "--threshold"),
-        ("min_confidence", "--min-confidence"),
-        ("sl", "--sl"),
-        ("tp", "--tp"),
-    ]:
-        meta = next(f.metadata for f in fields(PolicyConfig) if f.name == name)
-        pol.add_argument(flag, type=float, default=_policy_default(name), help=meta.get("help", ""))
+    add_policy_arguments(p.add_argument_group("policy (same names as python -m bridge.serve)"))
 
     x = p.add_argument_group("execution and costs")
     x.add_argument(
@@ -317,14 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         raise UserError(str(exc), hint="pass --symbol with the pair the bars are for") from None
     try:
-        policy = PolicyConfig(
-            half_life=args.half_life,
-            ttl=args.ttl,
-            threshold=args.threshold,
-            min_confidence=args.min_confidence,
-            sl=args.sl,
-            tp=args.tp,
-        )
+        policy = policy_from_args(args)
         config = EngineConfig(
             cash=args.cash,
             lots=args.lots,

@@ -12,7 +12,7 @@ else flat; its strength is the size capped at 1.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import pandas as pd
@@ -165,3 +165,22 @@ def target_for(
         expires=expires,
         reasons=tuple(reasons),
     )
+
+
+def add_policy_arguments(parser) -> None:
+    """Add one ``--half-life``, ``--ttl`` ... option per ``PolicyConfig`` field, so the server, the backtester and
+    the sweep take the same names with the same defaults and help."""
+    for f in fields(PolicyConfig):
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"), type=float, default=f.default, help=f.metadata.get("help", "")
+        )
+
+
+def policy_from_args(args) -> PolicyConfig:
+    """The ``PolicyConfig`` from options added by ``add_policy_arguments``; a bad value is a user error."""
+    from bridge.errors import UserError
+
+    try:
+        return PolicyConfig(**{f.name: getattr(args, f.name) for f in fields(PolicyConfig)})
+    except ValueError as exc:
+        raise UserError(f"bad policy option: {exc}") from None

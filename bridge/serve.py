@@ -13,7 +13,6 @@ Logs are JSON lines on stderr. SIGINT and SIGTERM stop it cleanly (sockets close
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import signal
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from bridge import protocol as P
 from bridge.errors import ModelError, UserError, run_main
-from bridge.policy import PolicyConfig
+from bridge.policy import add_policy_arguments, policy_from_args
 from bridge.server import BridgeServer
 
 log = logging.getLogger("bridge.serve")
@@ -169,21 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"journal file ('none' = off; default {DEFAULT_JOURNAL} live, off in replay)",
     )
-    pol = ap.add_argument_group("policy")
-    for f in dataclasses.fields(PolicyConfig):
-        pol.add_argument(
-            "--" + f.name.replace("_", "-"), type=float, default=f.default, help=f.metadata.get("help", "")
-        )
+    add_policy_arguments(ap.add_argument_group("policy"))
     ap.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return ap
 
 
 def build_server(args: argparse.Namespace, analyzer=None, calendar_analyzer=None) -> BridgeServer:
     """Make the server from parsed options; ``analyzer`` overrides ``--analyzer`` (used by tests)."""
-    try:
-        config = PolicyConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PolicyConfig)})
-    except ValueError as exc:
-        raise UserError(f"bad policy option: {exc}") from None
+    config = policy_from_args(args)
     if args.batch_size < 1:
         raise UserError("--batch-size must be >= 1")
     if args.replay and args.news:
