@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from bridge.errors import DataError, UserError
+from bridge.policy import CURRENCY_CODES
 from bridge.tz import localize_to_utc, parse_tz, tz_name, utc_to_wall
 
 FORMATS = ("auto", "mt5", "histdata", "dukascopy", "csv")
@@ -138,51 +139,11 @@ def load_bars(
     )
 
 
-# Currency and metal codes that make up the usual six-letter symbols, so that a file name like "quoted.csv" is no symbol.
-_CODES = set(
-    [
-        "USD",
-        "EUR",
-        "JPY",
-        "GBP",
-        "CHF",
-        "CAD",
-        "AUD",
-        "NZD",
-        "CNH",
-        "CNY",
-        "HKD",
-        "SGD",
-        "SEK",
-        "NOK",
-        "DKK",
-        "PLN",
-        "HUF",
-        "CZK",
-        "TRY",
-        "ZAR",
-        "MXN",
-        "RUB",
-        "INR",
-        "KRW",
-        "BRL",
-        "ILS",
-        "THB",
-        "XAU",
-        "XAG",
-        "XPT",
-        "XPD",
-        "BTC",
-        "ETH",
-    ]
-)
-
-
 def guess_symbol(path: str | Path) -> str | None:
     """An FX-style symbol in a file name (``DAT_ASCII_EURUSD_M1_201701.csv`` -> ``EURUSD``), if there is one."""
     for m in re.finditer(r"(?=([A-Z]{6}))", Path(path).stem.upper()):
         code = m.group(1)
-        if code[:3] in _CODES and code[3:] in _CODES:
+        if code[:3] in CURRENCY_CODES and code[3:] in CURRENCY_CODES:
             return code
     return None
 

@@ -39,42 +39,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from bridge.policy import PolicyConfig, signal_at
+from bridge.policy import CURRENCY_CODES, PolicyConfig, signal_at
 
 OHLC = ("Open", "High", "Low", "Close")
 
 # Fixed spread used when neither the bars nor the caller give one: 1 pip on a 5-digit quote.
 DEFAULT_SPREAD_POINTS = 10.0
-
-# Currencies and metals the backtester knows the point size of; anything else is rejected at the door so that a
-# typo in --symbol does not silently backtest against nothing.
-KNOWN_CURRENCIES = frozenset(
-    [
-        "USD",
-        "EUR",
-        "GBP",
-        "JPY",
-        "CHF",
-        "CAD",
-        "AUD",
-        "NZD",
-        "CNH",
-        "CNY",
-        "SEK",
-        "NOK",
-        "DKK",
-        "PLN",
-        "HUF",
-        "CZK",
-        "TRY",
-        "ZAR",
-        "MXN",
-        "SGD",
-        "HKD",
-        "XAU",
-        "XAG",
-    ]
-)
 
 
 def point_size(symbol: str) -> float:
@@ -84,10 +54,10 @@ def point_size(symbol: str) -> float:
     """
     letters = "".join(ch for ch in symbol.upper() if ch.isalpha())
     base, quote = letters[:3], letters[3:6]
-    if len(letters) < 6 or base not in KNOWN_CURRENCIES or quote not in KNOWN_CURRENCIES:
+    if len(letters) < 6 or base not in CURRENCY_CODES or quote not in CURRENCY_CODES:
         raise ValueError(
             f"unknown symbol {symbol!r}: expected a pair of known currencies such as EURUSD "
-            f"(known: {', '.join(sorted(KNOWN_CURRENCIES))})"
+            f"(known: {', '.join(sorted(CURRENCY_CODES))})"
         )
     if base == "XAU":
         return 0.01

@@ -54,6 +54,47 @@ class PolicyConfig:
         return asdict(self)
 
 
+# ISO codes of currencies and metals that make up FX-style symbols (EURUSD, XAUUSD); used to recognise symbols in file
+# names and to reject a mistyped --symbol instead of backtesting against nothing.
+CURRENCY_CODES = frozenset(
+    [
+        "USD",
+        "EUR",
+        "GBP",
+        "JPY",
+        "CHF",
+        "CAD",
+        "AUD",
+        "NZD",
+        "CNH",
+        "CNY",
+        "SEK",
+        "NOK",
+        "DKK",
+        "PLN",
+        "HUF",
+        "CZK",
+        "TRY",
+        "ZAR",
+        "MXN",
+        "SGD",
+        "HKD",
+        "XAU",
+        "XAG",
+        "RUB",
+        "INR",
+        "KRW",
+        "BRL",
+        "ILS",
+        "THB",
+        "XPT",
+        "XPD",
+        "BTC",
+        "ETH",
+    ]
+)
+
+
 def split_symbol(symbol: str) -> tuple[str, str]:
     """``EURUSD`` -> (``EUR``, ``USD``); broker suffixes such as ``EURUSD.m`` or ``EURUSDpro`` are ignored."""
     s = "".join(ch for ch in symbol.upper() if ch.isalpha())
