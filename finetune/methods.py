@@ -101,6 +101,8 @@ def _prepare_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
 
 
 def _save_lora(model: nn.Module, tokenizer, model_dir: Path, info: ModelInfo) -> None:
+    for cfg in model.peft_config.values():
+        cfg.base_model_name_or_path = info.base  # the name the user gave, not a cache path of this machine
     model.save_pretrained(model_dir, safe_serialization=True)
     write_model_info(model_dir, info)
 
