@@ -14,7 +14,8 @@ from bridge.lm_analyzer import LMAnalyzer
 from finetune.export import FP32_TOLERANCE, export
 from finetune.tiny import ODD_TEXTS, make_tiny_base, make_tiny_model_dir
 
-CASES = [("lora", "llama"), ("adapter", "llama"), ("full", "llama"), ("adapter", "gpt2"), ("lora", "gpt2")]
+# every method once, both block styles, adapters (forward hooks) traced on both
+CASES = [("lora", "llama"), ("adapter", "llama"), ("full", "gpt2"), ("adapter", "gpt2")]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_export_parity_merged_weights_and_backend_choice(method, arch, bases, tm
     auto = LMAnalyzer(run, backend="auto", batch_size=4)
     ref = LMAnalyzer(run, backend="torch", batch_size=4)
     assert auto.backend == "onnx" and auto.name.endswith(":onnx") and ref.name.endswith(":torch")
-    a, b = auto.analyze_texts(ODD_TEXTS), ref.analyze_texts(ODD_TEXTS)
+    a, b = auto.analyze_texts(ODD_TEXTS[:5]), ref.analyze_texts(ODD_TEXTS[:5])
     assert [(x.labels, x.sentiment, x.related) for x in a] == [(x.labels, x.sentiment, x.related) for x in b]
     assert all(not x.fallback for x in a)
 
