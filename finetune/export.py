@@ -7,7 +7,7 @@
   base weights; the small ``model/adapter.safetensors`` stays the primary artefact). Full tuning has nothing to merge.
 - ``RUN_DIR/model/onnx/model.onnx`` (``--onnx``): the ``bridge.lm_analyzer.StepGraph`` the analyzer runs: a chunk of
   tokens plus the KV cache in, logits at the last real token plus the new cache out. ``--int8`` adds a dynamically
-  quantized copy (``model.int8.onnx``).
+  quantized copy (``model.int8.onnx``), used only if its own, looser parity check passes.
 - ``parity.json``: max abs logit difference between ONNX Runtime and torch on real prompts (prefill and a cached
   step, batch of two with padding), the tolerance, pass/fail, and the measured speed of both (graph and analyzer).
   ``bridge.lm_analyzer`` uses the export only when the parity check passed and the weights hash still matches.
@@ -50,6 +50,9 @@ from bridge.schema import load_schema
 from finetune.train import library_versions
 
 FP32_TOLERANCE = 1e-3  # max abs logit difference allowed between ONNX Runtime and torch in fp32
+# int8 changes logits by design; beyond this it also changes answers (measured on SmolLM2: diff 19, event accuracy
+# 0.68 -> 0.07), so such an export is recorded as failed and never loaded.
+INT8_TOLERANCE = 1.0
 OPSET = 17
 # Project-written headlines used only to time and check the export.
 SAMPLE_HEADLINES = [
@@ -207,8 +210,8 @@ def export(run_dir: str | Path, onnx: bool = True, int8: bool = False, timing_it
         p8 = check_parity(
             model, _ort_session(out / ONNX_INT8_FILE), tokenizer, schema, info.max_prompt_tokens
         )
-        # int8 changes logits by design; it passes when every greedy choice is the same as in torch
-        report["int8"] = {**p8, "tolerance": None, "passed": p8["top1_agree"]}
+        passed = p8["top1_agree"] and p8["max_abs_diff"] <= INT8_TOLERANCE
+        report["int8"] = {**p8, "tolerance": INT8_TOLERANCE, "passed": passed}
     # graph speed: one prefill of a single headline, torch eager vs ONNX Runtime
     graph = StepGraph(model).eval()
     ids, mask, pos, last = _inputs(tokenizer, SAMPLE_HEADLINES[:1], schema, info.max_prompt_tokens)
