@@ -336,13 +336,9 @@ def train(
             model, device_ids=[device] if device.type == "cuda" else None
         )
 
-    base_label = (
-        model_name
-        if model_name == DEFAULT_BASE
-        else str(Path(model_name).resolve())
-        if Path(model_name).exists()
-        else model_name
-    )
+    # A local base is recorded by absolute path so the model directory loads from anywhere; hub ids stay as given.
+    local = model_name != DEFAULT_BASE and Path(model_name).exists()
+    base_label = str(Path(model_name).resolve()) if local else model_name
     info = ModelInfo(
         method=method,
         base=base_label,
