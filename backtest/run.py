@@ -224,7 +224,8 @@ def _analyzers(args, history: list[NewsItem], progress_notes: list[str]):
 
     # Typical surprise sizes are learnt only from items before the backtest, so no label depends on the future.
     calendar = SurpriseAnalyzer(history=[it for it in history if it.is_calendar])
-    if str(args.model).lower() == "none":
+    # args.model is None for the shipped model; only the word "none" means no model.
+    if args.model is not None and args.model.lower() == "none":
         note = "--model none: calendar items are read by the surprise rule and other news is not traded"
         progress_notes.append(note)
         return calendar, None

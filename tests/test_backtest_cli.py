@@ -34,11 +34,20 @@ def _run(argv, capsys) -> tuple[int, str, str]:
 
 @pytest.mark.slow  # runs the shipped language model over the demo headlines once it is installed
 def test_demo_run_prints_the_statistics_table(tmp_path, capsys):
-    rc, out, err = _run(["--symbol", "EURUSD", "--quiet", "--cache", str(tmp_path / "cache")], capsys)
+    out_dir = tmp_path / "out"
+    argv = ["--symbol", "EURUSD", "--quiet", "--cache", str(tmp_path / "cache"), "--out", str(out_dir)]
+    rc, out, err = _run(argv, capsys)
     assert rc == 0, err
     for name in ("Return [%]", "Sharpe Ratio", "Max. Drawdown [%]", "# Trades", "Buy & Hold", "No-news"):
         assert name in out
     assert "Traceback" not in err
+    source = json.loads((out_dir / "stats.json").read_text())["config"]["source"]
+    from bridge.lm_analyzer import DEFAULT_MODEL_DIR
+
+    if DEFAULT_MODEL_DIR.is_dir():
+        # Without --model the shipped model reads every headline that has no calendar figures.
+        assert "headlines_not_analysed" not in source
+        assert source["computed"] == source["items_in_range"] > 0
 
 
 def test_help_shows_the_defaults():
