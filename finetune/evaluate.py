@@ -20,8 +20,9 @@ import numpy as np
 from bridge.errors import DataError, run_main
 from bridge.lm_analyzer import BACKENDS, LMAnalyzer
 from bridge.prompt import parse_output
+from bridge.provenance import library_versions
 from finetune.metrics import score
-from finetune.train import library_versions, read_records
+from finetune.train import read_records
 
 
 def evaluate(

@@ -46,8 +46,8 @@ from bridge.lm_analyzer import (
     empty_past,
     kv_shape,
 )
+from bridge.provenance import library_versions
 from bridge.schema import load_schema
-from finetune.train import library_versions
 
 FP32_TOLERANCE = 1e-3  # max abs logit difference allowed between ONNX Runtime and torch in fp32
 # int8 changes logits by design; beyond this it also changes answers (measured on SmolLM2: diff 19, event accuracy

@@ -26,7 +26,6 @@ import platform
 import random
 import resource
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict, fields
@@ -37,6 +36,7 @@ import torch
 
 from bridge.errors import DataError, UserError, run_main
 from bridge.lm import DEFAULT_BASE, ModelInfo, encode_answer, encode_prompt, load_base
+from bridge.provenance import git_commit, library_versions
 from bridge.schema import load_schema
 from finetune.config import TrainConfig
 from finetune.methods import METHODS, count_parameters, method_config_dict, trainable_state
@@ -46,36 +46,6 @@ IGNORE = -100
 
 
 # ---- environment --------------------------------------------------------------------------------------------------
-
-
-def library_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("torch", "transformers", "peft", "safetensors", "onnx", "onnxruntime", "numpy", "ea-bridge"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
-def git_commit() -> str:
-    try:
-        root = Path(__file__).resolve().parents[1]
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def pick_device(tcfg: TrainConfig) -> tuple[torch.device, torch.dtype | None]:
