@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from backtest.bars import load_bars  # noqa: E402
 from backtest.engine import EngineConfig, bar_open_ns, run_backtest, targets_from_effects  # noqa: E402
+from backtest.reference import follow_target_backtest  # noqa: E402
 from bridge.policy import PolicyConfig  # noqa: E402
 from bridge.provenance import library_versions  # noqa: E402
 
@@ -103,40 +104,7 @@ def time_ours(bars: pd.DataFrame, target: np.ndarray, repeat: int) -> tuple[floa
 
 
 def time_backtesting_py(bars: pd.DataFrame, target: np.ndarray) -> tuple[float, int]:
-    from backtesting import Backtest, Strategy
-
-    opens = bars["Open"].to_numpy()
-
-    class FollowTarget(Strategy):
-        def init(self):
-            self.prev = 0
-
-        def next(self):
-            i = len(self.data) - 1
-            if i + 1 >= len(target):
-                return
-            want = int(target[i + 1])
-            if want == self.prev:
-                return
-            self.prev = want
-            for trade in self.trades:
-                trade.sl = None
-                trade.tp = None
-                trade.close()
-            if want:
-                entry = opens[i + 1]
-                try:
-                    (self.buy if want > 0 else self.sell)(
-                        size=UNITS, sl=entry - want * SL, tp=entry + want * TP
-                    )
-                except (
-                    ValueError
-                ):  # a gap put the stop on the wrong side of the last close: trade without brackets
-                    (self.buy if want > 0 else self.sell)(size=UNITS)
-
-    data = bars[["Open", "High", "Low", "Close"]].copy()
-    data.index = data.index.tz_localize(None)
-    bt = Backtest(data, FollowTarget, cash=1_000_000, margin=0.01, finalize_trades=True)
+    bt = follow_target_backtest(bars, target, UNITS, SL, TP, cash=1_000_000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()

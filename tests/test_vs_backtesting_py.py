@@ -17,6 +17,7 @@ import pytest
 
 from backtest.bars import load_bars
 from backtest.engine import EngineConfig, run_backtest
+from backtest.reference import follow_target_backtest
 
 backtesting = pytest.importorskip("backtesting")
 
@@ -45,44 +46,10 @@ def _targets(n: int, seed: int) -> np.ndarray:
 
 
 def _run_backtesting_py(bars: pd.DataFrame, target: np.ndarray, sl: float, tp: float):
-    from backtesting import Backtest, Strategy
-
-    opens = bars["Open"].to_numpy()
-
-    class FollowTarget(Strategy):
-        def init(self):
-            self.prev = 0
-
-        def next(self):
-            i = len(self.data) - 1
-            if i + 1 >= len(target):
-                return
-            want = int(target[i + 1])
-            if want == self.prev:  # same target twice does nothing, also after a stop
-                return
-            self.prev = want
-            for trade in self.trades:
-                # Drop the brackets first: backtesting.py would otherwise test the old stop inside the bar we
-                # leave at its open.
-                trade.sl = None
-                trade.tp = None
-                trade.close()
-            if want:
-                entry = opens[i + 1]
-                kw = {}
-                if sl:
-                    kw["sl"] = entry - want * sl
-                if tp:
-                    kw["tp"] = entry + want * tp
-                (self.buy if want > 0 else self.sell)(size=UNITS, **kw)
-
-    data = bars.copy()
-    data.index = data.index.tz_localize(None)
-    bt = Backtest(data, FollowTarget, cash=10_000, margin=0.01, commission=0, spread=0, finalize_trades=True)
+    bt = follow_target_backtest(bars, target, UNITS, sl, tp, cash=10_000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        stats = bt.run()
-    return stats
+        return bt.run()
 
 
 @pytest.mark.parametrize(
