@@ -64,7 +64,8 @@ def parse_output(text: str, schema: Schema | None = None, analyzer: str = "") ->
     default (sentiment: neutral) and listed in ``problems``; the analysis is then marked ``fallback``.
     """
     schema = schema or load_schema()
-    text = (text or "").split("\n", 1)[0] if (text or "").strip() else ""
+    # The answer is one line; a model may start it with blank lines, so take the first line with text.
+    text = next((line for line in (text or "").splitlines() if line.strip()), "")
     keys = schema.keys
     pattern = re.compile(r"(?i)(?:^|[,;\s])(" + "|".join(re.escape(k) for k in keys) + r")\s*:")
     found: dict[str, str] = {}

@@ -169,3 +169,9 @@ def test_record_and_prompt_use_the_schema_instruction():
     )
     prompt = build_prompt(rec["input"], schema)
     assert prompt.startswith("### Instruction:\n" + schema.instruction) and prompt.endswith("### Response:\n")
+
+
+def test_parser_reads_the_first_line_with_text():
+    line = "event: other, market: US, sector: FX, sentiment: neutral, related: USD"
+    result = parse_output("\n  \n" + line + "\nevent: corporate")
+    assert result.ok and result.analysis.labels["event"] == "other"
