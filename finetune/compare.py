@@ -42,6 +42,24 @@ QUICK = {
 }
 
 
+def _evaluate(
+    py: str,
+    run_dir: Path,
+    data: str,
+    backend: str,
+    out_path: Path,
+    latency_items: int,
+    limit: int | None,
+    log: Path,
+) -> None:
+    """Score ``run_dir`` on ``data`` with ``finetune.evaluate`` in a subprocess, writing its JSON to ``out_path``."""
+    cmd = [py, "-m", "finetune.evaluate", "--model", str(run_dir), "--data", data, "--backend", backend]
+    cmd += ["--out", str(out_path), "--latency-items", str(latency_items)]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    _run(cmd, log)
+
+
 def _run(cmd: list[str], log: Path) -> None:
     """Run one step of the comparison in its own process; its output goes to a log file beside the results."""
     with log.open("w") as fh:
@@ -122,21 +140,16 @@ def compare(
                 _run(cmd, out / f"{method}_seed{seed}.train.log")
             run = json.loads((run_dir / "run.json").read_text())
             ev_path = run_dir / "eval_torch.json"
-            cmd = [
+            _evaluate(
                 py,
-                "-m",
-                "finetune.evaluate",
-                "--model",
-                str(run_dir),
-                "--data",
+                run_dir,
                 eval_data,
-                "--backend",
                 "torch",
-            ]
-            cmd += ["--out", str(ev_path), "--latency-items", str(latency_items)]
-            if eval_items:
-                cmd += ["--limit", str(eval_items)]
-            _run(cmd, out / f"{method}_seed{seed}.eval.log")
+                ev_path,
+                latency_items,
+                eval_items,
+                out / f"{method}_seed{seed}.eval.log",
+            )
             entry = {
                 "method": method,
                 "seed": seed,
@@ -148,26 +161,17 @@ def compare(
                 _run([py, "-m", "finetune.export", str(run_dir), "--onnx"], out / f"{method}.export.log")
                 entry["export"] = json.loads((run_dir / "model/onnx/parity.json").read_text())
                 ev_onnx = run_dir / "eval_onnx.json"
-                cmd = [
+                # ONNX is timed on the latency items only: its answers equal torch's (parity-checked at export).
+                _evaluate(
                     py,
-                    "-m",
-                    "finetune.evaluate",
-                    "--model",
-                    str(run_dir),
-                    "--data",
+                    run_dir,
                     eval_data,
-                    "--backend",
                     "onnx",
-                ]
-                cmd += [
-                    "--out",
-                    str(ev_onnx),
-                    "--latency-items",
-                    str(latency_items),
-                    "--limit",
-                    str(latency_items),
-                ]
-                _run(cmd, out / f"{method}.eval_onnx.log")
+                    ev_onnx,
+                    latency_items,
+                    latency_items,
+                    out / f"{method}.eval_onnx.log",
+                )
                 entry["eval_onnx"] = json.loads(ev_onnx.read_text())["metrics"]
             runs.append(entry)
             if bar is not None:
