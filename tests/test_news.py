@@ -38,6 +38,7 @@ SOURCE_ROWS = {
     "calendar/forexfactory_2014.csv": 4432,
     "calendar/forexfactory_2015.csv": 4495,
     "calendar/forexfactory_2016.csv": 4474,
+    "calendar/forexfactory_2017.csv": 4566,
     "calendar/dailyfx_2009.csv": 1344,
     "calendar/dailyfx_2010.csv": 6321,
     "calendar/dailyfx_2011.csv": 6571,
