@@ -14,9 +14,6 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from bridge.analyzers import Analyzer
 from bridge.types import Analysis, NewsItem
 
 
@@ -83,36 +80,3 @@ class AnalysisCache:
             ],
         )
         self._db.commit()
-
-
-def analyze_cached(
-    analyzer: Analyzer,
-    items: Sequence[NewsItem],
-    cache: AnalysisCache | None,
-    batch_size: int = 32,
-    progress: bool = True,
-) -> tuple[list[Analysis], int]:
-    """Analyses of ``items`` in order, running ``analyzer`` only on items the cache lacks.
-
-    Returns the analyses and how many were computed (0 on a fully cached second run). Shows a tqdm bar while
-    inferring.
-    """
-    name = getattr(analyzer, "name", type(analyzer).__name__)
-    found = cache.get_many(name, items) if cache is not None else [None] * len(items)
-    todo = [i for i, a in enumerate(found) if a is None]
-    bar = tqdm(
-        total=len(todo), desc=f"analysing news ({name})", unit="item", disable=not progress or not todo
-    )
-    for start in range(0, len(todo), batch_size):
-        idx = todo[start : start + batch_size]
-        batch = [items[i] for i in idx]
-        results = list(analyzer.analyze(batch))
-        if len(results) != len(batch):
-            raise RuntimeError(f"analyzer {name!r} returned {len(results)} analyses for {len(batch)} items")
-        if cache is not None:
-            cache.put_many(name, batch, results)
-        for i, a in zip(idx, results, strict=True):
-            found[i] = a
-        bar.update(len(batch))
-    bar.close()
-    return found, len(todo)  # type: ignore[return-value]

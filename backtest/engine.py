@@ -39,31 +39,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from bridge.policy import CURRENCY_CODES, PolicyConfig, signal_at
+from bridge.policy import PolicyConfig, signal_at
 
 OHLC = ("Open", "High", "Low", "Close")
 
 # Fixed spread used when neither the bars nor the caller give one: 1 pip on a 5-digit quote.
 DEFAULT_SPREAD_POINTS = 10.0
-
-
-def point_size(symbol: str) -> float:
-    """The smallest price step MetaTrader quotes ``symbol`` in: 0.001 for JPY quotes, 0.01 for gold, else 0.00001.
-
-    Raises ``ValueError`` for a symbol that is not a pair of known currencies.
-    """
-    letters = "".join(ch for ch in symbol.upper() if ch.isalpha())
-    base, quote = letters[:3], letters[3:6]
-    if len(letters) < 6 or base not in CURRENCY_CODES or quote not in CURRENCY_CODES:
-        raise ValueError(
-            f"unknown symbol {symbol!r}: expected a pair of known currencies such as EURUSD "
-            f"(known: {', '.join(sorted(CURRENCY_CODES))})"
-        )
-    if base == "XAU":
-        return 0.01
-    if base == "XAG":
-        return 0.001
-    return 0.001 if quote == "JPY" else 0.00001
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bridge.policy import PolicyConfig, effect_on, news_currency, split_symbol
+from bridge.policy import PolicyConfig, effect_on, news_currency
+from bridge.symbols import split_symbol
 from bridge.types import Analysis, NewsItem
 
 DEFAULT_HORIZONS = (5, 15, 60, 240)

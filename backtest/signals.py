@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bridge.errors import DataError
-from bridge.tz import localize_to_utc
+from bridge.news.tz import localize_to_utc
 
 _WORDS = {"long": 1, "buy": 1, "short": -1, "sell": -1, "flat": 0, "none": 0, "": None}
 TIME_COLUMNS = ("time_utc", "time", "timestamp", "datetime", "date")

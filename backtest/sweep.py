@@ -27,7 +27,18 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from backtest.engine import EngineConfig, bar_open_ns, point_size, run_backtest, targets_from_effects
+from backtest.engine import EngineConfig, bar_open_ns, run_backtest, targets_from_effects
+from backtest.pipeline import (
+    add_cost_arguments,
+    add_model_arguments,
+    add_news_arguments,
+    analyse,
+    engine_config,
+    load_all_news,
+    load_bars_for_run,
+    news_analyzer,
+    news_in_range,
+)
 from backtest.stats import compute_stats
 from bridge.errors import UserError, run_main
 from bridge.policy import PolicyConfig, effects_frame
@@ -194,39 +205,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--bars-format", default="auto", help="bars format for every --bars")
     p.add_argument("--bars-tz", default=None, help="bars clock for every --bars")
-    p.add_argument(
-        "--news", type=Path, action="append", default=None, help="news file, repeatable (default demo)"
-    )
-    p.add_argument("--news-format", action="append", default=None, help="per --news or once for all")
-    p.add_argument("--news-tz", action="append", default=None, help="per --news or once for all")
+    add_news_arguments(p)
     p.add_argument("--from", dest="start", default=None, help="first bar time (UTC)")
     p.add_argument("--to", dest="end", default=None, help="last bar time (UTC)")
     p.add_argument("--timeframe", default=None, help="resample the bars first")
-    p.add_argument("--model", default=None, help="fine-tuned model directory (default: the shipped model)")
-    p.add_argument("--backend", default="auto", help="auto, onnx or torch")
-    from backtest.cache import default_cache_dir
-
-    p.add_argument("--cache", type=Path, default=default_cache_dir(), help="analysis cache directory")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the analysis cache")
+    add_model_arguments(p)
     defaults = {f.name: f.default for f in fields(PolicyConfig)}
     for name in GRID_PARAMS:
         p.add_argument(
             f"--{name.replace('_', '-')}", default=str(defaults[name]), help=f"comma-separated {name} values"
         )
-    p.add_argument("--latency", type=float, default=5.0, help="seconds from news time to acting on it")
-    p.add_argument(
-        "--spread", type=float, default=None, help="spread in points (default: bars' column, else 10)"
-    )
-    p.add_argument("--slippage", type=float, default=0.0, help="points of slippage per market fill")
-    p.add_argument("--commission", type=float, default=0.0, help="account currency per lot per side")
-    p.add_argument("--cash", type=float, default=10_000.0, help="starting equity")
+    add_cost_arguments(p)
     p.add_argument("--lots", type=float, default=0.1, help="fixed size in lots")
     p.add_argument("--folds", type=int, default=4, help="consecutive windows of the walk-forward")
     p.add_argument(
         "--train-folds", type=int, default=0, help="in-sample windows per test window (0 = all before)"
     )
     p.add_argument(
-        "--metric", default="Sharpe Ratio", help=f"in-sample selection metric: {', '.join(REPORTED)}"
+        "--metric",
+        default="Sharpe Ratio",
+        help=f"in-sample selection metric: {', '.join(REPORTED).replace('%', '%%')}",
     )
     p.add_argument(
         "--address", default=None, help="Ray cluster address (e.g. auto or ray://host:10001); default local"
@@ -239,7 +237,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from backtest.run import _analyzers, analyse, load_all_news, load_bars_for_run, news_in_range
     from bridge.provenance import library_versions
 
     args = build_parser().parse_args(argv)
@@ -257,47 +254,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         for g in grid:
             PolicyConfig(**g)
         engines = {
-            s: EngineConfig(
+            s: engine_config(
+                s,
                 cash=args.cash,
                 lots=args.lots,
-                spread=None if args.spread is None else args.spread * point_size(s),
-                slippage=args.slippage * point_size(s),
+                spread_points=args.spread,
+                slippage_points=args.slippage,
                 commission=args.commission,
-                point=point_size(s),
             )
             for s in symbols
         }
     except ValueError as exc:
         raise UserError(str(exc)) from None
 
-    all_items = load_all_news(args)
-    notes: list[str] = []
+    all_items = load_all_news(args.news, args.news_format, args.news_tz)
+    analyzer, note = news_analyzer(all_items, args.model, args.backend, None if args.no_cache else args.cache)
+    notes = [note] if note else []
     inputs = {}
-    pairs_all = None
-    for symbol, path in zip(symbols, bars_files, strict=True):
-        ns = argparse.Namespace(**{**vars(args), "bars": path, "symbol": symbol})
-        bars = load_bars_for_run(ns)
-        try:
-            fold_edges(len(bars), args.folds)
-        except ValueError as exc:
-            raise UserError(str(exc), hint="use fewer --folds or more bars") from None
-        items = news_in_range(all_items, bars, max(values["ttl"]))
-        if pairs_all is None:
-            calendar, lm = _analyzers(args, [it for it in all_items if it.time < bars.index[0]], notes)
-            pairs_all = {}
-        todo = [it for it in items if it.id not in pairs_all]
-        if todo:
-            from backtest.cache import AnalysisCache
-
-            cache = None if args.no_cache else AnalysisCache(args.cache)
+    analysed: dict[str, tuple] = {}  # news id -> (item, analysis), shared by the symbols
+    try:
+        for symbol, path in zip(symbols, bars_files, strict=True):
+            bars = load_bars_for_run(
+                path,
+                symbol,
+                format=args.bars_format,
+                tz=args.bars_tz,
+                start=args.start,
+                end=args.end,
+                timeframe=args.timeframe,
+            )
             try:
-                got, _ = analyse(todo, calendar, lm, cache, not args.quiet)
-            finally:
-                if cache is not None:
-                    cache.close()
-            pairs_all.update({it.id: (it, a) for it, a in got})
-        pairs = [pairs_all[it.id] for it in items if it.id in pairs_all]
-        inputs[symbol] = (bars, symbol_effects(symbol, pairs))
+                fold_edges(len(bars), args.folds)
+            except ValueError as exc:
+                raise UserError(str(exc), hint="use fewer --folds or more bars") from None
+            items = news_in_range(all_items, bars, max(values["ttl"]))
+            todo = [it for it in items if it.id not in analysed]
+            got, _ = analyse(todo, analyzer, progress=not args.quiet) if todo else ([], {})
+            analysed.update({it.id: (it, a) for it, a in got})
+            pairs = [analysed[it.id] for it in items if it.id in analysed]
+            inputs[symbol] = (bars, symbol_effects(symbol, pairs))
+    finally:
+        if analyzer.cache is not None:
+            analyzer.cache.close()
 
     import ray
 

@@ -35,7 +35,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backtest.bars import load_bars  # noqa: E402
+from backtest.bars.loading import load_bars  # noqa: E402
 from backtest.engine import EngineConfig, bar_open_ns, run_backtest, targets_from_effects  # noqa: E402
 from backtest.reference import follow_target_backtest  # noqa: E402
 from bridge.policy import PolicyConfig  # noqa: E402

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from bridge import protocol as P
 from bridge.provenance import library_versions
+from bridge.wire import protocol as P
 
 SIGNAL = {
     "v": 1,
@@ -81,16 +81,16 @@ def _echo_router(endpoint_q: mp.Queue, stop: mp.Event) -> None:
 def make_analyzer(kind: str, backend: str = "auto"):
     """The analyzer a benchmark run uses: ``lm`` (shipped model) or ``surprise``."""
     if kind == "lm":
-        from bridge.lm_analyzer import load_analyzer
+        from bridge.lm.analyzer import load_analyzer
 
         return load_analyzer(None, backend)
-    from bridge.surprise import SurpriseAnalyzer
+    from bridge.news.surprise import SurpriseAnalyzer
 
     return SurpriseAnalyzer()
 
 
 def _bridge(endpoint_q: mp.Queue, stop: mp.Event, analyzer: str, backend: str, journal: str) -> None:
-    from bridge.server import BridgeServer
+    from bridge.wire.server import BridgeServer
 
     server = BridgeServer(
         make_analyzer(analyzer, backend),
@@ -280,7 +280,7 @@ def news_to_target(ep: dict, make, n_single: int, batch: int, n_batches: int) ->
 
 def analyzer_baseline(kind: str, backend: str, make, n_single: int, batch: int) -> dict:
     """The analyzer alone on the same items: ms per single item, items/s in batches."""
-    from bridge.server import BridgeServer
+    from bridge.wire.server import BridgeServer
 
     an = make_analyzer(kind, backend)
     conv = BridgeServer(an, bind="inproc://unused")._news_item

@@ -28,7 +28,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backtest.bars import BarDataWarning, load_bars  # noqa: E402
+from backtest.bars.loading import BarDataWarning, load_bars  # noqa: E402
 from bridge.errors import UserError, run_main  # noqa: E402
 from bridge.provenance import library_versions  # noqa: E402
 

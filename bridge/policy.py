@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bridge.schema import Schema, load_schema
+from bridge.symbols import split_symbol
 from bridge.types import Analysis, NewsItem, Target
 
 
@@ -52,57 +53,6 @@ class PolicyConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-# ISO codes of currencies and metals that make up FX-style symbols (EURUSD, XAUUSD); used to recognise symbols in file
-# names and to reject a mistyped --symbol instead of backtesting against nothing.
-CURRENCY_CODES = frozenset(
-    [
-        "USD",
-        "EUR",
-        "GBP",
-        "JPY",
-        "CHF",
-        "CAD",
-        "AUD",
-        "NZD",
-        "CNH",
-        "CNY",
-        "SEK",
-        "NOK",
-        "DKK",
-        "PLN",
-        "HUF",
-        "CZK",
-        "TRY",
-        "ZAR",
-        "MXN",
-        "SGD",
-        "HKD",
-        "XAU",
-        "XAG",
-        "RUB",
-        "INR",
-        "KRW",
-        "BRL",
-        "ILS",
-        "THB",
-        "XPT",
-        "XPD",
-        "BTC",
-        "ETH",
-    ]
-)
-
-
-def split_symbol(symbol: str) -> tuple[str, str]:
-    """``EURUSD`` -> (``EUR``, ``USD``); broker suffixes such as ``EURUSD.m`` or ``EURUSDpro`` are ignored."""
-    s = "".join(ch for ch in symbol.upper() if ch.isalpha())
-    if len(s) < 6:
-        raise ValueError(
-            f"cannot tell base and quote currency of symbol {symbol!r}: expected a pair like EURUSD"
-        )
-    return s[:3], s[3:6]
 
 
 def news_currency(item: NewsItem, analysis: Analysis, schema: Schema | None = None) -> str | None:

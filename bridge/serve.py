@@ -3,8 +3,8 @@
 Examples::
 
     python -m bridge.serve                                   # live, shipped model, loopback, journal in ./bridge-journal.jsonl
-    python -m bridge.serve --analyzer surprise --news calendar.csv --pub tcp://127.0.0.1:5556
-    python -m bridge.serve --replay news_2023.csv --analyzer surprise   # for MT5's Strategy Tester
+    python -m bridge.serve --model none --news calendar.csv --pub tcp://127.0.0.1:5556
+    python -m bridge.serve --replay news_2023.csv --model none   # for MT5's Strategy Tester
     python -m bridge.serve --bind tcp://0.0.0.0:5555 --curve-keys keys  # remote EAs, encrypted, allow-listed
 
 Logs are JSON lines on stderr. SIGINT and SIGTERM stop it cleanly (sockets closed, journal flushed).
@@ -21,10 +21,11 @@ import threading
 import time
 from pathlib import Path
 
-from bridge import protocol as P
-from bridge.errors import ModelError, UserError, run_main
+from bridge.analysis import NO_MODEL, add_analysis_arguments, build_analyzer
+from bridge.errors import UserError, run_main
 from bridge.policy import add_policy_arguments, policy_from_args
-from bridge.server import BridgeServer
+from bridge.wire import protocol as P
+from bridge.wire.server import BridgeServer
 
 log = logging.getLogger("bridge.serve")
 
@@ -59,34 +60,6 @@ def setup_logging(level: str = "info") -> None:
     root.propagate = False
 
 
-def load_calendar_analyzer():
-    """The calendar surprise rule (``bridge.surprise``), imported only when needed."""
-    try:
-        from bridge.surprise import SurpriseAnalyzer
-    except ImportError as exc:
-        raise ModelError(f"the calendar surprise analyzer is not available: {exc}") from None
-    return SurpriseAnalyzer()
-
-
-def load_main_analyzer(kind: str, model: str | None, backend: str):
-    """The analyzer for headlines: the fine-tuned LM (``bridge.lm_analyzer``) or the surprise rule."""
-    if kind == "surprise":
-        return load_calendar_analyzer()
-    try:
-        from bridge.lm_analyzer import load_analyzer
-    except ImportError as exc:
-        raise ModelError(
-            f"the LM analyzer is not available: {exc}",
-            hint="use --analyzer surprise to serve calendar events only",
-        ) from None
-    try:
-        return load_analyzer(model, backend)
-    except ModelError as exc:
-        if model is None:  # no shipped model yet: say what still works
-            raise ModelError(f"{exc}; or serve calendar events only with --analyzer surprise") from None
-        raise
-
-
 class NewsFollower(threading.Thread):
     """Loads a news file, then re-reads it whenever it grows and hands the new items to the server."""
 
@@ -98,7 +71,7 @@ class NewsFollower(threading.Thread):
 
     def poll_once(self) -> int:
         """Submit the items not seen yet when the file changed; returns how many were submitted."""
-        from bridge.news import load_news
+        from bridge.news.loading import load_news
 
         st = self.path.stat()
         sig = (st.st_size, st.st_mtime_ns)
@@ -150,9 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests per second per client (0 = off)",
     )
     mod = ap.add_argument_group("analysis")
-    mod.add_argument("--analyzer", choices=("lm", "surprise"), default="lm", help="headline analyzer")
-    mod.add_argument("--model", default=None, help="fine-tuned model dir or id (default: the shipped model)")
-    mod.add_argument("--backend", choices=("auto", "onnx", "torch"), default="auto", help="LM runtime")
+    add_analysis_arguments(mod)
+    # Before --model none there was --analyzer surprise; still read, not shown.
+    mod.add_argument("--analyzer", choices=("lm", "surprise"), default="lm", help=argparse.SUPPRESS)
     mod.add_argument(
         "--batch-size", type=int, default=P.ANALYSIS_BATCH, help="most news items analysed at once"
     )
@@ -181,9 +154,8 @@ def build_server(args: argparse.Namespace, analyzer=None, calendar_analyzer=None
     if args.replay and args.news:
         raise UserError("use either --replay (historical, request clock) or --news (live), not both")
     if analyzer is None:
-        analyzer = load_main_analyzer(args.analyzer, args.model, args.backend)
-        if calendar_analyzer is None:
-            calendar_analyzer = analyzer if args.analyzer == "surprise" else load_calendar_analyzer()
+        model = NO_MODEL if args.analyzer == "surprise" else args.model
+        analyzer, _ = build_analyzer(model, args.backend)
     journal = args.journal
     if journal is None:
         journal = None if args.replay else DEFAULT_JOURNAL
@@ -209,7 +181,7 @@ def serve(args: argparse.Namespace, analyzer=None, calendar_analyzer=None) -> in
     setup_logging(args.log_level)
     server = build_server(args, analyzer, calendar_analyzer)
     if args.replay:
-        from bridge.news import load_news
+        from bridge.news.loading import load_news
 
         items = load_news(args.replay, format=args.news_format, tz=args.news_tz)
         n = server.preload(items, progress=True)

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from bridge.errors import ModelError, UserError, run_main
-from bridge.lm import DEFAULT_BASE
+from bridge.lm.loading import DEFAULT_BASE
+from bridge.lm.methods import METHODS
 from bridge.provenance import library_versions
-from finetune.methods import METHODS
 
 SCORE = "f1_sentiment_3"  # the headline score: 3-class sentiment macro-F1
 METRICS = ("f1_sentiment_3", "f1_sentiment_7", "wf1_sentiment_3", "acc_event", "acc_market", "acc_sector")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from bridge.adapter import AdapterConfig
+from bridge.lm.adapter import AdapterConfig
+from bridge.schema import DEFAULT_SCHEMA
 
 __all__ = ["AdapterConfig", "FullConfig", "LoraConfig", "TrainConfig", "LORA_TARGETS", "config_help"]
 
@@ -68,7 +69,7 @@ class TrainConfig:
     max_prompt_tokens: int = field(
         default=192, metadata={"help": "prompt length cap in tokens (input text is cut)"}
     )
-    schema: str = field(default="fx_macro", metadata={"help": "label schema name or JSON path"})
+    schema: str = field(default=DEFAULT_SCHEMA, metadata={"help": "label schema name or JSON path"})
     # optimisation
     epochs: float = field(default=1.0, metadata={"help": "passes over the training data (fractions allowed)"})
     max_steps: int | None = field(

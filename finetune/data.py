@@ -32,11 +32,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from bridge.errors import DataError, UserError, run_main
-from bridge.news import load_news_report
+from bridge.news.loading import load_news_report
+from bridge.news.surprise import SurpriseAnalyzer
 from bridge.prompt import format_input, make_record, parse_output
 from bridge.provenance import library_versions
-from bridge.schema import Schema, load_schema
-from bridge.surprise import SurpriseAnalyzer
+from bridge.schema import DEFAULT_SCHEMA, Schema, load_schema
 from bridge.types import Analysis, NewsItem
 
 FORMATS = ("tfns", "phrasebank", "sentfin", "calendar", "headlines")
@@ -185,7 +185,7 @@ class ConvertOptions:
     """Settings of a conversion (recorded in the sidecar)."""
 
     format: str
-    schema: str = "fx_macro"
+    schema: str = DEFAULT_SCHEMA
     tz: str | None = None
     three_class_level: int = DEFAULT_THREE_CLASS_LEVEL
     min_confidence: float = 0.2
@@ -625,7 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument(
         "--tz", default=None, help="source clock of calendar/headline files (default: the format's own)"
     )
-    c.add_argument("--schema", default="fx_macro", help="label schema name or JSON path")
+    c.add_argument("--schema", default=DEFAULT_SCHEMA, help="label schema name or JSON path")
     c.add_argument(
         "--three-class-level",
         type=int,
@@ -643,7 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     k = sub.add_parser("check", help="validate a training file against a schema")
     k.add_argument("file", type=Path)
-    k.add_argument("--schema", default="fx_macro")
+    k.add_argument("--schema", default=DEFAULT_SCHEMA)
     args = ap.parse_args(argv)
     if args.cmd == "check":
         records = load_records(args.file, args.schema)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bridge.errors import DataError, run_main
-from bridge.lm_analyzer import BACKENDS, LMAnalyzer
+from bridge.lm.analyzer import BACKENDS, LMAnalyzer
 from bridge.prompt import parse_output
 from bridge.provenance import library_versions
 from finetune.metrics import score

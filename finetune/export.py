@@ -5,12 +5,12 @@
 - ``RUN_DIR/merged/``: a standalone model directory needing no base model. LoRA is merged into the base weights;
   a bottleneck-adapter model is saved whole, adapters included (they are non-linear, so they cannot be folded into the
   base weights; the small ``model/adapter.safetensors`` stays the primary artefact). Full tuning has nothing to merge.
-- ``RUN_DIR/model/onnx/model.onnx`` (``--onnx``): the ``bridge.lm_analyzer.StepGraph`` the analyzer runs: a chunk of
+- ``RUN_DIR/model/onnx/model.onnx`` (``--onnx``): the ``bridge.lm.analyzer.StepGraph`` the analyzer runs: a chunk of
   tokens plus the KV cache in, logits at the last real token plus the new cache out. ``--int8`` adds a dynamically
   quantized copy (``model.int8.onnx``), used only if its own, looser parity check passes.
 - ``parity.json``: max abs logit difference between ONNX Runtime and torch on real prompts (prefill and a cached
   step, batch of two with padding), the tolerance, pass/fail, and the measured speed of both (graph and analyzer).
-  ``bridge.lm_analyzer`` uses the export only when the parity check passed and the weights hash still matches.
+  ``bridge.lm.analyzer`` uses the export only when the parity check passed and the weights hash still matches.
 """
 
 from __future__ import annotations
@@ -26,7 +26,16 @@ import numpy as np
 import torch
 
 from bridge.errors import ModelError, run_main
-from bridge.lm import (
+from bridge.lm.analyzer import (
+    ONNX_FILE,
+    ONNX_INT8_FILE,
+    PARITY_FILE,
+    LMAnalyzer,
+    StepGraph,
+    empty_past,
+    kv_shape,
+)
+from bridge.lm.loading import (
     MERGED_WEIGHTS,
     ONNX_DIR,
     ModelInfo,
@@ -36,15 +45,6 @@ from bridge.lm import (
     model_dir_of,
     read_model_info,
     write_model_info,
-)
-from bridge.lm_analyzer import (
-    ONNX_FILE,
-    ONNX_INT8_FILE,
-    PARITY_FILE,
-    LMAnalyzer,
-    StepGraph,
-    empty_past,
-    kv_shape,
 )
 from bridge.provenance import library_versions
 from bridge.schema import load_schema

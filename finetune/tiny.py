@@ -109,8 +109,8 @@ def make_tiny_model_dir(
     base_path: str, out, method: str = "adapter", schema: str = "fx_macro", seed: int = 0
 ):
     """A model directory of ``method`` on ``base_path`` with random trainable weights (decoding away from the base)."""
-    from bridge.lm import ModelInfo, load_base
-    from finetune.methods import METHODS
+    from bridge.lm.loading import ModelInfo, load_base
+    from bridge.lm.methods import METHODS
 
     base, tok = load_base(base_path)
     mcfg = METHODS[method].config_cls()

@@ -1,4 +1,4 @@
-"""Fine-tune a causal LM on instruction records with one of the methods in ``finetune.methods`` (full, lora, adapter).
+"""Fine-tune a causal LM on instruction records with one of the methods in ``bridge.lm.methods`` (full, lora, adapter).
 
     python -m finetune.train --method lora --model smollm2-135m --data train.jsonl --eval eval.jsonl --out runs/lora
     python -m finetune.train ... --out runs/lora --resume          # continue from runs/lora/checkpoints/last
@@ -35,11 +35,11 @@ import numpy as np
 import torch
 
 from bridge.errors import DataError, UserError, run_main
-from bridge.lm import DEFAULT_BASE, ModelInfo, encode_answer, encode_prompt, load_base
+from bridge.lm.loading import DEFAULT_BASE, ModelInfo, encode_answer, encode_prompt, load_base
+from bridge.lm.methods import METHODS, count_parameters, method_config_dict, trainable_state
 from bridge.provenance import git_commit, library_versions
 from bridge.schema import load_schema
 from finetune.config import TrainConfig
-from finetune.methods import METHODS, count_parameters, method_config_dict, trainable_state
 
 CHECKPOINT = "checkpoints/last"
 IGNORE = -100

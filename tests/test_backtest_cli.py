@@ -12,17 +12,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.bars import load_bars
+from backtest.bars.loading import load_bars
 from backtest.cache import AnalysisCache
 from backtest.engine import EngineConfig, bar_open_ns, run_backtest, targets_from_effects
 from backtest.event_study import event_study
+from backtest.pipeline import analyse
 from backtest.report import write_report
-from backtest.run import analyse, main
+from backtest.run import main
 from backtest.stats import compute_stats
+from bridge.analysis import NewsAnalyzer
 from bridge.errors import run_main
-from bridge.news import load_news
+from bridge.news.loading import load_news
+from bridge.news.surprise import SurpriseAnalyzer
 from bridge.policy import PolicyConfig, effects_frame
-from bridge.surprise import SurpriseAnalyzer
 from bridge.types import Analysis, NewsItem
 
 
@@ -42,12 +44,12 @@ def test_demo_run_prints_the_statistics_table(tmp_path, capsys):
         assert name in out
     assert "Traceback" not in err
     source = json.loads((out_dir / "stats.json").read_text())["config"]["source"]
-    from bridge.lm_analyzer import DEFAULT_MODEL_DIR
+    from bridge.lm.analyzer import DEFAULT_MODEL_DIR
 
     if DEFAULT_MODEL_DIR.is_dir():
         # Without --model the shipped model reads every headline that has no calendar figures.
         assert "headlines_not_analysed" not in source
-        assert source["computed"] == source["items_in_range"] > 0
+        assert source["computed"] == source["headline_items"] > 0  # model inference; the rule is not cached
 
 
 def test_help_shows_the_defaults():
@@ -104,7 +106,7 @@ def test_signals_run_writes_self_contained_report_with_config_and_versions(tmp_p
     assert not re.search(r"<script|src=\"http|href=\"http", page)  # opens offline
 
 
-def test_second_run_reads_analyses_from_the_cache(shared_data, tmp_path, capsys):
+def test_a_second_run_gives_the_same_statistics(shared_data, tmp_path, capsys):
     argv = [
         "--bars", str(shared_data / "bars" / "EURUSD60.csv"), "--bars-tz", "UTC+4",
         "--news", str(shared_data / "calendar" / "forexfactory_2016.csv"),
@@ -115,8 +117,9 @@ def test_second_run_reads_analyses_from_the_cache(shared_data, tmp_path, capsys)
     assert _run(argv + ["--out", str(second)], capsys)[0] == 0
     a = json.loads((first / "stats.json").read_text())
     b = json.loads((second / "stats.json").read_text())
-    assert a["config"]["source"]["computed"] > 100
-    assert b["config"]["source"]["computed"] == 0
+    # Calendar items are read by the surprise rule (not cached: it learns from the history); no model ran.
+    assert a["config"]["source"]["calendar_items"] > 100
+    assert a["config"]["source"]["computed"] == b["config"]["source"]["computed"] == 0
     assert a["stats"] == b["stats"]
 
 
@@ -233,7 +236,8 @@ def test_real_bars_calendar_and_headlines_2014_2016_complete_with_an_event_study
     items += load_news(shared_data / "headlines" / "@TopForexNewsCom.csv")
     items.sort(key=lambda it: (it.time, it.id))
     with AnalysisCache(tmp_path / "cache") as cache:
-        pairs, info = analyse(items, SurpriseAnalyzer(), KeywordAnalyzer(), cache, progress=False)
+        analyzer = NewsAnalyzer(KeywordAnalyzer(), SurpriseAnalyzer(history=items), cache=cache)
+        pairs, info = analyse(items, analyzer, progress=False)
     assert info["calendar_items"] > 5000 and info["headline_items"] > 1500
     policy = PolicyConfig()
     effects = effects_frame("EURUSD", pairs, policy)
@@ -254,25 +258,24 @@ def test_real_bars_calendar_and_headlines_2014_2016_complete_with_an_event_study
 
 
 def test_cache_is_keyed_by_analyzer_and_content_so_edited_items_are_analysed_again(tmp_path):
-    from backtest.cache import analyze_cached
-
     t = pd.Timestamp("2016-05-06 12:30", tz="UTC")
     items = [
-        NewsItem(
-            time=t, headline="US non-farm payrolls", currency="USD", actual=160.0, forecast=200.0, event="NFP"
-        ),
-        NewsItem(
-            time=t, headline="US unemployment rate", currency="USD", actual=5.0, forecast=4.9, event="UR"
-        ),
+        NewsItem(time=t, headline="Euro rises as ECB turns hawkish", source="wire"),
+        NewsItem(time=t, headline="Dollar falls after weak data", source="wire"),
     ]
-    rule = SurpriseAnalyzer()
+
+    def computed(analyzer_items, lm, cache) -> tuple[list, int]:
+        analyzer = NewsAnalyzer(lm, None, cache=cache)
+        return analyzer.analyze(analyzer_items), analyzer.computed
+
     with AnalysisCache(tmp_path) as cache:
-        first, n1 = analyze_cached(rule, items, cache, progress=False)
-        again, n2 = analyze_cached(rule, items, cache, progress=False)
-        edited = [items[0], NewsItem(**{**items[1].to_dict(), "time": t, "actual": 4.7, "id": items[1].id})]
-        _, n3 = analyze_cached(rule, edited, cache, progress=False)
+        first, n1 = computed(items, KeywordAnalyzer(), cache)
+        again, n2 = computed(items, KeywordAnalyzer(), cache)
+        edited = [items[0], NewsItem(**{**items[1].to_dict(), "time": t, "body": "more", "id": items[1].id})]
+        _, n3 = computed(edited, KeywordAnalyzer(), cache)
         other = KeywordAnalyzer()
-        _, n4 = analyze_cached(other, items, cache, progress=False)
+        other.name = "test-keywords-v2"
+        _, n4 = computed(items, other, cache)
     assert (n1, n2, n3, n4) == (2, 0, 1, 2)
     assert again == first
 

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backtest import data as data_cli
-from backtest.bars import (
+from backtest.bars import inspect as data_cli
+from backtest.bars.loading import (
     BarDataWarning,
     _parse_fixed,
     demo_bars_path,
@@ -26,7 +26,7 @@ from backtest.bars import (
     timeframe_seconds,
 )
 from bridge.errors import DataError, UserError, run_main
-from bridge.tz import localize_to_utc, parse_tz, utc_to_wall
+from bridge.news.tz import localize_to_utc, parse_tz, utc_to_wall
 
 # (file under shared/data, format, rows, first bar, last bar, zone) from SOURCES.md
 REAL_FILES = [

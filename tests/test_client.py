@@ -9,8 +9,8 @@ import time
 import pytest
 from test_server import start_server
 
-from bridge import client as C
 from bridge.errors import run_main
+from bridge.wire import client as C
 
 
 @pytest.fixture

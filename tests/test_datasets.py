@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
+from bridge.news.surprise import surprise_analysis
 from bridge.prompt import format_output, parse_output
 from bridge.schema import load_schema
-from bridge.surprise import surprise_analysis
 from bridge.types import NewsItem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +49,7 @@ FOMC_2017 = {date(2017, 2, 1), date(2017, 3, 15), date(2017, 5, 3), date(2017, 6
 ECB_2017 = {date(2017, 1, 19), date(2017, 3, 9), date(2017, 4, 27), date(2017, 6, 8), date(2017, 7, 20),
             date(2017, 9, 7), date(2017, 10, 26), date(2017, 12, 14)}  # fmt: skip
 VALUE = re.compile(r"^-?\d+(\.\d+)?[%K]$")
-# The calendar-style inputs of the labelled set, as bridge.news.calendar_headline writes them.
+# The calendar-style inputs of the labelled set, as bridge.news.loading.calendar_headline writes them.
 CALENDAR_INPUT = re.compile(
     r"^([A-Z]{3}) (.+): actual (-?[\d.]+)[%K]?, forecast (-?[\d.]+)[%K]?, previous (-?[\d.]+)[%K]?$"
 )

@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 from backtest.engine import (
     EngineConfig,
     bar_open_ns,
-    point_size,
     run_backtest,
     targets_from_effects,
     targets_from_signals,
 )
 from bridge.policy import PolicyConfig
+from bridge.symbols import point_size
 
 PRICE = 1.10000
 

@@ -9,8 +9,8 @@ import json
 import pytest
 import torch
 
-from bridge.lm import load_model
-from bridge.lm_analyzer import LMAnalyzer
+from bridge.lm.analyzer import LMAnalyzer
+from bridge.lm.loading import load_model
 from finetune.export import FP32_TOLERANCE, export
 from finetune.tiny import ODD_TEXTS, make_tiny_base, make_tiny_model_dir
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.client import EAEmulator, LazyPirateClient, ServerDown
-from bridge.journal import Journal
+from bridge.wire.client import EAEmulator, LazyPirateClient, ServerDown
+from bridge.wire.journal import Journal
 
 HERE = Path(__file__).parent
 

@@ -10,16 +10,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bridge.adapter import ADAPTER_KEY, AdapterConfig, transformer_blocks
 from bridge.errors import run_main
-from bridge.lm import load_base, load_model
-from bridge.lm_analyzer import LMAnalyzer
+from bridge.lm.adapter import ADAPTER_KEY, AdapterConfig, transformer_blocks
+from bridge.lm.analyzer import LMAnalyzer
+from bridge.lm.loading import load_base, load_model
+from bridge.lm.methods import METHODS, count_parameters
 from bridge.prompt import make_record, parse_output
 from bridge.schema import load_schema
 from bridge.types import Analysis
 from finetune import train as train_mod
 from finetune.config import FullConfig, LoraConfig, TrainConfig
-from finetune.methods import METHODS, count_parameters
 from finetune.tiny import make_tiny_base
 
 METHOD_NAMES = sorted(METHODS)
@@ -82,7 +82,7 @@ def expected_trainable(method: str, base_model, total_base: int, mcfg) -> int:
         per = 2 * h * mcfg.bottleneck + mcfg.bottleneck + h
         n_sub = 2 if mcfg.placement == "both" else 1
         return len(transformer_blocks(base_model)) * n_sub * per
-    from finetune.methods import lora_targets
+    from bridge.lm.methods import lora_targets
 
     targets = set(lora_targets(base_model, mcfg))
     n = 0
@@ -209,7 +209,7 @@ def test_resume_continues_exactly_where_it_stopped(method, tiny_bases, records, 
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("method", METHOD_NAMES)
 def test_saved_model_loads_back_with_identical_outputs(method, arch, tiny_bases, tmp_path):
-    from bridge.lm import ModelInfo
+    from bridge.lm.loading import ModelInfo
 
     base, tok = load_base(tiny_bases[arch])
     mcfg = METHODS[method].config_cls()
@@ -349,7 +349,7 @@ def test_cli_trains_and_refuses_to_overwrite(tiny_bases, records, tmp_path, caps
 @pytest.mark.slow
 def test_real_training_step_on_smollm2(records, tmp_path):
     pytest.importorskip("gguf")
-    from bridge.lm import smollm2_gguf
+    from bridge.lm.loading import smollm2_gguf
 
     try:
         smollm2_gguf()

@@ -10,7 +10,7 @@ import time
 import zmq
 from test_server import start_server
 
-from bridge import protocol as P
+from bridge.wire import protocol as P
 
 N_MESSAGES = 10_000
 TIMEOUT_MS = 3000

@@ -9,10 +9,10 @@ import json
 import pandas as pd
 import pytest
 
-from bridge.analyzers import Analyzer
+from bridge.analysis import Analyzer
 from bridge.errors import ModelError, UserError
-from bridge.lm import answer_segments
-from bridge.lm_analyzer import DEFAULT_MODEL_DIR, LMAnalyzer, load_analyzer
+from bridge.lm.analyzer import DEFAULT_MODEL_DIR, LMAnalyzer, load_analyzer
+from bridge.lm.loading import answer_segments
 from bridge.prompt import format_output, parse_output
 from bridge.schema import SCHEMA_DIR, load_schema
 from bridge.types import NewsItem

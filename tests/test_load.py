@@ -11,7 +11,7 @@ import psutil
 import pytest
 from test_faults import free_port, spawn, wait_ready
 
-from bridge.client import LazyPirateClient
+from bridge.wire.client import LazyPirateClient
 
 N_CLIENTS = 50
 N_REQUESTS = 2_000

@@ -2,7 +2,7 @@
 
 The real ``MetaTrader5`` package only installs and runs on Windows beside a MetaTrader 5 terminal, so it cannot run on
 this Linux test machine. These tests put a stand-in module into ``sys.modules`` under that name. It implements the
-calls ``backtest.mt5_source`` makes (``initialize``, ``symbol_info``, ``copy_rates_range``, ``last_error``,
+calls ``backtest.bars.mt5_source`` makes (``initialize``, ``symbol_info``, ``copy_rates_range``, ``last_error``,
 ``shutdown`` and the ``TIMEFRAME_*`` constants) with the package's documented return types: ``copy_rates_range``
 returns a numpy structured array with the package's field names and dtypes, filled here from a genuine MT5 export file
 (../shared/data/mt5), so what is checked is that the package path gives the same bars as loading that export.
@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.bars import BarDataWarning, load_bars
-from backtest.mt5_source import load_mt5_bars
+from backtest.bars.loading import BarDataWarning, load_bars
+from backtest.bars.mt5_source import load_mt5_bars
 from bridge.errors import DataError, UserError
 
 NY7 = "America/New_York+7"

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.errors import DataError, UserError
-from bridge.news import (
+from bridge.news.loading import (
     FRAME_COLUMNS,
     detect_format,
     inspect_text,
@@ -22,7 +22,7 @@ from bridge.news import (
     main,
     news_frame,
 )
-from bridge.values import is_missing, parse_value
+from bridge.news.values import is_missing, parse_value
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.policy import PolicyConfig, effects_frame, signal_at, split_symbol, target_for
+from bridge.policy import PolicyConfig, effects_frame, signal_at, target_for
+from bridge.symbols import split_symbol
 from bridge.types import Analysis, NewsItem
 
 T0 = pd.Timestamp("2017-03-15 18:00", tz="UTC")

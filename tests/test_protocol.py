@@ -9,12 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bridge import protocol as P
 from bridge.errors import DataError
-from bridge.journal import Journal
-from bridge.ratelimit import RateLimiter
-from bridge.state import NewsState
 from bridge.types import Analysis, NewsItem, Target
+from bridge.wire import protocol as P
+from bridge.wire.journal import Journal
+from bridge.wire.ratelimit import RateLimiter
+from bridge.wire.state import NewsState
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -11,11 +11,11 @@ import pytest
 import zmq.auth
 from test_server import start_server
 
-from bridge import keys
-from bridge import protocol as P
-from bridge.client import LazyPirateClient, ServerDown
 from bridge.errors import UserError, run_main
-from bridge.server import BridgeServer, is_loopback
+from bridge.wire import keys
+from bridge.wire import protocol as P
+from bridge.wire.client import LazyPirateClient, ServerDown
+from bridge.wire.server import BridgeServer, is_loopback
 
 
 @pytest.fixture
@@ -88,14 +88,14 @@ def test_public_bind_without_curve_warns_loudly(caplog):
         and is_loopback("inproc://x")
         and not is_loopback("tcp://0.0.0.0:1")
     )
-    with caplog.at_level(logging.WARNING, logger="bridge.server"):
+    with caplog.at_level(logging.WARNING, logger="bridge.wire.server"):
         server = start_server(bind="tcp://0.0.0.0:*")
         server.stop()
     assert any("WITHOUT CURVE" in r.getMessage() for r in caplog.records)
 
 
 def test_default_endpoints_are_loopback():
-    from bridge import protocol as P
+    from bridge.wire import protocol as P
 
     for ep in (P.DEFAULT_REQUEST_ENDPOINT, P.DEFAULT_PUB_ENDPOINT, P.DEFAULT_NEWS_ENDPOINT):
         assert is_loopback(ep)

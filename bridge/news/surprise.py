@@ -2,7 +2,7 @@
 
 For a calendar item with an ``actual`` value the expected value is the ``forecast`` (consensus), or the ``previous``
 reading when there is no forecast. The sign is ``sign(actual - expected) * polarity``, where the polarity comes from
-the indicator's name through ``bridge/indicators.json`` (+1 by default; -1 for unemployment, jobless claims,
+the indicator's name through ``bridge/news/indicators.json`` (+1 by default; -1 for unemployment, jobless claims,
 inventories and the like, where a higher number is bad news; 0 where the number has no direction for the currency).
 
 Magnitude (slightly / moderately / extremely = 1 / 2 / 3) comes from the size of the surprise:
@@ -27,9 +27,11 @@ from the currency (the schema's ``market_currency`` inverted; "global" when unkn
 from __future__ import annotations
 
 import json
+import math
 import re
-from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+import threading
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -112,7 +114,7 @@ def load_indicators(path: str | Path = INDICATORS_FILE) -> IndicatorTable:
         )
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, re.error) as exc:
         raise UserError(
-            f"invalid indicator table: {exc!r}", path=path, hint="see bridge/indicators.json"
+            f"invalid indicator table: {exc!r}", path=path, hint="see bridge/news/indicators.json"
         ) from exc
     for r in pol:
         if r.value["polarity"] not in (-1, 0, 1):
@@ -141,16 +143,15 @@ def expected_value(item: NewsItem) -> tuple[float | None, bool]:
 MIN_HISTORY = 3  # fewer nonzero surprises than this say nothing about what is usual for an indicator
 
 
-def _surprise_history(items: Iterable[NewsItem]) -> dict[str, list[tuple[pd.Timestamp, float]]]:
-    by_key: dict[str, list[tuple[pd.Timestamp, float]]] = {}
+def _surprises(items: Iterable[NewsItem]) -> Iterator[tuple[str, pd.Timestamp, float]]:
+    """``(indicator key, time, |actual - expected|)`` of each item with a nonzero, finite surprise."""
     for it in items:
         exp, _ = expected_value(it)
         if it.actual is None or exp is None or it.actual == exp:
             continue
-        by_key.setdefault(indicator_key(it), []).append((it.time, abs(it.actual - exp)))
-    for v in by_key.values():
-        v.sort(key=lambda p: p[0])
-    return by_key
+        size = abs(it.actual - exp)
+        if math.isfinite(size):
+            yield indicator_key(it), it.time, size
 
 
 def typical_surprises(items: Iterable[NewsItem]) -> dict[str, float]:
@@ -158,7 +159,10 @@ def typical_surprises(items: Iterable[NewsItem]) -> dict[str, float]:
 
     Indicators with fewer than three such items are left out (too few to know what is usual).
     """
-    return {k: median(s for _, s in v) for k, v in _surprise_history(items).items() if len(v) >= MIN_HISTORY}
+    by_key: dict[str, list[float]] = {}
+    for key, _, size in _surprises(items):
+        by_key.setdefault(key, []).append(size)
+    return {k: median(v) for k, v in by_key.items() if len(v) >= MIN_HISTORY}
 
 
 def _level(size: float, bounds: tuple[float, float]) -> int:
@@ -248,20 +252,59 @@ class SurpriseAnalyzer:
             )
         self.table = load_indicators()
         self.causal = causal
-        self._history = _surprise_history(history)
-        self._times = {k: [t for t, _ in v] for k, v in self._history.items()}
-        self.typical = {k: median(s for _, s in v) for k, v in self._history.items() if len(v) >= MIN_HISTORY}
+        self._lock = threading.Lock()  # the server observes on its request thread and analyses on its worker
+        self._history: dict[str, list[tuple[pd.Timestamp, float]]] = {}
+        self._times: dict[str, list[pd.Timestamp]] = {}
+        self._seen: dict[str, tuple[str, pd.Timestamp, float] | None] = {}  # id -> its surprise
+        self.observe(history)
+
+    @property
+    def typical(self) -> dict[str, float]:
+        """Median absolute surprise per indicator over the whole history (the non-causal scale)."""
+        with self._lock:
+            return {k: median(s for _, s in v) for k, v in self._history.items() if len(v) >= MIN_HISTORY}
+
+    def observe(self, items: Iterable[NewsItem]) -> int:
+        """Add calendar items to the indicator history; returns how many surprises were added.
+
+        The server observes every item it accepts, the backtester every item it loads, so a release gets the same
+        typical surprise live and in a backtest: with ``causal=True`` only items strictly before it count. An item
+        seen again with other figures (a revised release, same id) replaces its earlier surprise.
+        """
+        added = 0
+        with self._lock:
+            for it in items:
+                new = next(_surprises([it]), None)
+                old = self._seen.get(it.id, False)
+                if old is not False:
+                    if old == new:
+                        continue
+                    if old is not None:
+                        self._remove(*old)
+                self._seen[it.id] = new
+                if new is not None:
+                    key, when, size = new
+                    pos = bisect_right(self._times.setdefault(key, []), when)
+                    self._times[key].insert(pos, when)
+                    self._history.setdefault(key, []).insert(pos, (when, size))
+                    added += 1
+        return added
+
+    def _remove(self, key: str, when: pd.Timestamp, size: float) -> None:
+        hist = self._history[key]
+        i = hist.index((when, size))
+        del hist[i]
+        del self._times[key][i]
 
     def scale_for(self, item: NewsItem) -> float | None:
         """The typical surprise of the item's indicator that the analyzer may use for this item, or None."""
         key = indicator_key(item)
-        if not self.causal:
-            return self.typical.get(key)
-        hist = self._history.get(key)
-        if not hist:
-            return None
-        n = bisect_left(self._times[key], item.time)
-        return median(s for _, s in hist[:n]) if n >= MIN_HISTORY else None
+        with self._lock:
+            hist = self._history.get(key)
+            if not hist:
+                return None
+            n = bisect_left(self._times[key], item.time) if self.causal else len(hist)
+            return median(s for _, s in hist[:n]) if n >= MIN_HISTORY else None
 
     def analyze(self, items: Sequence[NewsItem]) -> list[Analysis]:
         """One analysis per item, in order."""

@@ -40,8 +40,8 @@ import numpy as np
 import pandas as pd
 
 from bridge.errors import DataError, UserError
-from bridge.policy import CURRENCY_CODES
-from bridge.tz import localize_to_utc, parse_tz, tz_name, utc_to_wall
+from bridge.news.tz import localize_to_utc, parse_tz, tz_name, utc_to_wall
+from bridge.symbols import symbol_in_name
 
 FORMATS = ("auto", "mt5", "histdata", "dukascopy", "csv")
 PRICE_COLUMNS = ("Open", "High", "Low", "Close")
@@ -94,7 +94,7 @@ class _Layout:
 
 def demo_bars_path() -> Path:
     """The bundled EURUSD H1 2017 bars (gym-anytrading, MIT; Dukascopy style, UTC)."""
-    return Path(__file__).resolve().parent / "demo" / "EURUSD_H1_2017.csv"
+    return Path(__file__).resolve().parents[1] / "demo" / "EURUSD_H1_2017.csv"
 
 
 def load_bars(
@@ -131,21 +131,12 @@ def load_bars(
         format=layout.format,
         tz=zone,
         tz_label=tz_label,
-        symbol=symbol or guess_symbol(path),
+        symbol=symbol or symbol_in_name(path),
         lines=lines,
         repairs=repairs,
         issues=issues,
         stacklevel=3,
     )
-
-
-def guess_symbol(path: str | Path) -> str | None:
-    """An FX-style symbol in a file name (``DAT_ASCII_EURUSD_M1_201701.csv`` -> ``EURUSD``), if there is one."""
-    for m in re.finditer(r"(?=([A-Z]{6}))", Path(path).stem.upper()):
-        code = m.group(1)
-        if code[:3] in CURRENCY_CODES and code[3:] in CURRENCY_CODES:
-            return code
-    return None
 
 
 def bars_from_arrays(

@@ -1,11 +1,11 @@
-"""Check a bars file before a backtest: ``python -m backtest.data inspect FILE [--format ...] [--tz TZ]``.
+"""Check a bars file before a backtest: ``python -m backtest.bars inspect FILE [--format ...] [--tz TZ]``.
 
 Prints the detected format, the source clock and how it was chosen, the timeframe, the row count, the first and last bar
 in UTC and every problem found (repairs with their lines, gaps, zero volume). A file that cannot be used exits with
 status 3 and one line naming the file, the line and what to do.
 
-    python -m backtest.data inspect backtest/demo/EURUSD_H1_2017.csv
-    python -m backtest.data inspect EURUSD_H1.csv --tz America/New_York+7
+    python -m backtest.bars inspect backtest/demo/EURUSD_H1_2017.csv
+    python -m backtest.bars inspect EURUSD_H1.csv --tz America/New_York+7
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import json
 import sys
 import warnings
 
-from backtest.bars import DEFAULT_TZ, FORMATS, BarDataWarning, load_bars
+from backtest.bars.loading import DEFAULT_TZ, FORMATS, BarDataWarning, load_bars
 from bridge.errors import run_main
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m backtest.data",
+        prog="python -m backtest.bars",
         description="Inspect price-bar files before a backtest.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -83,7 +83,7 @@ def inspect_file(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m backtest.data``."""
+    """Entry point of ``python -m backtest.bars``."""
     args = _build_parser().parse_args(argv)
     summary = inspect_file(args.file, args.format, args.tz, args.symbol, args.date_format)
     if args.json:

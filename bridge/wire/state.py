@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bridge.policy import PolicyConfig, effects_frame, split_symbol, target_for
+from bridge.policy import PolicyConfig, effects_frame, target_for
 from bridge.schema import Schema, load_schema
+from bridge.symbols import split_symbol
 from bridge.types import Analysis, NewsItem, Target
 
 

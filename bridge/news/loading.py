@@ -47,9 +47,9 @@ from pathlib import Path
 import pandas as pd
 
 from bridge.errors import DataError, UserError, run_main
+from bridge.news.tz import localize_to_utc, parse_tz, tz_name
+from bridge.news.values import is_missing, parse_value
 from bridge.types import NewsItem
-from bridge.tz import localize_to_utc, parse_tz, tz_name
-from bridge.values import is_missing, parse_value
 
 FORMATS = ("headlines", "forexfactory", "dailyfx", "mt5calendar")
 # Source clocks, from SOURCES.md of the test data and the formats' own documentation; --tz overrides.

@@ -2,11 +2,11 @@
 
     pip install "ea-bridge[mt5]"      # on Windows, beside an installed and logged-in terminal
 
-    from backtest.mt5_source import load_mt5_bars
+    from backtest.bars.mt5_source import load_mt5_bars
     bars = load_mt5_bars("EURUSD", "H1", "2017-01-01", "2018-01-01", tz="America/New_York+7")
 
 The package is imported inside the function, so the rest of the project runs where it cannot be installed. The bars go
-through the same validation as file exports (``backtest.bars.bars_from_arrays``) and come back in the same shape.
+through the same validation as file exports (``backtest.bars.loading.bars_from_arrays``) and come back in the same shape.
 
 Time: ``copy_rates_range`` returns each bar's open time as seconds since 1970 on the broker's server clock (MT5 labels
 it UTC but does not shift it), so ``tz`` is the server's zone, as for an "Export bars" file; the requested range is
@@ -21,9 +21,9 @@ from datetime import UTC, datetime, tzinfo
 import numpy as np
 import pandas as pd
 
-from backtest.bars import DEFAULT_TZ, BarDataWarning, bars_from_arrays
+from backtest.bars.loading import DEFAULT_TZ, BarDataWarning, bars_from_arrays
 from bridge.errors import DataError, UserError
-from bridge.tz import parse_tz, tz_name, utc_to_wall
+from bridge.news.tz import parse_tz, tz_name, utc_to_wall
 
 TIMEFRAMES = ("M1", "M2", "M3", "M4", "M5", "M6", "M10", "M12", "M15", "M20", "M30")
 TIMEFRAMES += ("H1", "H2", "H3", "H4", "H6", "H8", "H12", "D1", "W1", "MN1")

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from bridge.analyzers import Analyzer
+from bridge.analysis import Analyzer
 from bridge.errors import ModelError, UserError
-from bridge.lm import (
+from bridge.lm.loading import (
     ONNX_DIR,
     base_of,
     checkpoint_hash,
@@ -50,7 +50,7 @@ from bridge.prompt import format_input, parse_output
 from bridge.schema import Schema, load_schema
 from bridge.types import Analysis, NewsItem
 
-DEFAULT_MODEL_DIR = Path(__file__).with_name("models") / "default"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "default"
 BACKENDS = ("auto", "torch", "onnx")
 MAX_RELATED_TOKENS = 12
 DEFAULT_BATCH = 8

@@ -1,6 +1,6 @@
 """The bridge server: answers the Expert Advisor's requests from the current news state, analyses news off the request path.
 
-Sockets (endpoints in ``bridge.protocol``):
+Sockets (endpoints in ``bridge.wire.protocol``):
 
 - ROUTER for requests from any number of EAs and charts (REQ or DEALER peers; both envelope shapes are answered);
 - PULL for news intake from feeds (same ``news`` message, no reply);
@@ -27,17 +27,18 @@ from pathlib import Path
 import pandas as pd
 import zmq
 
-from bridge import protocol as P
-from bridge.analyzers import Analyzer
+from bridge.analysis import Analyzer, NewsAnalyzer
 from bridge.errors import UserError
-from bridge.journal import Journal
-from bridge.policy import PolicyConfig, split_symbol
-from bridge.ratelimit import RateLimiter
+from bridge.policy import PolicyConfig
 from bridge.schema import load_schema
-from bridge.state import NewsState
+from bridge.symbols import split_symbol
 from bridge.types import Analysis, NewsItem
+from bridge.wire import protocol as P
+from bridge.wire.journal import Journal
+from bridge.wire.ratelimit import RateLimiter
+from bridge.wire.state import NewsState
 
-log = logging.getLogger("bridge.server")
+log = logging.getLogger("bridge.wire.server")
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 POLL_MS = 100  # how often the loop looks at its stop flag when idle
@@ -90,6 +91,7 @@ class Stats:
     news_duplicate: int = 0
     news_analysed: int = 0
     analysis_fallbacks: int = 0
+    analysis_errors: int = 0  # items whose analyzer raised (each fell back to neutral alone)
     published: int = 0
     intake_errors: int = 0
 
@@ -121,8 +123,11 @@ class BridgeServer:
     ):
         if clock not in ("server", "request"):
             raise ValueError(f"clock must be 'server' or 'request', got {clock!r}")
+        # One routing for live and backtest (bridge.analysis); a bare analyzer (a test double) reads every item
+        # the calendar analyzer does not.
+        if not isinstance(analyzer, NewsAnalyzer):
+            analyzer = NewsAnalyzer(analyzer, calendar_analyzer)
         self.analyzer = analyzer
-        self.calendar_analyzer = calendar_analyzer
         self.config = config or PolicyConfig()
         self.schema = load_schema()
         self.state = NewsState(self.config, self.schema)
@@ -165,6 +170,7 @@ class BridgeServer:
         if self.journal is None:
             return 0
         contents = self.journal.load()
+        self.analyzer.observe(contents.items)
         for item in contents.items:
             self.state.add_item(item)
         for nid, analysis in contents.analyses.items():
@@ -192,6 +198,7 @@ class BridgeServer:
     def preload(self, items: Iterable[NewsItem], progress: bool = False) -> int:
         """Load historical news (``--replay``) and analyse it before serving; these items are not journaled."""
         new = [it for it in items if self.state.add_item(it)]
+        self.analyzer.observe(new)
         bar = None
         if progress:
             from tqdm import tqdm
@@ -531,6 +538,7 @@ class BridgeServer:
         if self.journal is not None:
             self.journal.append_news(item, sync=sync)
         self.state.add_item(item)
+        self.analyzer.observe([item])
         self.stats.news_accepted += 1
         self._queue_for_analysis(item)
         log.info(
@@ -546,29 +554,11 @@ class BridgeServer:
         self._work.put(item)
 
     def _analyze(self, batch: Sequence[NewsItem]) -> list[Analysis]:
-        """Analyse a batch: calendar events with actual/forecast by the surprise rule, the rest by the analyzer.
-
-        An analyzer failure becomes a neutral fallback analysis per item, counted in ``stats``, never a dead worker.
-        """
-        out: list[Analysis | None] = [None] * len(batch)
-        groups: dict[int, list[int]] = {}
-        for i, item in enumerate(batch):
-            use_cal = self.calendar_analyzer is not None and item.is_calendar
-            groups.setdefault(1 if use_cal else 0, []).append(i)
-        for which, idx in groups.items():
-            analyzer = self.calendar_analyzer if which else self.analyzer
-            items = [batch[i] for i in idx]
-            try:
-                results = list(analyzer.analyze(items))
-                if len(results) != len(items):
-                    raise RuntimeError(f"analyzer returned {len(results)} analyses for {len(items)} items")
-            except Exception:
-                log.exception("analyzer failed; neutral fallback for the batch")
-                name = getattr(analyzer, "name", type(analyzer).__name__)
-                results = [Analysis(self.schema.defaults(), 0, fallback=True, analyzer=name) for _ in items]
-            for i, a in zip(idx, results, strict=True):
-                out[i] = a
-        return out  # type: ignore[return-value]
+        """Analyse a batch through the one routing of ``bridge.analysis``; failures are neutral, never fatal."""
+        before = self.analyzer.failures
+        out = self.analyzer.analyze(batch)
+        self.stats.analysis_errors += self.analyzer.failures - before
+        return out
 
     def _work_loop(self) -> None:
         wake = self.ctx.socket(zmq.PUSH)

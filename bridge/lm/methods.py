@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bridge.adapter import ADAPTER_KEY, adapter_state_dict, insert_adapters
-from bridge.lm import ADAPTER_WEIGHTS, ModelInfo, write_model_info
+from bridge.lm.adapter import ADAPTER_KEY, adapter_state_dict, insert_adapters
+from bridge.lm.loading import ADAPTER_WEIGHTS, ModelInfo, write_model_info
 from finetune.config import LORA_TARGETS, AdapterConfig, FullConfig, LoraConfig
 
 

@@ -1,0 +1,268 @@
+"""The backtest as a library: load bars and news, analyse, turn analyses into targets, run, compare with baselines.
+
+``backtest.run`` and ``backtest.sweep`` are thin command lines over these functions; the options they share are
+declared once here (``add_news_arguments``, ``add_model_arguments``, ``add_cost_arguments``). The analyzer comes from
+``bridge.analysis.build_analyzer``, the same as the live server's, so a news item gets the same analysis in both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from backtest.bars.loading import demo_bars_path, load_bars, resample_bars
+from backtest.cache import AnalysisCache, default_cache_dir
+from backtest.engine import DEFAULT_SPREAD_POINTS, EngineConfig, Result, run_backtest
+from bridge.analysis import NOT_ANALYSED, NewsAnalyzer, add_analysis_arguments, build_analyzer
+from bridge.errors import DataError, UserError
+from bridge.news.loading import load_news
+from bridge.symbols import point_size, split_symbol, symbol_in_name
+from bridge.types import Analysis, NewsItem
+
+DEMO_NEWS = Path(__file__).resolve().parent / "demo" / "news_2017.csv"
+DEFAULT_LATENCY_S = 5.0
+DEFAULT_CASH = 10_000.0
+DEFAULT_LOTS = 0.1
+ANALYSIS_BATCH = 32  # news items per analyzer call (a progress step)
+
+
+# -- options shared by the command lines -----------------------------------------------------------------------
+
+
+def add_news_arguments(group: argparse._ActionsContainer) -> None:
+    group.add_argument(
+        "--news",
+        type=Path,
+        action="append",
+        default=None,
+        help="news file, repeatable (headlines and calendar together); default: the bundled 2017 demo news",
+    )
+    group.add_argument(
+        "--news-format", action="append", default=None, help="per --news (or once for all); default auto"
+    )
+    group.add_argument(
+        "--news-tz", action="append", default=None, help="per --news (or once for all); default per format"
+    )
+
+
+def add_model_arguments(group: argparse._ActionsContainer) -> None:
+    add_analysis_arguments(group)
+    group.add_argument("--cache", type=Path, default=default_cache_dir(), help="analysis cache directory")
+    group.add_argument("--no-cache", action="store_true", help="analyse every item again and store nothing")
+
+
+def add_cost_arguments(group: argparse._ActionsContainer) -> None:
+    group.add_argument(
+        "--latency", type=float, default=DEFAULT_LATENCY_S, help="seconds from news time to acting on it"
+    )
+    group.add_argument(
+        "--spread",
+        type=float,
+        default=None,
+        help=f"spread in points; default: the bars' Spread column, else {DEFAULT_SPREAD_POINTS:g} points",
+    )
+    group.add_argument(
+        "--slippage", type=float, default=0.0, help="points of adverse slippage on every market fill"
+    )
+    group.add_argument("--commission", type=float, default=0.0, help="account currency per lot per side")
+    group.add_argument(
+        "--cash", type=float, default=DEFAULT_CASH, help="starting equity in the quote currency"
+    )
+
+
+def engine_config(
+    symbol: str,
+    *,
+    cash: float = DEFAULT_CASH,
+    lots: float = DEFAULT_LOTS,
+    risk: float | None = None,
+    spread_points: float | None = None,
+    slippage_points: float = 0.0,
+    commission: float = 0.0,
+    sl: float = 0.0,
+    tp: float = 0.0,
+) -> EngineConfig:
+    """The engine's configuration for ``symbol``, with spread and slippage given in the symbol's points."""
+    point = point_size(symbol)
+    return EngineConfig(
+        cash=cash,
+        lots=lots,
+        risk=risk,
+        spread=None if spread_points is None else spread_points * point,
+        slippage=slippage_points * point,
+        commission=commission,
+        sl=sl,
+        tp=tp,
+        point=point,
+    )
+
+
+# -- data ------------------------------------------------------------------------------------------------------
+
+
+def load_bars_for_run(
+    path: Path | None,
+    symbol: str,
+    *,
+    format: str = "auto",
+    tz: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    timeframe: str | None = None,
+) -> pd.DataFrame:
+    """Bars from ``path`` (None: the demo), cut to ``start``/``end`` (UTC) and resampled to ``timeframe``."""
+    path = path or demo_bars_path()
+    named = symbol_in_name(path)
+    if named and split_symbol(named) != split_symbol(symbol):
+        warnings.warn(
+            f"{path}: the file name suggests {named} but --symbol is {symbol}; the news is filtered for "
+            f"{symbol}'s currencies",
+            stacklevel=2,
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        bars = load_bars(path, format=format, tz=tz, symbol=symbol)
+    try:
+        if start:
+            bars = bars[bars.index >= pd.Timestamp(start, tz="UTC")]
+        if end:
+            bars = bars[bars.index <= pd.Timestamp(end, tz="UTC")]
+    except ValueError as exc:
+        raise UserError(f"cannot read --from/--to: {exc}", hint="use ISO dates such as 2017-03-01") from None
+    if timeframe:
+        bars = resample_bars(bars, timeframe)
+    if len(bars) < 2:
+        raise DataError(
+            f"only {len(bars)} bars left after --from/--to",
+            path=path,
+            hint="widen the date range or check the file",
+        )
+    return bars
+
+
+def _per_file(values: list[str] | None, n: int, what: str) -> list[str | None]:
+    if not values:
+        return [None] * n
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise UserError(
+            f"{what} given {len(values)} times for {n} --news files", hint="give it once or once per file"
+        )
+    return list(values)
+
+
+def load_all_news(
+    paths: list[Path] | None, formats: list[str] | None = None, zones: list[str] | None = None
+) -> list[NewsItem]:
+    """Every item of every file (None: the demo news), sorted by time and de-duplicated by id.
+
+    ``formats`` and ``zones`` are given once for all files or once per file.
+    """
+    paths = paths or [DEMO_NEWS]
+    formats = _per_file(formats, len(paths), "--news-format")
+    zones = _per_file(zones, len(paths), "--news-tz")
+    items: dict[str, NewsItem] = {}
+    for path, fmt, tz in zip(paths, formats, zones, strict=True):
+        loaded = load_news(path, format=fmt or "auto", tz=tz)
+        if not loaded:
+            warnings.warn(f"{path}: no news items in this file", stacklevel=2)
+        for it in loaded:
+            items.setdefault(it.id, it)
+    out = sorted(items.values(), key=lambda it: (it.time, it.id))
+    if not out:
+        raise DataError(
+            "no news items in the given files", path=paths[0], hint="check the files and --news-format"
+        )
+    return out
+
+
+def news_in_range(items: list[NewsItem], bars: pd.DataFrame, ttl_min: float) -> list[NewsItem]:
+    """Items that can act on the bars: from ``ttl`` before the first bar to the last bar; error if none overlap."""
+    lo = bars.index[0] - pd.Timedelta(minutes=ttl_min)
+    hi = bars.index[-1]
+    kept = [it for it in items if lo <= it.time <= hi]
+    if not kept:
+        raise DataError(
+            f"the news ({items[0].time:%Y-%m-%d} .. {items[-1].time:%Y-%m-%d}) and the bars "
+            f"({bars.index[0]:%Y-%m-%d} .. {bars.index[-1]:%Y-%m-%d}) do not overlap in time",
+            hint="check --bars-tz/--news-tz and that both files cover the same period, or use --from/--to",
+        )
+    return kept
+
+
+# -- analysis --------------------------------------------------------------------------------------------------
+
+
+def news_analyzer(
+    all_items: list[NewsItem],
+    model: str | None = None,
+    backend: str = "auto",
+    cache_dir: Path | None = None,
+) -> tuple[NewsAnalyzer, str | None]:
+    """The server's analyzer (``bridge.analysis.build_analyzer``) with every loaded item observed, as the server
+    observes every item it loads; the surprise rule uses only releases strictly before each item (no look-ahead).
+    ``cache_dir`` None analyses everything again. Returns the analyzer and a note for the report, or None."""
+    cache = AnalysisCache(cache_dir) if cache_dir is not None else None
+    return build_analyzer(model, backend, history=all_items, missing_model_ok=model is None, cache=cache)
+
+
+def analyse(
+    items: list[NewsItem], analyzer: NewsAnalyzer, progress: bool = True
+) -> tuple[list[tuple[NewsItem, Analysis]], dict]:
+    """Every item that an analyzer read, with its analysis, in time order; and counts for the record.
+
+    Headlines that no model reads (``--model none``) are counted, not returned: they cannot move a position.
+    """
+    from tqdm.auto import tqdm
+
+    computed0 = analyzer.computed
+    analyses: list[Analysis] = []
+    with tqdm(
+        total=len(items), desc=f"analysing news ({analyzer.name})", unit="item", disable=not progress
+    ) as bar:
+        for start in range(0, len(items), ANALYSIS_BATCH):
+            batch = items[start : start + ANALYSIS_BATCH]
+            analyses += analyzer.analyze(batch)
+            bar.update(len(batch))
+    pairs = [(it, a) for it, a in zip(items, analyses, strict=True) if a.analyzer != NOT_ANALYSED]
+    n_cal = sum(1 for it in items if it.is_calendar)
+    info = {
+        "calendar_items": n_cal,
+        "headline_items": len(items) - n_cal,
+        "computed": analyzer.computed - computed0,
+        "fallbacks": sum(1 for _, a in pairs if a.fallback),
+    }
+    if len(pairs) < len(items):
+        info["headlines_not_analysed"] = len(items) - len(pairs)
+    pairs.sort(key=lambda p: (p[0].time, p[0].id))
+    return pairs, info
+
+
+# -- results ---------------------------------------------------------------------------------------------------
+
+
+def baselines(bars: pd.DataFrame, target: np.ndarray, config: EngineConfig, seed: int) -> dict[str, Result]:
+    """Buy & hold with the same size and costs (no stops), and a no-news baseline: the same targets shifted in time
+    by a random offset, which keeps the number, length and direction of trades but breaks their link with the news."""
+    n = len(bars)
+    hold = np.ones(n, dtype=np.int8)
+    rng = np.random.default_rng(seed)
+    shift = int(rng.integers(n // 4, max(n // 4 + 1, 3 * n // 4)))
+    return {
+        "Buy & Hold": run_backtest(bars, hold, replace(config, sl=0.0, tp=0.0, risk=None)),
+        "No-news (shifted)": run_backtest(bars, np.roll(target, shift), config),
+    }
+
+
+def comparison_table(stats: dict[str, pd.Series]) -> pd.DataFrame:
+    """Public statistics side by side, one column per run."""
+    cols = {}
+    for name, s in stats.items():
+        cols[name] = s[[k for k in s.index if not str(k).startswith("_")]]
+    return pd.DataFrame(cols)
