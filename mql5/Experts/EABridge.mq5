@@ -8,12 +8,17 @@
 #property version   "1.00"
 #property description "Asks an EA Bridge server (ZeroMQ, libzmq.dll) for a target position and trades to it."
 #property description "Needs 'Allow DLL imports'. In the Strategy Tester it sends the simulated time (server replay mode)."
+//--- the tester copies these to its local agents (remote and cloud agents refuse DLLs); libzmq's official x64 builds
+//--- need only Windows' own DLLs and the Visual C++ runtime, which the terminal already has
+#property tester_library "libzmq.dll"
 
+#include <EABridge/Protocol.mqh>
 #include <EABridge/Json.mqh>
 #include <EABridge/Client.mqh>
 #include <EABridge/Trader.mqh>
 
 #define BRIDGE_CALENDAR_POLL_MS 1000   // how often new calendar values are looked for (live, InpForwardCalendar)
+#define BRIDGE_FORWARDED_IDS    256    // calendar values remembered as forwarded, so a revision is not sent again
 
 //--- connection
 input string   InpEndpoint          = "tcp://127.0.0.1:5555"; // Server endpoint (ZeroMQ)
@@ -65,6 +70,43 @@ private:
    string            m_news_queue[];
    bool              m_pending_news;   // the request in flight is a news request, not a signal
    long              m_forwarded;
+   ulong             m_forwarded_ids[];   // calendar value ids already queued (newest last, at most BRIDGE_FORWARDED_IDS)
+
+   //--- everything that belongs to one run of the EA. The terminal keeps globals (ExtBridge) across a re-init:
+   //--- new inputs, chart symbol or timeframe run OnDeinit and OnInit again without the constructor
+   void              ResetRun(void)
+     {
+      m_pending_id="";
+      m_pending_news=false;
+      m_last_bar=0;
+      m_next_ask_ms=0;
+      m_target=0;
+      m_strength=0.0;
+      m_last="";
+      m_calendar_change=0;
+      m_next_calendar_ms=0;
+      ArrayResize(m_news_queue,0);
+      ArrayResize(m_forwarded_ids,0);
+     }
+   bool              AlreadyForwarded(const ulong id) const
+     {
+      for(int i=ArraySize(m_forwarded_ids)-1;i>=0;i--)
+         if(m_forwarded_ids[i]==id)
+            return(true);
+      return(false);
+     }
+   void              RememberForwarded(const ulong id)
+     {
+      int n=ArraySize(m_forwarded_ids);
+      if(n>=BRIDGE_FORWARDED_IDS)
+        {
+         for(int i=1;i<n;i++)
+            m_forwarded_ids[i-1]=m_forwarded_ids[i];
+         n--;
+        }
+      ArrayResize(m_forwarded_ids,n+1);
+      m_forwarded_ids[n]=id;
+     }
 
    long              UtcOffset(void) const
      {
@@ -72,7 +114,7 @@ private:
          return((long)InpTesterUtcOffsetHours*3600);   // TimeGMT() equals server time in the tester
       //--- rounded to a quarter hour: the two clocks are read a moment apart
       long raw=(long)(TimeTradeServer()-TimeGMT());
-      return((long)MathRound(raw/900.0)*900);
+      return((long)MathRound((double)raw/900.0)*900);
      }
    //--- a new bar not yet asked about, or (live) the periodic ask; a bar stays due until a request for it went out,
    //--- so after a back-off the EA asks at once instead of waiting for the next bar
@@ -104,7 +146,11 @@ private:
       //--- the tester's first tick of a bar comes at the bar's open: asking as of a latency earlier means news
       //--- published right at the open move the next bar, exactly as backtest.run's --latency does
       datetime now=(m_tester ? TimeCurrent()-InpTesterLatencySeconds : TimeTradeServer());
-      if(!BridgeSignalRequest(m_pending_id,_Symbol,now,UtcOffset(),held,held_volume,bars,count,_Digits,m_tester,request))
+      //--- the symbol's currencies as the terminal knows them: the server need not guess them from the name
+      string base=SymbolInfoString(_Symbol,SYMBOL_CURRENCY_BASE);
+      string quote=SymbolInfoString(_Symbol,SYMBOL_CURRENCY_PROFIT);
+      if(!BridgeSignalRequest(m_pending_id,_Symbol,now,UtcOffset(),held,held_volume,bars,count,_Digits,m_tester,request,
+                              base,quote))
         {
          m_last="could not encode the request";
          return(false);
@@ -134,14 +180,17 @@ private:
          Print(__FUNCTION__,": ",m_last);
          return;
         }
-      if(reply.type=="error")
+      if(reply.type==BRIDGE_TYPE_ERROR)
         {
          m_rejected++;
          m_last="server error "+reply.code+": "+reply.message;
          Print(__FUNCTION__,": ",m_last);
+         //--- throttled: this bar has no target yet, so it stays due and is asked about again on the next event
+         if(reply.code==BRIDGE_E_RATE_LIMITED)
+            m_last_bar=0;
          return;
         }
-      if(reply.type!="target" || reply.symbol!=_Symbol)
+      if(reply.type!=BRIDGE_TYPE_TARGET || reply.symbol!=_Symbol)
         {
          m_rejected++;
          m_last="unexpected "+reply.type+" reply for '"+reply.symbol+"'";
@@ -178,8 +227,10 @@ private:
         {
          MqlCalendarEvent event;
          MqlCalendarCountry country;
-         if(!values[i].HasActualValue() || !CalendarEventById(values[i].event_id,event) ||
-            !CalendarCountryById(event.country_id,country))
+         //--- CalendarValueLast also returns values that changed: a release forwarded before and now revised is
+         //--- not news again (the server would count the same surprise twice)
+         if(!values[i].HasActualValue() || AlreadyForwarded(values[i].id) || !CalendarEventById(values[i].event_id,event) ||
+            !CalendarCountryById((long)event.country_id,country))
             continue;
          if(country.currency!=base && country.currency!=quote)
             continue;
@@ -200,6 +251,7 @@ private:
             int size=ArraySize(m_news_queue);
             ArrayResize(m_news_queue,size+1);
             m_news_queue[size]=request;
+            RememberForwarded(values[i].id);
            }
         }
      }
@@ -223,7 +275,7 @@ private:
       for(int i=1;i<size;i++)
          m_news_queue[i-1]=m_news_queue[i];
       ArrayResize(m_news_queue,MathMax(0,size-1));
-      if(!BridgeDecodeReply(text,reply,error) || reply.type!="ack")
+      if(!BridgeDecodeReply(text,reply,error) || reply.type!=BRIDGE_TYPE_ACK)
         {
          m_last="calendar value not accepted: "+(error!="" ? error : reply.code+" "+reply.message);
          Print(__FUNCTION__,": ",m_last);
@@ -237,7 +289,7 @@ private:
       int held=0;
       double volume=0.0;
       m_trader.Position(held,volume);
-      string link=(m_client.Reachable() ? StringFormat("server ok %.1f ms",m_client.LastRttMicros()/1000.0)
+      string link=(m_client.Reachable() ? StringFormat("server ok %.1f ms",(double)m_client.LastRttMicros()/1000.0)
                    : "SERVER UNREACHABLE, no new trades");
       Comment(StringFormat("EABridge %s | %s | target %d (%.2f) | held %d %s lots | %s",
                            _Symbol,link,m_target,m_strength,held,DoubleToString(volume,2),m_last));
@@ -249,6 +301,7 @@ public:
                      m_pending_news(false),m_forwarded(0) {}
    int               Init(void)
      {
+      ResetRun();
       string problem=CheckInputs();
       if(problem!="")
         {
@@ -262,6 +315,9 @@ public:
          return(INIT_FAILED);
         }
       m_tester=(MQLInfoInteger(MQL_TESTER)!=0);
+      if(!m_tester && AccountInfoInteger(ACCOUNT_MARGIN_MODE)!=ACCOUNT_MARGIN_MODE_RETAIL_HEDGING)
+         Print(__FUNCTION__,": netting account: one position per symbol, so ",_Symbol,
+               " is not traded while it holds a manual or another EA's position");
       TraderSettings settings;
       settings.symbol=_Symbol;
       settings.magic=InpMagic;
@@ -337,6 +393,7 @@ public:
      {
       EventKillTimer();
       m_client.Shutdown();
+      ResetRun();   // a re-init starts clean: no news reply expected, no old symbol's queue
       Comment("");
       Print(__FUNCTION__,": stopped (reason ",IntegerToString(reason),"), ",IntegerToString(m_targets)," targets, ",
             IntegerToString(m_rejected)," replies rejected, ",IntegerToString(m_client.Timeouts())," timeouts");

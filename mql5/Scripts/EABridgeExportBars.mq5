@@ -58,7 +58,7 @@ void OnStart(void)
             "); open the chart and scroll back so the terminal downloads the history");
       return;
      }
-   long offset=(long)MathRound((TimeTradeServer()-TimeGMT())/900.0)*900;
+   long offset=(long)MathRound((double)(TimeTradeServer()-TimeGMT())/900.0)*900;
    if(MQLInfoInteger(MQL_TESTER))
       Print(__FUNCTION__,": in the Strategy Tester TimeGMT() equals server time; the UTC offset in the name is 0 there");
    string name=InpFileName;

@@ -102,7 +102,7 @@ void OnStart(void)
    string wanted=","+InpCurrencies+",";
    StringReplace(wanted," ","");
    StringToUpper(wanted);
-   long offset=(long)MathRound((TimeTradeServer()-TimeGMT())/900.0)*900;
+   long offset=(long)MathRound((double)(TimeTradeServer()-TimeGMT())/900.0)*900;
    int h=FileOpen(InpFileName,FILE_WRITE|FILE_TXT|FILE_ANSI,'\t',CP_UTF8);
    if(h==INVALID_HANDLE)
      {
@@ -120,7 +120,7 @@ void OnStart(void)
      {
       MqlCalendarEvent event;
       MqlCalendarCountry country;
-      if(!CalendarEventById(values[i].event_id,event) || !CalendarCountryById(event.country_id,country))
+      if(!CalendarEventById(values[i].event_id,event) || !CalendarCountryById((long)event.country_id,country))
         {
          skipped++;
          continue;
@@ -129,10 +129,10 @@ void OnStart(void)
          continue;
       string row=TimeToString(values[i].time,TIME_DATE|TIME_MINUTES)+","+CsvField(country.code)+","+CsvField(country.currency)+","+
                  CsvField(event.name)+","+Importance(event.importance)+","+
-                 ValueText(values[i].HasActualValue(),values[i].GetActualValue(),event.digits)+","+
-                 ValueText(values[i].HasForecastValue(),values[i].GetForecastValue(),event.digits)+","+
-                 ValueText(values[i].HasPreviousValue(),values[i].GetPreviousValue(),event.digits)+","+
-                 ValueText(values[i].HasRevisedValue(),values[i].GetRevisedValue(),event.digits)+","+
+                 ValueText(values[i].HasActualValue(),values[i].GetActualValue(),(int)event.digits)+","+
+                 ValueText(values[i].HasForecastValue(),values[i].GetForecastValue(),(int)event.digits)+","+
+                 ValueText(values[i].HasPreviousValue(),values[i].GetPreviousValue(),(int)event.digits)+","+
+                 ValueText(values[i].HasRevisedValue(),values[i].GetRevisedValue(),(int)event.digits)+","+
                  EnumWord(EnumToString(event.unit),"CALENDAR_UNIT_")+","+
                  EnumWord(EnumToString(event.multiplier),"CALENDAR_MULTIPLIER_")+","+
                  IntegerToString((long)event.id)+","+IntegerToString((long)values[i].id)+"\r\n";

@@ -47,22 +47,87 @@ static_assert(sizeof(long) == 8, "the harness assumes LP64 (64-bit long), as MQL
   std::abort();
 }
 
-// MQL5 string: a value type; here it holds UTF-8 bytes (MQL5 holds UTF-16; only StringLen of non-ASCII differs).
+namespace mqlcompat {
+// Strings are stored as UTF-8 but measured as MQL5 measures them, in UTF-16 code units. A lone surrogate (half of a
+// character outside the BMP, as StringSubstr or ShortToString can make) is stored as its 3-byte form; two halves
+// joined become the character's 4-byte UTF-8 again, as two UTF-16 halves become one character in MQL5.
+inline bool ascii(const std::string &s) {
+  for (char c : s)
+    if ((unsigned char)c >= 0x80) return false;
+  return true;
+}
+inline std::u16string to_u16(const std::string &s) {
+  std::u16string o;
+  o.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    unsigned char c = (unsigned char)s[i];
+    unsigned cp = 0;
+    size_t n = 1;
+    if (c < 0x80) cp = c;
+    else if ((c >> 5) == 6 && i + 1 < s.size()) { cp = ((c & 0x1Fu) << 6) | ((unsigned char)s[i + 1] & 0x3Fu); n = 2; }
+    else if ((c >> 4) == 14 && i + 2 < s.size()) {
+      cp = ((c & 0x0Fu) << 12) | (((unsigned char)s[i + 1] & 0x3Fu) << 6) | ((unsigned char)s[i + 2] & 0x3Fu); n = 3;
+    } else if ((c >> 3) == 30 && i + 3 < s.size()) {
+      cp = ((c & 0x07u) << 18) | (((unsigned char)s[i + 1] & 0x3Fu) << 12) | (((unsigned char)s[i + 2] & 0x3Fu) << 6) |
+           ((unsigned char)s[i + 3] & 0x3Fu);
+      n = 4;
+    } else cp = 0xFFFD;
+    if (cp >= 0x10000) {
+      cp -= 0x10000;
+      o += (char16_t)(0xD800 + (cp >> 10));
+      o += (char16_t)(0xDC00 + (cp & 0x3FF));
+    } else o += (char16_t)cp;
+    i += n;
+  }
+  return o;
+}
+inline void put_utf8(std::string &o, unsigned cp) {
+  if (cp < 0x80) o += (char)cp;
+  else if (cp < 0x800) { o += (char)(0xC0 | (cp >> 6)); o += (char)(0x80 | (cp & 0x3F)); }
+  else if (cp < 0x10000) { o += (char)(0xE0 | (cp >> 12)); o += (char)(0x80 | ((cp >> 6) & 0x3F)); o += (char)(0x80 | (cp & 0x3F)); }
+  else {
+    o += (char)(0xF0 | (cp >> 18)); o += (char)(0x80 | ((cp >> 12) & 0x3F));
+    o += (char)(0x80 | ((cp >> 6) & 0x3F)); o += (char)(0x80 | (cp & 0x3F));
+  }
+}
+inline std::string from_u16(const std::u16string &u) {
+  std::string o;
+  for (size_t i = 0; i < u.size(); i++) {
+    unsigned c = u[i];
+    if (c >= 0xD800 && c < 0xDC00 && i + 1 < u.size() && u[i + 1] >= 0xDC00 && u[i + 1] < 0xE000) {
+      put_utf8(o, 0x10000 + ((c - 0xD800) << 10) + (unsigned)(u[i + 1] - 0xDC00));
+      i++;
+    } else put_utf8(o, c);
+  }
+  return o;
+}
+// a + b, re-pairing a high surrogate at the end of a with a low one at the start of b
+inline std::string join(const std::string &a, const std::string &b) {
+  size_t n = a.size();
+  if (n >= 3 && b.size() >= 3 && (unsigned char)a[n - 3] == 0xED && ((unsigned char)a[n - 2] & 0xF0) == 0xA0 &&
+      (unsigned char)b[0] == 0xED && ((unsigned char)b[1] & 0xF0) == 0xB0)
+    return a.substr(0, n - 3) + from_u16(to_u16(a.substr(n - 3) + b.substr(0, 3))) + b.substr(3);
+  return a + b;
+}
+}  // namespace mqlcompat
+
+// MQL5 string: a value type of UTF-16 code units; here it holds their UTF-8 form, and every function that counts or
+// indexes (StringLen, StringGetCharacter, StringSubstr, StringFind) counts UTF-16 units, as MQL5 does.
 class string {
  public:
   std::string s;
   string() {}
   string(const char *c) : s(c ? c : "") {}
   string(const std::string &x) : s(x) {}
-  string &operator+=(const string &o) { s += o.s; return *this; }
-  string &operator+=(const char *o) { s += o; return *this; }
+  string &operator+=(const string &o) { s = mqlcompat::join(s, o.s); return *this; }
+  string &operator+=(const char *o) { s = mqlcompat::join(s, o); return *this; }
   template <class N, class = typename std::enable_if<std::is_arithmetic<N>::value>::type>
   string &operator+=(N) = delete;  // MQL5 would convert the number; we make the conversion explicit
   const char *c_str() const { return s.c_str(); }
 };
-inline string operator+(const string &a, const string &b) { return string(a.s + b.s); }
-inline string operator+(const string &a, const char *b) { return string(a.s + b); }
-inline string operator+(const char *a, const string &b) { return string(a + b.s); }
+inline string operator+(const string &a, const string &b) { return string(mqlcompat::join(a.s, b.s)); }
+inline string operator+(const string &a, const char *b) { return string(mqlcompat::join(a.s, b)); }
+inline string operator+(const char *a, const string &b) { return string(mqlcompat::join(a, b.s)); }
 template <class N, class = typename std::enable_if<std::is_arithmetic<N>::value>::type>
 string operator+(const string &, N) = delete;
 template <class N, class = typename std::enable_if<std::is_arithmetic<N>::value>::type>
@@ -85,11 +150,11 @@ class MqlArray {
   MqlArray(std::initializer_list<T> init) : v(init) {}
   T &operator[](long i) {
     if (i < 0 || i >= (long)v.size()) MqlCritical("array out of range: index " + std::to_string(i) + " of " + std::to_string(v.size()));
-    return series ? v[v.size() - 1 - i] : v[i];
+    return series ? v[v.size() - 1 - (size_t)i] : v[(size_t)i];
   }
   const T &operator[](long i) const {
     if (i < 0 || i >= (long)v.size()) MqlCritical("array out of range: index " + std::to_string(i) + " of " + std::to_string(v.size()));
-    return series ? v[v.size() - 1 - i] : v[i];
+    return series ? v[v.size() - 1 - (size_t)i] : v[(size_t)i];
   }
   T *data() { return v.data(); }
   const T *data() const { return v.data(); }
@@ -192,9 +257,18 @@ struct SimBar {
   int spread;
 };
 struct Sim {
-  // clock: server time; gmt = time - utc_offset (the tester makes them equal, see `tester`)
+  // Two clocks, as the terminal has them: `time` is TimeCurrent(), the time of the last quote, which stops when quotes
+  // stop (Friday evening, holidays); `server_now` is TimeTradeServer(), the trade server's clock, which runs on.
+  // SimSetTime() moves both (a quote arrives); a weekend moves only server_now. TimeGMT() = server_now - utc_offset
+  // live; in the tester TimeGMT() and TimeTradeServer() equal TimeCurrent().
   datetime time = 1483228800;  // 2017-01-01
+  datetime server_now = 1483228800;
   long utc_offset = 0;
+  // trade sessions per day of week (0 = Sunday), seconds from midnight [from, to); all empty = always open
+  std::vector<std::pair<long, long>> sessions[7];
+  bool dlls_allowed = true;
+  // terminal global variables (GlobalVariableSet ...): they survive an EA's re-init and a terminal restart
+  std::map<std::string, double> globals;
   bool tester = false;
   // symbol
   string symbol = "EURUSD";
@@ -203,6 +277,7 @@ struct Sim {
   double tick_size = 0.00001, tick_value = 1.0;  // per lot, account currency (USD account, xxxUSD pair, 100k lot)
   double contract_size = 100000, vol_min = 0.01, vol_max = 100, vol_step = 0.01, vol_limit = 0;
   long stops_level = 0, freeze_level = 0, filling = 3 /* FOK|IOC */, trade_mode = 4 /* full */;
+  long exemode = 2;  // SYMBOL_TRADE_EXECUTION_MARKET, what most FX brokers' symbols use
   bool trade_allowed = true;
   // account
   double balance = 10000, equity = 10000, margin_per_lot = 1000;
@@ -284,26 +359,41 @@ inline std::string mqlcompat::format(const char *fmt, const std::vector<FmtArg> 
 }
 
 // ---------------------------------------------------------------- strings
-inline int StringLen(const string &s) { return (int)s.s.size(); }
+inline int StringLen(const string &s) {
+  return mqlcompat::ascii(s.s) ? (int)s.s.size() : (int)mqlcompat::to_u16(s.s).size();
+}
 inline int StringFind(const string &s, const string &what, int start = 0) {
   if (start < 0) start = 0;
-  size_t r = s.s.find(what.s, (size_t)start);
-  return r == std::string::npos ? -1 : (int)r;
+  if (mqlcompat::ascii(s.s) && mqlcompat::ascii(what.s)) {
+    size_t r = s.s.find(what.s, (size_t)start);
+    return r == std::string::npos ? -1 : (int)r;
+  }
+  std::u16string u = mqlcompat::to_u16(s.s), w = mqlcompat::to_u16(what.s);
+  size_t r = u.find(w, (size_t)start);
+  return r == std::u16string::npos ? -1 : (int)r;
 }
 inline string StringSubstr(const string &s, int start, int length = -1) {
-  if (start < 0 || start >= (int)s.s.size()) return string("");
-  return string(length < 0 ? s.s.substr((size_t)start) : s.s.substr((size_t)start, (size_t)length));
+  if (mqlcompat::ascii(s.s)) {
+    if (start < 0 || start >= (int)s.s.size()) return string("");
+    return string(length < 0 ? s.s.substr((size_t)start) : s.s.substr((size_t)start, (size_t)length));
+  }
+  std::u16string u = mqlcompat::to_u16(s.s);
+  if (start < 0 || start >= (int)u.size()) return string("");
+  return string(mqlcompat::from_u16(length < 0 ? u.substr((size_t)start) : u.substr((size_t)start, (size_t)length)));
 }
 inline ushort StringGetCharacter(const string &s, int pos) {
-  if (pos < 0 || pos >= (int)s.s.size()) return 0;
-  return (ushort)(uchar)s.s[(size_t)pos];
+  if (mqlcompat::ascii(s.s)) {
+    if (pos < 0 || pos >= (int)s.s.size()) return 0;
+    return (ushort)(uchar)s.s[(size_t)pos];
+  }
+  std::u16string u = mqlcompat::to_u16(s.s);
+  if (pos < 0 || pos >= (int)u.size()) return 0;
+  return (ushort)u[(size_t)pos];
 }
 // MQL5 characters are UTF-16 units; here one unit becomes its UTF-8 bytes (a lone surrogate encodes as itself).
 inline string ShortToString(ushort c) {
   std::string o;
-  if (c < 0x80) o += (char)c;
-  else if (c < 0x800) { o += (char)(0xC0 | (c >> 6)); o += (char)(0x80 | (c & 0x3F)); }
-  else { o += (char)(0xE0 | (c >> 12)); o += (char)(0x80 | ((c >> 6) & 0x3F)); o += (char)(0x80 | (c & 0x3F)); }
+  mqlcompat::put_utf8(o, c);
   return string(o);
 }
 inline int StringReplace(string &s, const string &find, const string &repl) {
@@ -346,8 +436,11 @@ inline int StringToCharArray(const string &s, MqlArray<uchar> &a, int start = 0,
   for (int i = 0; i < n; i++) a.v[(size_t)(start + i)] = i < (int)s.s.size() ? (uchar)s.s[(size_t)i] : 0;
   return n;
 }
+// MQL5 documents count as a number of elements or -1 (up to the terminating zero); 0 is not documented, so it stops
+// the program here: code must not depend on what the terminal does with it.
 inline string CharArrayToString(const MqlArray<uchar> &a, int start = 0, int count = WHOLE_ARRAY, uint codepage = CP_ACP) {
   (void)codepage;
+  if (count == 0) MqlCritical("CharArrayToString with count 0: undocumented in MQL5, guard it");
   std::string o;
   for (int i = start; i < (int)a.v.size() && (count < 0 || i < start + count); i++) {
     if (a.v[(size_t)i] == 0) break;
@@ -401,10 +494,26 @@ inline string TimeToString(datetime t, int mode = TIME_DATE | TIME_MINUTES) {
   return string(o);
 }
 inline datetime TimeCurrent() { return g_sim.time; }
-inline datetime TimeTradeServer() { return g_sim.time; }
+inline datetime TimeTradeServer() { return g_sim.tester ? g_sim.time : g_sim.server_now; }
 // In the Strategy Tester TimeGMT() equals the simulated server time; live it is the real UTC clock.
-inline datetime TimeGMT() { return g_sim.tester ? g_sim.time : g_sim.time - g_sim.utc_offset; }
-inline datetime TimeLocal() { return g_sim.time; }
+inline datetime TimeGMT() { return g_sim.tester ? g_sim.time : g_sim.server_now - g_sim.utc_offset; }
+inline datetime TimeLocal() { return TimeTradeServer(); }
+// A quote arrives at t: both clocks move.
+inline void SimSetTime(datetime t) { g_sim.time = t; g_sim.server_now = t; }
+// Monday..Friday open all day, Saturday and Sunday closed: the weekend as a broker's FX symbol has it.
+inline void SimWeekdaySessions() {
+  for (int d = 0; d < 7; d++) g_sim.sessions[d].clear();
+  for (int d = 1; d <= 5; d++) g_sim.sessions[d].push_back({0, 86400});
+}
+inline bool SimInSession(datetime t) {
+  bool any = false;
+  for (auto &d : g_sim.sessions) any |= !d.empty();
+  if (!any) return true;
+  long day = ((t / 86400) + 4) % 7, sec = t % 86400;  // 1970-01-01 was a Thursday
+  for (auto &s : g_sim.sessions[day])
+    if (sec >= s.first && sec < s.second) return true;
+  return false;
+}
 inline uint GetTickCount() { return (uint)std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 inline ulong GetTickCount64() { return (ulong)std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 inline ulong GetMicrosecondCount() { return (ulong)std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
@@ -415,7 +524,7 @@ enum ENUM_MQL_INFO_INTEGER { MQL_TESTER, MQL_OPTIMIZATION, MQL_VISUAL_MODE, MQL_
 inline int MQLInfoInteger(ENUM_MQL_INFO_INTEGER p) {
   switch (p) {
     case MQL_TESTER: return g_sim.tester ? 1 : 0;
-    case MQL_DLLS_ALLOWED: return 1;
+    case MQL_DLLS_ALLOWED: return g_sim.dlls_allowed ? 1 : 0;
     case MQL_TRADE_ALLOWED: return g_sim.trade_allowed ? 1 : 0;
     default: return 0;
   }
@@ -442,8 +551,11 @@ enum ENUM_SYMBOL_INFO_DOUBLE {
   SYMBOL_VOLUME_MIN, SYMBOL_VOLUME_MAX, SYMBOL_VOLUME_STEP, SYMBOL_VOLUME_LIMIT
 };
 enum ENUM_SYMBOL_INFO_INTEGER {
-  SYMBOL_DIGITS, SYMBOL_SPREAD, SYMBOL_TRADE_STOPS_LEVEL, SYMBOL_TRADE_FREEZE_LEVEL, SYMBOL_FILLING_MODE, SYMBOL_TRADE_MODE, SYMBOL_SELECT
+  SYMBOL_DIGITS, SYMBOL_SPREAD, SYMBOL_TRADE_STOPS_LEVEL, SYMBOL_TRADE_FREEZE_LEVEL, SYMBOL_FILLING_MODE, SYMBOL_TRADE_MODE, SYMBOL_SELECT,
+  SYMBOL_TRADE_EXEMODE
 };
+enum ENUM_SYMBOL_TRADE_EXECUTION { SYMBOL_TRADE_EXECUTION_REQUEST = 0, SYMBOL_TRADE_EXECUTION_INSTANT = 1, SYMBOL_TRADE_EXECUTION_MARKET = 2, SYMBOL_TRADE_EXECUTION_EXCHANGE = 3 };
+enum ENUM_DAY_OF_WEEK { SUNDAY = 0, MONDAY = 1, TUESDAY = 2, WEDNESDAY = 3, THURSDAY = 4, FRIDAY = 5, SATURDAY = 6 };
 #define SYMBOL_FILLING_FOK 1
 #define SYMBOL_FILLING_IOC 2
 enum ENUM_SYMBOL_TRADE_MODE { SYMBOL_TRADE_MODE_DISABLED = 0, SYMBOL_TRADE_MODE_LONGONLY = 1, SYMBOL_TRADE_MODE_SHORTONLY = 2, SYMBOL_TRADE_MODE_CLOSEONLY = 3, SYMBOL_TRADE_MODE_FULL = 4 };
@@ -478,6 +590,7 @@ inline long SymbolInfoInteger(const string &sym, ENUM_SYMBOL_INFO_INTEGER p) {
     case SYMBOL_FILLING_MODE: return g_sim.filling;
     case SYMBOL_TRADE_MODE: return g_sim.trade_mode;
     case SYMBOL_SELECT: return 1;
+    case SYMBOL_TRADE_EXEMODE: return g_sim.exemode;
   }
   return 0;
 }
@@ -499,6 +612,36 @@ inline bool SymbolInfoTick(const string &sym, MqlTick &t) {
   return true;
 }
 inline bool SymbolSelect(const string &sym, bool) { return mql_known_symbol(sym); }
+// The symbol's trade sessions of one day, as times of day (1970-01-01 + seconds). No sessions set: one all day.
+inline bool SymbolInfoSessionTrade(const string &sym, ENUM_DAY_OF_WEEK day, uint index, datetime &from, datetime &to) {
+  if (!mql_known_symbol(sym)) return false;
+  bool any = false;
+  for (auto &d : g_sim.sessions) any |= !d.empty();
+  if (!any) {
+    if (index != 0) return false;
+    from = 0; to = 86400;
+    return true;
+  }
+  auto &d = g_sim.sessions[(int)day];
+  if (index >= d.size()) return false;
+  from = d[index].first; to = d[index].second;
+  return true;
+}
+
+// ---------------------------------------------------------------- terminal global variables
+inline datetime GlobalVariableSet(const string &name, double value) {
+  if (name.s.empty() || name.s.size() > 63) { mql_last_error() = 4501; return 0; }
+  g_sim.globals[name.s] = value;
+  return TimeTradeServer();
+}
+inline bool GlobalVariableCheck(const string &name) { return g_sim.globals.count(name.s) != 0; }
+inline double GlobalVariableGet(const string &name) {
+  auto it = g_sim.globals.find(name.s);
+  if (it == g_sim.globals.end()) { mql_last_error() = 4501; return 0; }
+  return it->second;
+}
+inline bool GlobalVariableDel(const string &name) { return g_sim.globals.erase(name.s) != 0; }
+inline void GlobalVariablesFlush() {}
 
 // ---------------------------------------------------------------- account
 enum ENUM_ACCOUNT_INFO_DOUBLE { ACCOUNT_BALANCE, ACCOUNT_EQUITY, ACCOUNT_MARGIN_FREE };
@@ -637,9 +780,15 @@ inline bool volume_ok(double v) {
   double steps = v / g_sim.vol_step;
   return std::fabs(steps - std::round(steps)) < 1e-6;
 }
+// Prices must be whole multiples of the tick size (0 = no stop).
+inline bool on_tick_grid(double price) {
+  if (price == 0.0 || g_sim.tick_size <= 0) return true;
+  double ticks = price / g_sim.tick_size;
+  return std::fabs(ticks - std::round(ticks)) < 1e-6;
+}
 // A buy's stops are checked against the bid it would close at, a sell's against the ask, at the stops level.
 inline bool stops_ok(int type, double sl, double tp) {
-  double gap = g_sim.stops_level * g_sim.point;
+  double gap = (double)g_sim.stops_level * g_sim.point;
   if (type == ORDER_TYPE_BUY) {
     if (sl > 0 && sl > g_sim.bid - gap) return false;
     if (tp > 0 && tp < g_sim.bid + gap) return false;
@@ -671,10 +820,16 @@ inline bool OrderSend(const MqlTradeRequest &r, MqlTradeResult &res) {
   if (!g_sim.trade_allowed || g_sim.trade_mode == SYMBOL_TRADE_MODE_DISABLED) return fail(TRADE_RETCODE_TRADE_DISABLED);
   if (!volume_ok(r.volume)) return fail(TRADE_RETCODE_INVALID_VOLUME);
   if (r.type != ORDER_TYPE_BUY && r.type != ORDER_TYPE_SELL) return fail(TRADE_RETCODE_INVALID);
+  if (!SimInSession(g_sim.server_now)) return fail(TRADE_RETCODE_MARKET_CLOSED);
+  // Filling, as the execution mode decides: request and instant execution fill whatever is asked; market execution
+  // takes FOK or IOC when the symbol's flags allow it and never RETURN; exchange execution also takes RETURN.
   int allowed = (int)g_sim.filling;
-  if ((r.type_filling == ORDER_FILLING_FOK && !(allowed & SYMBOL_FILLING_FOK)) ||
-      (r.type_filling == ORDER_FILLING_IOC && !(allowed & SYMBOL_FILLING_IOC)))
-    return fail(TRADE_RETCODE_INVALID_FILL);
+  if (g_sim.exemode == SYMBOL_TRADE_EXECUTION_MARKET || g_sim.exemode == SYMBOL_TRADE_EXECUTION_EXCHANGE) {
+    if ((r.type_filling == ORDER_FILLING_FOK && !(allowed & SYMBOL_FILLING_FOK)) ||
+        (r.type_filling == ORDER_FILLING_IOC && !(allowed & SYMBOL_FILLING_IOC)) ||
+        (r.type_filling == ORDER_FILLING_RETURN && g_sim.exemode == SYMBOL_TRADE_EXECUTION_MARKET))
+      return fail(TRADE_RETCODE_INVALID_FILL);
+  }
   double price = r.type == ORDER_TYPE_BUY ? g_sim.ask : g_sim.bid;
   if (r.price > 0 && std::fabs(r.price - price) > (double)r.deviation * g_sim.point + 1e-12) {
     res.bid = g_sim.bid; res.ask = g_sim.ask;
@@ -690,7 +845,7 @@ inline bool OrderSend(const MqlTradeRequest &r, MqlTradeResult &res) {
   if (g_sim.hedging && r.position != 0 && idx < 0) return fail(TRADE_RETCODE_POSITION_CLOSED);
   bool opening = idx < 0 || g_sim.positions[(size_t)idx].type == ptype;
   if (opening) {
-    if (!stops_ok(r.type, r.sl, r.tp)) return fail(TRADE_RETCODE_INVALID_STOPS);
+    if (!on_tick_grid(r.sl) || !on_tick_grid(r.tp) || !stops_ok(r.type, r.sl, r.tp)) return fail(TRADE_RETCODE_INVALID_STOPS);
     if (AccountInfoDouble(ACCOUNT_MARGIN_FREE) < r.volume * g_sim.margin_per_lot) return fail(TRADE_RETCODE_NO_MONEY);
   }
   long ticket = g_sim.next_ticket++;
@@ -868,10 +1023,10 @@ struct MqlCalendarValue {
   bool HasForecastValue() const { return forecast_value != LONG_MIN; }
   bool HasPreviousValue() const { return prev_value != LONG_MIN; }
   bool HasRevisedValue() const { return revised_prev_value != LONG_MIN; }
-  double GetActualValue() const { return HasActualValue() ? actual_value / 1e6 : std::nan(""); }
-  double GetForecastValue() const { return HasForecastValue() ? forecast_value / 1e6 : std::nan(""); }
-  double GetPreviousValue() const { return HasPreviousValue() ? prev_value / 1e6 : std::nan(""); }
-  double GetRevisedValue() const { return HasRevisedValue() ? revised_prev_value / 1e6 : std::nan(""); }
+  double GetActualValue() const { return HasActualValue() ? (double)actual_value / 1e6 : std::nan(""); }
+  double GetForecastValue() const { return HasForecastValue() ? (double)forecast_value / 1e6 : std::nan(""); }
+  double GetPreviousValue() const { return HasPreviousValue() ? (double)prev_value / 1e6 : std::nan(""); }
+  double GetRevisedValue() const { return HasRevisedValue() ? (double)revised_prev_value / 1e6 : std::nan(""); }
 };
 struct MqlCalendarEvent {
   ulong id; int type, sector, frequency, time_mode; ulong country_id;
@@ -884,6 +1039,7 @@ struct SimCalendar {
   std::vector<MqlCalendarValue> values;
   std::vector<MqlCalendarEvent> events;
   std::vector<MqlCalendarCountry> countries;
+  std::vector<size_t> changes;  // index into values of each addition or change, in order: the change ids
 };
 inline SimCalendar &g_calendar() { static SimCalendar c; return c; }
 inline int CalendarValueHistory(MqlArray<MqlCalendarValue> &out, datetime from, datetime to = 0, const string &country = string(""), const string &currency = string("")) {
@@ -894,25 +1050,46 @@ inline int CalendarValueHistory(MqlArray<MqlCalendarValue> &out, datetime from, 
     if (v.time >= from && (to == 0 || v.time <= to)) out.v.push_back(v);
   return (int)out.v.size();
 }
-// Values added since `change_id` (here: an index into the simulated database). As in MQL5, a first call with 0 only
-// records where the calendar stands and returns nothing.
+// Values added or changed since `change_id` (here: a position in the simulated change log), each once. As in MQL5,
+// a first call with 0 only records where the calendar stands and returns nothing; a value whose actual figure is
+// published or revised comes back again with its id, as the terminal's does.
 inline int CalendarValueLast(ulong &change_id, MqlArray<MqlCalendarValue> &out, const string &country = string(""), const string &currency = string("")) {
   (void)country; (void)currency;
   if (g_sim.tester) { mql_last_error() = ERR_FUNCTION_NOT_ALLOWED; return -1; }
   out.v.clear();
-  auto &all = g_calendar().values;
-  if (change_id != 0)
-    for (size_t i = (size_t)change_id - 1; i < all.size(); i++) out.v.push_back(all[i]);
-  change_id = (ulong)all.size() + 1;  // never 0 once initialised
+  auto &cal = g_calendar();
+  if (change_id != 0) {
+    std::vector<size_t> seen;
+    for (size_t i = (size_t)change_id - 1; i < cal.changes.size(); i++) {
+      size_t k = cal.changes[i];
+      if (std::find(seen.begin(), seen.end(), k) != seen.end()) continue;
+      seen.push_back(k);
+      out.v.push_back(cal.values[k]);
+    }
+  }
+  change_id = (ulong)cal.changes.size() + 1;  // never 0 once initialised
   return (int)out.v.size();
+}
+// Test helpers: a value enters the calendar, or an existing one changes (its revision counts up).
+inline void SimCalendarAdd(const MqlCalendarValue &v) {
+  g_calendar().values.push_back(v);
+  g_calendar().changes.push_back(g_calendar().values.size() - 1);
+}
+inline void SimCalendarChange(size_t index, const MqlCalendarValue &v) {
+  auto &cal = g_calendar();
+  int revision = cal.values[index].revision + 1;
+  cal.values[index] = v;
+  cal.values[index].revision = revision;
+  cal.changes.push_back(index);
 }
 inline bool CalendarEventById(ulong id, MqlCalendarEvent &e) {
   for (auto &x : g_calendar().events)
     if (x.id == id) { e = x; return true; }
   return false;
 }
-inline bool CalendarCountryById(ulong id, MqlCalendarCountry &k) {
+// MQL5 declares the country id `long` although MqlCalendarEvent::country_id is `ulong`: the caller must cast.
+inline bool CalendarCountryById(long id, MqlCalendarCountry &k) {
   for (auto &x : g_calendar().countries)
-    if (x.id == id) { k = x; return true; }
+    if ((long)x.id == id) { k = x; return true; }
   return false;
 }

@@ -15,7 +15,7 @@ int main(int argc, char **argv) {
     g_sim.bars.push_back(b);
   }
   g_sim.bar_index = (long)g_sim.bars.size() - 1;
-  g_sim.time = g_sim.bars.back().time + 3600;
+  SimSetTime(g_sim.bars.back().time + 3600);
   g_sim.utc_offset = std::atol(argv[3]);
   InpFrom = std::atol(argv[4]);
   InpTo = std::atol(argv[5]);

@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
     g_calendar().values.push_back(v);
     id++;
   }
-  g_sim.time = 1704499200;  // 2024-01-06 00:00 server time, after every value in the tests
+  SimSetTime(1704499200);  // 2024-01-06 00:00 server time, after every value in the tests
   g_sim.utc_offset = std::atol(argv[3]);
   g_sim.tester = std::atoi(argv[6]) != 0;
   InpServerTz = argv[4];

@@ -189,9 +189,59 @@ static void builtin_checks() {
         "number formatting");
 }
 
+// Strings as MQL5 has them: UTF-16 code units. Calendar event names are localised and often not ASCII; the protocol's
+// limit is in UTF-8 bytes, which StringLen does not count.
+static void utf16_checks() {
+  string euro("\xe2\x82\xac" "uro"), smile("\xf0\x9f\x98\x80"), mixed("a\xf0\x9f\x98\x80" "b\xc3\xa9");
+  CHECK(StringLen(euro) == 4 && StringLen(smile) == 2 && StringLen(mixed) == 5, "StringLen counts UTF-16 units");
+  CHECK(StringGetCharacter(euro, 0) == 0x20AC && StringGetCharacter(smile, 0) == 0xD83D && StringGetCharacter(smile, 1) == 0xDE00,
+        "StringGetCharacter returns UTF-16 units, surrogates included");
+  CHECK(StringSubstr(mixed, 1, 2) == smile && StringSubstr(mixed, 3) == string("b\xc3\xa9") && StringSubstr(mixed, 4, 1) == string("\xc3\xa9"),
+        "StringSubstr cuts at UTF-16 units");
+  CHECK(StringSubstr(mixed, 1, 1) + StringSubstr(mixed, 2, 1) == smile, "two halves of a surrogate pair join into the character");
+  CHECK(StringFind(mixed, "b") == 3, "StringFind counts UTF-16 units");
+  // a headline of 30,000 euro signs: 30,000 units, 90,000 bytes: over the 64 KiB frame limit, so not encodable
+  string wide;
+  for (int i = 0; i < 30000; i++) wide += "\xe2\x82\xac";
+  string out;
+  CHECK(StringLen(wide) == 30000 && BridgeUtf8Bytes(wide) == 90000, "30,000 units are 90,000 UTF-8 bytes");
+  CHECK(!BridgeNewsRequest("n1", wide, 1704468600, 7200, "mt5-calendar", "EUR", wide, "high", 1.0, 2.0, 3.0, out),
+        "a news request over 64 KiB of UTF-8 is refused although StringLen is under it");
+  // escapes next to non-ASCII and astral characters survive the writer and the parser
+  string name("Zinsentscheidung der \"EZB\" \xe2\x82\xac\t\xf0\x9f\x87\xaa\xf0\x9f\x87\xba");
+  CJsonDoc doc;
+  CHECK(doc.Parse(JsonQuote(name)) && doc.Text(0) == name, "non-ASCII round trip: " + JsonQuote(name).s);
+  CHECK(doc.Parse(string("\"\\ud83d\\ude00\"")) && doc.Text(0) == smile, "a \\u surrogate pair decodes to the character");
+}
+
+// test_json news-utf8 FILE: one calendar event name per line (UTF-8) -> the news request the EA sends for it, one per
+// line, for the pytest to read with Python's json.
+static int news_utf8(const char *path) {
+  std::ifstream f(path, std::ios::binary);
+  std::string line;
+  int n = 0;
+  while (std::getline(f, line)) {
+    string out;
+    if (!BridgeNewsRequest(string("cal-" + std::to_string(++n)), string("EUR " + line), 1704468600, 7200, "mt5-calendar", "EUR",
+                           string(line), "high", 1.5, 1.2, std::nan(""), out)) {
+      std::fprintf(stderr, "cannot encode %s\n", line.c_str());
+      return 1;
+    }
+    std::printf("%s\n", out.c_str());
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 3 && std::string(argv[1]) == "news-utf8") return news_utf8(argv[2]);
+  if (argc == 2 && std::string(argv[1]) == "utf16") {
+    utf16_checks();
+    std::fprintf(stderr, "test_json utf16: %d checks, %d failures\n", g_checks, g_failures);
+    return g_failures == 0 ? 0 : 1;
+  }
   for (int i = 1; i < argc; i++) golden(argv[i]);
   builtin_checks();
+  utf16_checks();
   std::fflush(stdout);
   std::fprintf(stderr, "test_json: %d checks, %d failures\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;

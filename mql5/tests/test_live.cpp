@@ -7,6 +7,10 @@
 //       TICK n sleep_ms                 OnTimer runs n more times, sleeping between (live replies arrive on timers)
 //       CAL time|country|currency|event|importance|unit|multiplier|digits|actual|forecast|previous|revised
 //                                       a calendar value is released (server time; empty number = none)
+//       CALREV k|actual|forecast|previous  the k-th value released so far (0 = first) changes: published or revised
+//                                       (CalendarValueLast returns it again, with its revision counted up)
+//       REINIT reason [symbol]          OnDeinit(reason) then OnInit(), globals kept, as the terminal does when inputs,
+//                                       the chart's symbol (given: the chart switches to it) or timeframe change
 //       PAUSE label                     prints "PAUSED label" and waits for a line on stdin (the test starts or
 //                                       kills the server meanwhile)
 //     After every BAR and TICK it prints:
@@ -62,7 +66,7 @@ static int run(int argc, char **argv) {
       script >> b.time >> b.open >> b.high >> b.low >> b.close;
       g_sim.bars.push_back(b);
       g_sim.bar_index = (long)g_sim.bars.size() - 1;
-      g_sim.time = b.time;
+      SimSetTime(b.time);
       g_sim.bid = b.open - half;
       g_sim.ask = b.open + half;
       timer();
@@ -93,7 +97,31 @@ static int run(int argc, char **argv) {
       v.actual_value = scaled(f[8]); v.forecast_value = scaled(f[9]); v.prev_value = scaled(f[10]); v.revised_prev_value = scaled(f[11]);
       g_calendar().countries.push_back(c);
       g_calendar().events.push_back(e);
-      g_calendar().values.push_back(v);
+      SimCalendarAdd(v);
+    } else if (cmd == "CALREV") {
+      std::string line;
+      std::getline(script, line);
+      line.erase(0, line.find_first_not_of(' '));
+      std::vector<std::string> f;
+      std::stringstream ss(line);
+      std::string part;
+      while (std::getline(ss, part, '|')) f.push_back(part);
+      while (f.size() < 4) f.push_back("");
+      auto scaled = [](const std::string &x) { return x.empty() ? LONG_MIN : std::llround(std::stod(x) * 1e6); };
+      size_t k = (size_t)std::stoul(f[0]);
+      MqlCalendarValue v = g_calendar().values[k];
+      v.actual_value = scaled(f[1]); v.forecast_value = scaled(f[2]); v.prev_value = scaled(f[3]);
+      SimCalendarChange(k, v);
+    } else if (cmd == "REINIT") {
+      int reason = 0;
+      script >> reason;
+      std::string rest;
+      std::getline(script, rest);
+      rest.erase(0, rest.find_first_not_of(' '));
+      OnDeinit(reason);
+      if (!rest.empty()) g_sim.symbol = rest;
+      if (OnInit() != INIT_SUCCEEDED) { std::fprintf(stderr, "OnInit failed after re-init\n"); return 3; }
+      state();
     } else if (cmd == "PAUSE") {
       std::string label;
       script >> label;

@@ -256,14 +256,189 @@ static void no_reentry_after_stop() {
   CHECK(t.Reconcile(-1, 0.003, 0.006, g_sim.time) == RECONCILE_OPENED && held(t) == -1, "an opposite target opens");
 }
 
-int main() {
-  lot_sizing();
-  no_reentry_after_stop();
-  reconcile_cycle();
-  foreign_positions_and_hedging();
-  gates();
-  retcodes();
-  reply_to_trade();
-  input_checks();
+
+// Item 3 of issue 12: TimeCurrent() stops at the last quote (Friday evening) while TimeTradeServer() runs on. The
+// market-closed back-off must be set and checked on one clock, and no order goes out outside the trade sessions.
+static void two_clocks_and_weekends() {
+  reset_sim();
+  SimWeekdaySessions();
+  CBridgeTrader t;
+  t.Init(settings());
+  datetime friday = 1483740000;        // 2017-01-06 22:00, a Friday: the last quote
+  SimSetTime(friday);
+  g_sim.server_now = friday + 12 * 3600;  // Saturday 10:00 on the trade server's clock; no quotes since
+  CHECK(TimeCurrent() != TimeTradeServer(), "the two clocks differ at the weekend");
+  int sends = g_sim.order_sends;
+  for (int i = 0; i < 5; i++) t.Reconcile(1, 0.003, 0.006, TimeTradeServer() + i * 60);
+  CHECK(g_sim.order_sends - sends <= 1, "at most one doomed order all weekend, sent " + std::to_string(g_sim.order_sends - sends));
+  CHECK(g_sim.positions.empty(), "nothing opened at the weekend");
+  // a market closed inside the sessions (a holiday): the back-off holds on the trade server's clock, although the
+  // last quote is ten minutes old
+  reset_sim();
+  t.Init(settings());
+  datetime monday = 1483920000;  // 2017-01-09 00:00
+  SimSetTime(monday);
+  g_sim.server_now = monday + 600;
+  g_sim.forced_retcodes = {TRADE_RETCODE_MARKET_CLOSED};
+  CHECK(t.Reconcile(1, 0.003, 0.006, TimeTradeServer()) == RECONCILE_FAILED, "market closed fails");
+  CHECK(t.Reconcile(1, 0.003, 0.006, TimeTradeServer() + 10) == RECONCILE_SKIPPED && g_sim.order_sends == 1,
+        "no new order 10 s later by the trade server's clock");
+  CHECK(t.Reconcile(1, 0.003, 0.006, TimeTradeServer() + 61) == RECONCILE_OPENED, "tries again after the back-off");
+  // Monday morning, quotes again: trading resumes
+  reset_sim();
+  SimWeekdaySessions();
+  t.Init(settings());
+  SimSetTime(monday + 3600);
+  CHECK(t.Reconcile(1, 0.003, 0.006, TimeTradeServer()) == RECONCILE_OPENED, "inside the sessions: opens " + t.LastMessage().s);
+}
+
+// Item 4: on a netting account a symbol holds one position whatever the magic. The EA must not trade into a manual or
+// another EA's position (its deals would merge into it), and says why; on hedging it trades beside it.
+static void netting_and_hedging_accounts() {
+  reset_sim();
+  g_sim.hedging = false;
+  CHECK(AccountInfoInteger(ACCOUNT_MARGIN_MODE) == ACCOUNT_MARGIN_MODE_RETAIL_NETTING, "netting account");
+  CBridgeTrader t;
+  t.Init(settings());
+  g_sim.positions.push_back(mqlcompat::SimPosition{1, "EURUSD", 0, POSITION_TYPE_BUY, 1.0, 1.1, 0, 0, 0});  // manual
+  int sends = g_sim.order_sends;
+  CHECK(t.Reconcile(-1, 0.003, 0.006, g_sim.time) == RECONCILE_SKIPPED, "netting, foreign position: refused");
+  CHECK(t.Reconcile(1, 0.003, 0.006, g_sim.time) == RECONCILE_SKIPPED, "... in either direction");
+  CHECK(g_sim.order_sends == sends && g_sim.positions.size() == 1 && g_sim.positions[0].volume == 1.0,
+        "the manual position is untouched, no order sent");
+  CHECK(StringFind(t.LastMessage(), "netting") >= 0 && StringFind(t.LastMessage(), "magic 0") >= 0,
+        "the reason names the netting account and the foreign magic: " + t.LastMessage().s);
+  g_sim.positions.clear();
+  CHECK(t.Reconcile(-1, 0.003, 0.006, g_sim.time) == RECONCILE_OPENED, "once it is closed, the EA trades");
+  // hedging: the same manual position does not stop the EA, which opens its own beside it
+  reset_sim();
+  g_sim.hedging = true;
+  t.Init(settings());
+  g_sim.positions.push_back(mqlcompat::SimPosition{1, "EURUSD", 0, POSITION_TYPE_BUY, 1.0, 1.1, 0, 0, 0});
+  CHECK(t.Reconcile(-1, 0.003, 0.006, g_sim.time) == RECONCILE_OPENED && g_sim.positions.size() == 2,
+        "hedging: opens its own short beside the manual long");
+  CHECK(g_sim.positions[0].volume == 1.0 && held(t) == -1, "the manual long is untouched");
+}
+
+// Item 5: after a stop and a terminal restart the EA must not re-enter the target it already acted on. A new trader
+// object stands for the restarted program; the terminal's global variables survive, as in gvariables.dat.
+static void restart_remembers_the_acted_target() {
+  reset_sim();
+  {
+    CBridgeTrader before;
+    before.Init(settings());
+    CHECK(before.Reconcile(1, 0.003, 0.006, g_sim.time) == RECONCILE_OPENED, "opens long");
+  }
+  g_sim.positions.clear();  // stopped out while the terminal was closed
+  CBridgeTrader after;
+  after.Init(settings());
+  int sends = g_sim.order_sends;
+  CHECK(after.Reconcile(1, 0.003, 0.006, g_sim.time) == RECONCILE_NONE && g_sim.order_sends == sends && held(after) == 0,
+        "restarted, same target: stays flat");
+  CHECK(after.Reconcile(-1, 0.003, 0.006, g_sim.time) == RECONCILE_OPENED, "a changed target trades");
+  // another magic number or symbol has its own memory
+  TraderSettings s = settings();
+  s.magic = 778;
+  CBridgeTrader other;
+  other.Init(s);
+  CHECK(other.Reconcile(1, 0.003, 0.006, g_sim.time) != RECONCILE_NONE, "another magic number is not blocked");
+}
+
+// Item 6: the invalid-stops retry widens the stop; the volume is sized again, so the risk stays within risk_percent.
+static void widened_stop_keeps_the_risk() {
+  reset_sim();
+  CBridgeTrader t;
+  t.Init(settings());
+  g_sim.forced_retcodes = {TRADE_RETCODE_INVALID_STOPS};
+  CHECK(t.Reconcile(1, 0.003, 0.006, g_sim.time) == RECONCILE_OPENED && g_sim.order_sends == 2, "retried: " + t.LastMessage().s);
+  auto &p = g_sim.positions[0];
+  double risk = p.volume * (p.price_open - p.sl) / g_sim.tick_size * g_sim.tick_value;
+  CHECK(p.price_open - p.sl > 0.003 + 1e-9, "the stop was widened");
+  CHECK(risk <= 100.0 + 1e-6, "risk at the wider stop within 1% of 10,000: " + std::to_string(risk) + " with " +
+                                  std::to_string(p.volume) + " lots");
+}
+
+// Item 7: filling policy by execution mode (as CTrade's FillingCheck), retcode 10030, stops on the tick-size grid and
+// the stops level measured from the price the server checks.
+static void filling_and_stops() {
+  reset_sim();
+  CBridgeTrader t;
+  t.Init(settings());
+  g_sim.forced_retcodes = {TRADE_RETCODE_INVALID_FILL};  // the server refuses FOK although the flags offer it
+  CHECK(t.Reconcile(1, 0.003, 0.006, g_sim.time) == RECONCILE_OPENED && g_sim.order_sends == 2,
+        "10030: the next filling mode is tried: " + t.LastMessage().s);
+  // market execution, IOC only: IOC
+  reset_sim();
+  g_sim.filling = SYMBOL_FILLING_IOC;
+  t.Init(settings());
+  CHECK(t.Reconcile(1, 0.003, 0.006, g_sim.time) == RECONCILE_OPENED && g_sim.order_sends == 1, "IOC-only symbol: one order");
+  // market execution, no flag: RETURN is never sent (the server would refuse it); FOK and IOC are tried, then a reason
+  reset_sim();
+  g_sim.filling = 0;
+  t.Init(settings());
+  CHECK(t.Reconcile(1, 0.003, 0.006, g_sim.time) == RECONCILE_FAILED && g_sim.order_sends == 2,
+        "no filling accepted: two tries, then gives up");
+  CHECK(StringFind(t.LastMessage(), "filling") >= 0, "the reason names the filling modes: " + t.LastMessage().s);
+  // exchange execution, no flag: RETURN
+  reset_sim();
+  g_sim.filling = 0;
+  g_sim.exemode = SYMBOL_TRADE_EXECUTION_EXCHANGE;
+  t.Init(settings());
+  CHECK(t.Reconcile(1, 0.003, 0.006, g_sim.time) == RECONCILE_OPENED && g_sim.order_sends == 1, "exchange execution: RETURN");
+  // instant execution: any filling is placed by the terminal
+  reset_sim();
+  g_sim.filling = 0;
+  g_sim.exemode = SYMBOL_TRADE_EXECUTION_INSTANT;
+  t.Init(settings());
+  CHECK(t.Reconcile(1, 0.003, 0.006, g_sim.time) == RECONCILE_OPENED && g_sim.order_sends == 1, "instant execution opens");
+  // tick size 0.00005 on a 5-digit symbol: stops on that grid, accepted at the first try
+  reset_sim();
+  g_sim.tick_size = 0.00005;
+  g_sim.tick_value = 5.0;
+  g_sim.bid = 1.10000;
+  g_sim.ask = 1.10010;
+  t.Init(settings());
+  CHECK(t.Reconcile(1, 0.00333, 0.00666, g_sim.time) == RECONCILE_OPENED && g_sim.order_sends == 1,
+        "stops on the tick grid: " + t.LastMessage().s + " sends " + std::to_string(g_sim.order_sends));
+  // stops level 50 points, spread 10: a buy's stop must be 50 points below the bid, not the ask
+  reset_sim();
+  g_sim.stops_level = 50;
+  t.Init(settings());
+  CHECK(t.Reconcile(1, 0.0002, 0.0002, g_sim.time) == RECONCILE_OPENED && g_sim.order_sends == 1,
+        "tight stop moved out from the bid: accepted at once, sends " + std::to_string(g_sim.order_sends));
+  reset_sim();
+  g_sim.stops_level = 50;
+  t.Init(settings());
+  CHECK(t.Reconcile(-1, 0.0002, 0.0002, g_sim.time) == RECONCILE_OPENED && g_sim.order_sends == 1,
+        "a sell's from the ask: accepted at once");
+}
+
+// The harness models MQL_DLLS_ALLOWED: without it the EA refuses to start and says what to tick.
+static void dlls_not_allowed() {
+  reset_sim();
+  g_sim.dlls_allowed = false;
+  CEABridge ea;
+  CHECK(ea.Init() == INIT_FAILED, "no DLL imports: init fails");
+  bool told = false;
+  for (auto &l : g_sim.log) told |= l.find("Allow DLL imports") != std::string::npos;
+  CHECK(told, "the log says which box to tick");
+}
+
+// test_trader [SECTION]: every section, or only the one named (the pytest runs each as its own test).
+int main(int argc, char **argv) {
+  struct Section { const char *name; void (*run)(); };
+  const Section sections[] = {
+      {"lot_sizing", lot_sizing}, {"no_reentry_after_stop", no_reentry_after_stop}, {"reconcile_cycle", reconcile_cycle},
+      {"foreign_positions_and_hedging", foreign_positions_and_hedging}, {"gates", gates}, {"retcodes", retcodes},
+      {"reply_to_trade", reply_to_trade}, {"input_checks", input_checks},
+      {"two_clocks_and_weekends", two_clocks_and_weekends}, {"netting_and_hedging_accounts", netting_and_hedging_accounts},
+      {"restart_remembers_the_acted_target", restart_remembers_the_acted_target},
+      {"widened_stop_keeps_the_risk", widened_stop_keeps_the_risk}, {"filling_and_stops", filling_and_stops},
+      {"dlls_not_allowed", dlls_not_allowed},
+  };
+  bool found = false;
+  for (auto &s : sections)
+    if (argc < 2 || std::string(argv[1]) == s.name) { s.run(); found = true; }
+  if (!found) { std::fprintf(stderr, "unknown section %s\n", argv[1]); return 2; }
   return harness_summary("test_trader");
 }

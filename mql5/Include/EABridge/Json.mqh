@@ -14,9 +14,8 @@
 #ifndef EABRIDGE_JSON_MQH
 #define EABRIDGE_JSON_MQH
 
-#define BRIDGE_PROTOCOL_VERSION   1
-#define BRIDGE_MAX_MESSAGE_BYTES  65536
-#define BRIDGE_MAX_BARS           500
+#include <EABridge/Protocol.mqh>
+
 #define JSON_MAX_DEPTH            32
 
 enum ENUM_JSON_TYPE
@@ -30,15 +29,33 @@ enum ENUM_JSON_TYPE
   };
 
 //+------------------------------------------------------------------+
-//| JSON string literal with the escapes RFC 8259 requires            |
+//| The size of a text on the wire: UTF-8 bytes. StringLen counts     |
+//| UTF-16 units, which is fewer for any non-ASCII text, so the       |
+//| protocol's byte limit is never checked with it.                   |
+//+------------------------------------------------------------------+
+int BridgeUtf8Bytes(const string text)
+  {
+   uchar bytes[];
+   return(StringToCharArray(text,bytes,0,WHOLE_ARRAY,CP_UTF8)-1);   // without the terminating 0
+  }
+//+------------------------------------------------------------------+
+//| JSON string literal with the escapes RFC 8259 requires. Runs of   |
+//| plain characters are copied whole, so a character outside the    |
+//| BMP (two UTF-16 units) is never cut in half.                      |
 //+------------------------------------------------------------------+
 string JsonQuote(const string text)
   {
    string out="\"";
    int n=StringLen(text);
+   int run=0;   // start of the current run of characters that need no escape
    for(int i=0;i<n;i++)
      {
       ushort c=StringGetCharacter(text,i);
+      if(c!='"' && c!='\\' && c>=0x20)
+         continue;
+      if(i>run)
+         out+=StringSubstr(text,run,i-run);
+      run=i+1;
       if(c=='"')
          out+="\\\"";
       else if(c=='\\')
@@ -49,11 +66,11 @@ string JsonQuote(const string text)
          out+="\\r";
       else if(c=='\t')
          out+="\\t";
-      else if(c<0x20)
-         out+=StringFormat("\\u%04x",(int)c);
       else
-         out+=StringSubstr(text,i,1);
+         out+=StringFormat("\\u%04x",(int)c);
      }
+   if(n>run)
+      out+=StringSubstr(text,run,n-run);
    return(out+"\"");
   }
 //+------------------------------------------------------------------+
@@ -188,7 +205,7 @@ private:
       m_nodes++;
       return(m_nodes-1);
      }
-   ushort            Peek(void) const { return(m_pos<m_len ? StringGetCharacter(m_src,m_pos) : 0); }
+   ushort            Peek(void) const { return(m_pos<m_len ? StringGetCharacter(m_src,m_pos) : (ushort)0); }
    void              SkipSpace(void)
      {
       while(m_pos<m_len)
@@ -502,16 +519,25 @@ void BridgeHeader(CJsonWriter &w,const string type,const string id)
    w.Key("id");
    w.String(id);
   }
-//--- signal: what the EA holds and its clock; bars (oldest first) are optional, count 0 sends none
+//--- signal: what the EA holds and its clock; bars (oldest first) are optional, count 0 sends none; base and quote
+//--- are the symbol's currencies as the terminal knows them (SYMBOL_CURRENCY_BASE / _PROFIT), "" = not sent
 bool BridgeSignalRequest(const string id,const string symbol,const datetime server_time,const long utc_offset,
                          const int direction,const double volume,const MqlRates &bars[],const int bar_count,
-                         const int price_digits,const bool tester,string &out)
+                         const int price_digits,const bool tester,string &out,const string base="",
+                         const string quote="")
   {
    CJsonWriter w;
    w.BeginObject();
-   BridgeHeader(w,"signal",id);
+   BridgeHeader(w,BRIDGE_TYPE_SIGNAL,id);
    w.Key("symbol");
    w.String(symbol);
+   if(base!="" && quote!="")
+     {
+      w.Key("base");
+      w.String(base);
+      w.Key("quote");
+      w.String(quote);
+     }
    w.Key("time");
    w.Integer((long)server_time);
    w.Key("utc_offset");
@@ -544,14 +570,14 @@ bool BridgeSignalRequest(const string id,const string symbol,const datetime serv
    w.Bool(tester);
    w.EndObject();
    out=w.Text();
-   return(w.Ok() && StringLen(out)<=BRIDGE_MAX_MESSAGE_BYTES);
+   return(w.Ok() && BridgeUtf8Bytes(out)<=BRIDGE_MAX_MESSAGE_BYTES);
   }
 //--- hello: who is asking; the symbols it trades
 bool BridgeHelloRequest(const string id,const string client,const long account,const string &symbols[],string &out)
   {
    CJsonWriter w;
    w.BeginObject();
-   BridgeHeader(w,"hello",id);
+   BridgeHeader(w,BRIDGE_TYPE_HELLO,id);
    w.Key("client");
    w.String(client);
    w.Key("account");
@@ -582,7 +608,7 @@ bool BridgeNewsRequest(const string id,const string headline,const datetime serv
   {
    CJsonWriter w;
    w.BeginObject();
-   BridgeHeader(w,"news",id);
+   BridgeHeader(w,BRIDGE_TYPE_NEWS,id);
    w.Key("headline");
    w.String(headline);
    w.Key("time");
@@ -614,7 +640,8 @@ bool BridgeNewsRequest(const string id,const string headline,const datetime serv
       w.Null();
    w.EndObject();
    out=w.Text();
-   return(w.Ok());
+   //--- calendar names are localised and often not ASCII: the limit is the frame's UTF-8 bytes
+   return(w.Ok() && BridgeUtf8Bytes(out)<=BRIDGE_MAX_MESSAGE_BYTES);
   }
 
 //+------------------------------------------------------------------+
@@ -712,7 +739,7 @@ bool BridgeDecodeReply(const string text,BridgeReply &reply,string &error)
    else if(doc.Type(node)!=JSON_NULL)
       return(BridgeReplyFail(error,"field 'id' is neither a string nor null"));
    //--- exact comparisons only: the type decides what the EA does
-   if(reply.type=="error")
+   if(reply.type==BRIDGE_TYPE_ERROR)
      {
       node=doc.Member(0,"code");
       if(node<0 || doc.Type(node)!=JSON_STRING)
@@ -723,9 +750,9 @@ bool BridgeDecodeReply(const string text,BridgeReply &reply,string &error)
          reply.message=doc.Text(node);
       return(true);
      }
-   if(reply.type=="ack")
+   if(reply.type==BRIDGE_TYPE_ACK)
       return(true);
-   if(reply.type=="pong")
+   if(reply.type==BRIDGE_TYPE_PONG)
      {
       long t=0;
       if(doc.Member(0,"time")>=0 && !BridgeIntegerField(doc,"time",t,error))
@@ -733,7 +760,7 @@ bool BridgeDecodeReply(const string text,BridgeReply &reply,string &error)
       reply.time=(datetime)t;
       return(true);
      }
-   if(reply.type!="target")
+   if(reply.type!=BRIDGE_TYPE_TARGET)
       return(BridgeReplyFail(error,"unknown reply type '"+reply.type+"'"));
    node=doc.Member(0,"symbol");
    if(node<0 || doc.Type(node)!=JSON_STRING || doc.Text(node)=="")

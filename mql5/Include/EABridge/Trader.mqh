@@ -13,11 +13,22 @@
 //| stop distance within the symbol's volume limits and step, max     |
 //| spread, allowed hours) and always carries a stop-loss; closing    |
 //| reduces risk, so only the trade server can refuse it.             |
+//|                                                                   |
+//| The "already acted" mark is kept in a terminal global variable,   |
+//| so a restart of the terminal or the EA does not re-enter a target |
+//| that was stopped out. On a netting account a symbol has one       |
+//| position whatever the magic: the trader refuses to trade a symbol |
+//| holding someone else's position rather than merge into it.        |
+//| Filling and stops follow MetaQuotes' CTrade / CSymbolInfo: the    |
+//| filling policy by execution mode, prices on the tick-size grid,   |
+//| stops-level distances measured from the price the server checks.  |
 //+------------------------------------------------------------------+
 #ifndef EABRIDGE_TRADER_MQH
 #define EABRIDGE_TRADER_MQH
 
-#define BRIDGE_NOT_ACTED 2
+#define BRIDGE_NOT_ACTED                2
+#define BRIDGE_MARKET_CLOSED_BACKOFF_S  60    // no new orders this long after MARKET_CLOSED / TRADE_DISABLED
+#define BRIDGE_MAX_FILLINGS             3
 
 enum ENUM_RECONCILE
   {
@@ -50,7 +61,108 @@ private:
    uint              m_last_retcode;
    string            m_last_message;
    datetime          m_closed_until;     // after MARKET_CLOSED, do not hammer the server
+   datetime          m_now;              // the clock of the current Reconcile: one clock for setting and checking
    int               m_acted;            // the direction last brought about; BRIDGE_NOT_ACTED before the first
+
+   //--- the terminal global variable that keeps m_acted across restarts, per symbol and magic number
+   string            ActedName(void) const
+     {
+      return("EABridge."+m_set.symbol+"."+IntegerToString(m_set.magic)+".acted");
+     }
+   void              SetActed(const int direction)
+     {
+      if(direction==m_acted)
+         return;
+      m_acted=direction;
+      if(GlobalVariableSet(ActedName(),(double)direction)==0)
+         Print(__FUNCTION__,": cannot keep the acted-on target in global variable ",ActedName(),", error ",
+               IntegerToString(GetLastError()));
+     }
+   bool              Netting(void) const
+     {
+      return(AccountInfoInteger(ACCOUNT_MARGIN_MODE)!=ACCOUNT_MARGIN_MODE_RETAIL_HEDGING);
+     }
+   //--- on netting accounts: the magic number of a position in the symbol that is not ours, else 0 with false
+   bool              ForeignPosition(long &magic) const
+     {
+      for(int i=PositionsTotal()-1;i>=0;i--)
+        {
+         ulong ticket=PositionGetTicket(i);
+         if(ticket==0 || PositionGetString(POSITION_SYMBOL)!=m_set.symbol)
+            continue;
+         if(PositionGetInteger(POSITION_MAGIC)!=m_set.magic)
+           {
+            magic=PositionGetInteger(POSITION_MAGIC);
+            return(true);
+           }
+        }
+      magic=0;
+      return(false);
+     }
+   //--- inside one of the symbol's trade sessions at `now` (server time)? A symbol that lists none trades always.
+   bool              InSession(const datetime now) const
+     {
+      MqlDateTime t;
+      TimeToStruct(now,t);
+      long second=(long)t.hour*3600+t.min*60+t.sec;
+      bool any=false;
+      for(int day=0;day<7;day++)
+        {
+         datetime from=0,to=0;
+         for(uint k=0;SymbolInfoSessionTrade(m_set.symbol,(ENUM_DAY_OF_WEEK)day,k,from,to);k++)
+           {
+            any=true;
+            if(day!=t.day_of_week)
+               continue;
+            long a=(long)from%86400,b=(long)to;
+            if(b>86400)
+               b=86400;
+            if(second>=a && second<b)
+               return(true);
+           }
+        }
+      return(!any);
+     }
+   //--- a price on the symbol's tick grid, as CSymbolInfo::NormalizePrice does
+   double            NormalizePrice(const double price) const
+     {
+      double tick=SymbolInfoDouble(m_set.symbol,SYMBOL_TRADE_TICK_SIZE);
+      int digits=(int)SymbolInfoInteger(m_set.symbol,SYMBOL_DIGITS);
+      if(tick<=0.0)
+         return(NormalizeDouble(price,digits));
+      return(NormalizeDouble(MathRound(price/tick)*tick,digits));
+     }
+   //--- the filling policies to try, in order, as CTrade's FillingCheck picks them by execution mode; on retcode
+   //--- 10030 (unsupported filling) the next one is tried
+   int               Fillings(ENUM_ORDER_TYPE_FILLING &fillings[]) const
+     {
+      long exemode=SymbolInfoInteger(m_set.symbol,SYMBOL_TRADE_EXEMODE);
+      long modes=SymbolInfoInteger(m_set.symbol,SYMBOL_FILLING_MODE);
+      ArrayResize(fillings,0);
+      int n=0;
+      if(exemode==SYMBOL_TRADE_EXECUTION_REQUEST || exemode==SYMBOL_TRADE_EXECUTION_INSTANT)
+        {
+         //--- the terminal fills these in itself; any policy is accepted
+         ArrayResize(fillings,1);
+         fillings[0]=ORDER_FILLING_FOK;
+         return(1);
+        }
+      ArrayResize(fillings,BRIDGE_MAX_FILLINGS);
+      if((modes&SYMBOL_FILLING_FOK)!=0)
+         fillings[n++]=ORDER_FILLING_FOK;
+      if((modes&SYMBOL_FILLING_IOC)!=0)
+         fillings[n++]=ORDER_FILLING_IOC;
+      if(exemode==SYMBOL_TRADE_EXECUTION_EXCHANGE)
+         fillings[n++]=ORDER_FILLING_RETURN;   // exchange execution always takes RETURN
+      else if(n==0)
+        {
+         //--- market execution never takes RETURN; a symbol that reports no flag gets both tried
+         fillings[n++]=ORDER_FILLING_FOK;
+         fillings[n++]=ORDER_FILLING_IOC;
+        }
+      ArrayResize(fillings,n);
+      return(n);
+     }
 
    bool              Refresh(double &bid,double &ask)
      {
@@ -64,21 +176,34 @@ private:
       ask=tick.ask;
       return(true);
      }
-   ENUM_ORDER_TYPE_FILLING Filling(void) const
+   //--- an opening order's stops: at sl_dist / tp_dist from the entry price, but at least the stops level (plus a
+   //--- point) from the price the server checks them against (a buy's against the bid, a sell's against the ask)
+   void              Stops(const ENUM_ORDER_TYPE type,const double price,const double bid,const double ask,
+                           const double sl_dist,const double tp_dist,double &sl,double &tp) const
      {
-      long modes=SymbolInfoInteger(m_set.symbol,SYMBOL_FILLING_MODE);
-      if((modes&SYMBOL_FILLING_FOK)!=0)
-         return(ORDER_FILLING_FOK);
-      if((modes&SYMBOL_FILLING_IOC)!=0)
-         return(ORDER_FILLING_IOC);
-      return(ORDER_FILLING_RETURN);
+      double point=SymbolInfoDouble(m_set.symbol,SYMBOL_POINT);
+      double gap=(double)SymbolInfoInteger(m_set.symbol,SYMBOL_TRADE_STOPS_LEVEL)*point+point;
+      if(type==ORDER_TYPE_BUY)
+        {
+         sl=NormalizePrice(MathMin(price-sl_dist,bid-gap));
+         tp=(tp_dist>0.0 ? NormalizePrice(MathMax(price+tp_dist,bid+gap)) : 0.0);
+        }
+      else
+        {
+         sl=NormalizePrice(MathMax(price+sl_dist,ask+gap));
+         tp=(tp_dist>0.0 ? NormalizePrice(MathMin(price-tp_dist,ask-gap)) : 0.0);
+        }
      }
-   //--- one market deal, with the trade server's return codes handled; true when it executed
-   bool              Deal(const ENUM_ORDER_TYPE type,const double volume,const ulong position,double sl_dist,
+   //--- one market deal, with the trade server's return codes handled; true when it executed. An opening order
+   //--- (position 0) is sized here, from the stop it finally carries, so widening a stop never raises the risk
+   bool              Deal(const ENUM_ORDER_TYPE type,double volume,const ulong position,double sl_dist,
                           const double tp_dist,const string comment)
      {
       int digits=(int)SymbolInfoInteger(m_set.symbol,SYMBOL_DIGITS);
       double point=SymbolInfoDouble(m_set.symbol,SYMBOL_POINT);
+      ENUM_ORDER_TYPE_FILLING fillings[];
+      int fills=Fillings(fillings);
+      int fill=0;
       for(int attempt=1;attempt<=m_set.max_attempts;attempt++)
         {
          double bid=0.0,ask=0.0;
@@ -88,31 +213,26 @@ private:
          MqlTradeResult  result={};
          request.action=TRADE_ACTION_DEAL;
          request.symbol=m_set.symbol;
-         request.volume=volume;
          request.type=type;
          request.price=(type==ORDER_TYPE_BUY ? ask : bid);
          request.deviation=(ulong)m_set.deviation_points;
          request.magic=(ulong)m_set.magic;
-         request.type_filling=Filling();
+         request.type_filling=fillings[fill];
          request.position=position;
          request.comment=comment;
          if(position==0)
            {
-            //--- stops on every opening order, at least the broker's stops level away
-            double min_dist=(double)SymbolInfoInteger(m_set.symbol,SYMBOL_TRADE_STOPS_LEVEL)*point;
-            sl_dist=MathMax(sl_dist,min_dist+point);
-            double tp=tp_dist>0.0 ? MathMax(tp_dist,min_dist+point) : 0.0;
-            if(type==ORDER_TYPE_BUY)
+            Stops(type,request.price,bid,ask,sl_dist,tp_dist,request.sl,request.tp);
+            volume=LotSize(MathAbs(request.price-request.sl));
+            if(volume<=0.0)
               {
-               request.sl=NormalizeDouble(request.price-sl_dist,digits);
-               request.tp=(tp>0.0 ? NormalizeDouble(request.price+tp,digits) : 0.0);
-              }
-            else
-              {
-               request.sl=NormalizeDouble(request.price+sl_dist,digits);
-               request.tp=(tp>0.0 ? NormalizeDouble(request.price-tp,digits) : 0.0);
+               m_last_message=StringFormat("risk %s%% with a stop of %s is below the minimum volume",
+                                           DoubleToString(m_set.risk_percent,2),
+                                           DoubleToString(MathAbs(request.price-request.sl),digits));
+               return(false);
               }
            }
+         request.volume=volume;
          ResetLastError();
          bool sent=OrderSend(request,result);
          m_last_retcode=result.retcode;
@@ -131,18 +251,35 @@ private:
             m_last_message=StringFormat("requote (%d), attempt %d",(int)result.retcode,attempt);
             continue;
            }
-         //--- stops too close for the server right now (stops level moved, fast market): widen and retry
+         //--- the filling policy is not accepted for this symbol: the next one, as CTrade's FillingCheck would pick
+         if(result.retcode==TRADE_RETCODE_INVALID_FILL)
+           {
+            if(fill+1<fills)
+              {
+               fill++;
+               m_last_message=StringFormat("filling mode %d not supported (10030), trying %d",
+                                           (int)request.type_filling,(int)fillings[fill]);
+               continue;
+              }
+            m_last_message=StringFormat("%s accepts none of its filling modes (flags %d, execution mode %d)",
+                                        m_set.symbol,(int)SymbolInfoInteger(m_set.symbol,SYMBOL_FILLING_MODE),
+                                        (int)SymbolInfoInteger(m_set.symbol,SYMBOL_TRADE_EXEMODE));
+            return(false);
+           }
+         //--- stops too close for the server right now (stops level moved, fast market): widen and retry; the
+         //--- volume is sized again from the wider stop on the next attempt
          if(result.retcode==TRADE_RETCODE_INVALID_STOPS && position==0)
            {
             double spread=ask-bid;
-            sl_dist=sl_dist+spread+(double)SymbolInfoInteger(m_set.symbol,SYMBOL_TRADE_FREEZE_LEVEL)*point+10*point;
+            sl_dist=MathAbs(request.price-request.sl)+spread+
+                    (double)SymbolInfoInteger(m_set.symbol,SYMBOL_TRADE_FREEZE_LEVEL)*point+10*point;
             m_last_message=StringFormat("invalid stops, widening the stop to %s",DoubleToString(sl_dist,digits));
             continue;
            }
          if(result.retcode==TRADE_RETCODE_MARKET_CLOSED || result.retcode==TRADE_RETCODE_TRADE_DISABLED)
            {
-            m_closed_until=TimeCurrent()+60;
-            m_last_message="market closed: no trading for 60 s";
+            m_closed_until=m_now+BRIDGE_MARKET_CLOSED_BACKOFF_S;
+            m_last_message=StringFormat("market closed: no trading for %d s",BRIDGE_MARKET_CLOSED_BACKOFF_S);
             return(false);
            }
          if(result.retcode==TRADE_RETCODE_NO_MONEY)
@@ -161,6 +298,11 @@ private:
       if(now<m_closed_until)
         {
          m_last_message="market closed a moment ago; waiting";
+         return(false);
+        }
+      if(!InSession(now))
+        {
+         m_last_message="market closed: outside "+m_set.symbol+"'s trading sessions";
          return(false);
         }
       if(m_set.max_spread_points>0)
@@ -185,14 +327,32 @@ private:
      }
 
 public:
-                     CBridgeTrader(void) : m_last_retcode(0),m_closed_until(0),m_acted(BRIDGE_NOT_ACTED) {}
+                     CBridgeTrader(void) : m_last_retcode(0),m_closed_until(0),m_now(0),m_acted(BRIDGE_NOT_ACTED) {}
    void              Init(const TraderSettings &settings)
      {
       m_set=settings;
       m_last_retcode=0;
       m_last_message="";
       m_closed_until=0;
+      m_now=0;
       m_acted=BRIDGE_NOT_ACTED;
+      //--- what this EA last acted on survives a restart of the terminal (or of the EA) in a global variable
+      if(GlobalVariableCheck(ActedName()))
+        {
+         int acted=(int)GlobalVariableGet(ActedName());
+         if(acted>=-1 && acted<=1)
+            m_acted=acted;
+        }
+     }
+   //--- true when this account nets positions and the symbol holds one that is not this EA's (reason in LastMessage)
+   bool              Blocked(void)
+     {
+      long magic=0;
+      if(!Netting() || !ForeignPosition(magic))
+         return(false);
+      m_last_message=StringFormat("netting account: %s holds a position with magic %s (manual or another EA); "
+                                  "not trading this symbol until it is closed",m_set.symbol,IntegerToString(magic));
+      return(true);
      }
    //--- what the EA holds: the net direction and volume of its positions in the symbol
    void              Position(int &direction,double &volume) const
@@ -248,17 +408,21 @@ public:
    ENUM_RECONCILE    Reconcile(const int direction,const double sl_dist,const double tp_dist,const datetime now)
      {
       m_last_message="";
+      m_now=now;
       if(direction!=-1 && direction!=0 && direction!=1)
         {
          m_last_message="invalid target direction "+IntegerToString(direction);
          return(RECONCILE_SKIPPED);
         }
+      //--- netting: one position per symbol whatever the magic; ours would merge into someone else's
+      if(Blocked())
+         return(RECONCILE_SKIPPED);
       int held=0;
       double held_volume=0.0;
       Position(held,held_volume);
       if(held==direction)
         {
-         m_acted=direction;
+         SetActed(direction);
          m_last_message="at target";
          return(RECONCILE_NONE);
         }
@@ -286,7 +450,7 @@ public:
         }
       if(direction==0)
         {
-         m_acted=0;
+         SetActed(0);
          return(RECONCILE_CLOSED);
         }
       if(!OpenAllowed(now))
@@ -306,7 +470,7 @@ public:
         }
       if(!Deal(direction>0 ? ORDER_TYPE_BUY : ORDER_TYPE_SELL,volume,0,sl,tp_dist,"EABridge"))
          return(RECONCILE_FAILED);   // flat now if a reversal's close went through; the next target retries
-      m_acted=direction;
+      SetActed(direction);
       return(closed ? RECONCILE_REVERSED : RECONCILE_OPENED);
      }
    uint              LastRetcode(void) const { return(m_last_retcode); }
