@@ -119,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument(
         "--rate-limit",
         type=float,
-        default=P.DEFAULT_RATE_LIMIT,
-        help="requests per second per client (0 = off)",
+        default=None,
+        help=f"requests per second per client (0 = off; default {P.DEFAULT_RATE_LIMIT:g} live, off with --replay, "
+        "where the Strategy Tester asks as fast as it simulates)",
     )
     mod = ap.add_argument_group("analysis")
     add_analysis_arguments(mod)
@@ -144,6 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_policy_arguments(ap.add_argument_group("policy"))
     ap.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return ap
+
+
+def replay_rate_limit(args: argparse.Namespace) -> float:
+    """The per-client rate limit: as given, else off in replay mode and the protocol default live.
+
+    A Strategy Tester run asks once per simulated bar as fast as the tester runs (thousands per second); throttling it
+    would leave bars without a target, so replay does not limit unless told to.
+    """
+    if args.rate_limit is not None:
+        return args.rate_limit
+    return 0.0 if args.replay else P.DEFAULT_RATE_LIMIT
 
 
 def build_server(args: argparse.Namespace, analyzer=None, calendar_analyzer=None) -> BridgeServer:
@@ -171,7 +183,7 @@ def build_server(args: argparse.Namespace, analyzer=None, calendar_analyzer=None
         journal=journal,
         clock="request" if args.replay else "server",
         curve_keys=args.curve_keys,
-        rate_limit=args.rate_limit,
+        rate_limit=replay_rate_limit(args),
         batch_size=args.batch_size,
     )
 

@@ -81,7 +81,7 @@ FIELDS: dict[str, tuple[dict[str, tuple], dict[str, tuple]]] = {
     HELLO: ({}, {"client": (str,), "account": (int, str), "symbols": (list,), "key": (str,)}),
     SIGNAL: (
         {"symbol": (str,), "time": (int,), "utc_offset": (int,)},
-        {"position": (dict,), "bars": (list,), "tester": (bool,)},
+        {"position": (dict,), "bars": (list,), "tester": (bool,), "base": (str,), "quote": (str,)},
     ),
     NEWS: (
         {"headline": (str,)},
@@ -195,6 +195,12 @@ def _check_signal(msg: dict, rid: str | None) -> None:
         )
     if not 0 <= msg["time"] < 2**33:
         raise _field_error(E_BAD_FIELD, "signal: field 'time' must be seconds since 1970", rid)
+    if ("base" in msg) != ("quote" in msg):
+        raise _field_error(E_BAD_FIELD, "signal: fields 'base' and 'quote' come together or not at all", rid)
+    if "base" in msg and not all(len(msg[k]) == 3 and msg[k].isalpha() for k in ("base", "quote")):
+        raise _field_error(
+            E_BAD_FIELD, "signal: fields 'base' and 'quote' must be 3-letter currency codes", rid
+        )
     pos = msg.get("position")
     if pos is not None:
         d = pos.get("direction", 0)

@@ -441,7 +441,15 @@ class BridgeServer:
 
     def _on_signal(self, envelope: list[bytes], msg: dict) -> bytes | None:
         symbol = msg["symbol"]
-        if symbol not in self._pairs:
+        pair = None
+        if "base" in msg:
+            # The terminal's own SYMBOL_CURRENCY_BASE / _PROFIT: no guessing from the name (m.EURUSD, FX.EURUSD ...)
+            try:
+                base, quote = split_symbol(symbol, msg["base"], msg["quote"])
+            except ValueError as exc:
+                raise P.ProtocolError(P.E_BAD_FIELD, f"signal: {exc}", msg["id"]) from None
+            pair = base + quote
+        elif symbol not in self._pairs:
             try:
                 split_symbol(symbol)
             except ValueError:
@@ -461,16 +469,19 @@ class BridgeServer:
                 return None
         else:
             second = int(time.time())
-        return self._target_reply(symbol, second, msg["id"])
+        return self._target_reply(symbol, second, msg["id"], pair)
 
-    def _target_reply(self, symbol: str, second: int, rid: str) -> bytes:
+    def _target_reply(self, symbol: str, second: int, rid: str, pair: str | None = None) -> bytes:
         """The encoded ``target`` reply; the fields' JSON is cached per symbol, second and state version, because
-        every chart of every EA asks each timer tick and only the ``id`` differs between their replies."""
-        key = (symbol, second)
+        every chart of every EA asks each timer tick and only the ``id`` differs between their replies. ``pair``
+        (``EURUSD``), when the request named the symbol's currencies, is what the policy is asked about."""
+        key = (symbol, pair, second)
         hit = self._reply_cache.get(key)
         if hit is None or hit[0] != self.state.version:
-            tgt = self.state.target(symbol, pd.Timestamp(second * 1_000_000_000, tz="UTC"))
-            body = P.encode(P.target_fields(tgt))
+            tgt = self.state.target(pair or symbol, pd.Timestamp(second * 1_000_000_000, tz="UTC"))
+            fields = P.target_fields(tgt)
+            fields["symbol"] = symbol  # the reply names the symbol as the EA asked
+            body = P.encode(fields)
             if len(self._reply_cache) > 4096:
                 self._reply_cache.clear()
             hit = (self.state.version, body)

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 import harness_build  # noqa: E402
 
-from bridge.client import LazyPirateClient, ServerDown  # noqa: E402
 from bridge.errors import UserError, run_main  # noqa: E402
+from bridge.wire.client import LazyPirateClient, ServerDown  # noqa: E402
 
 CALENDAR = ROOT.parent / "shared" / "data" / "calendar" / "forexfactory_2016.csv"
 FIRST_TIME = 1456790400  # 2016-03-01 00:00 server time (UTC+4), the harness's parity window

@@ -90,7 +90,7 @@ def build(out: Path = BUILD, mql5_root: Path = MQL5) -> Build:
     out.mkdir(parents=True, exist_ok=True)
 
     def compile_one(name: str) -> tuple[str, str]:
-        cmd = ["g++", *CXXFLAGS, f"-I{HERE}", f"-I{src / 'Include'}", f"-I{src}", "-x", "c++", str(HERE / f"{name}.cpp")]
+        cmd = ["g++", *CXXFLAGS, f"-I{HERE}", f"-I{src / 'Include'}", f"-I{src}", "-x", "c++", str(HERE / f"{name}.cpp")]  # fmt: skip
         if name in STATIC_CHECKS:
             cmd += ["-fsyntax-only"]
         else:

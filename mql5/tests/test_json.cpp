@@ -67,7 +67,9 @@ static bool rebuild(const CJsonDoc &doc, const std::string &type, std::string &o
     int tester = member("tester");
     if (!BridgeSignalRequest(id, doc.Text(member("symbol")), (datetime)doc.Integer(member("time")),
                              doc.Integer(member("utc_offset")), direction, volume, bars, nb, 5,
-                             tester >= 0 && doc.Bool(tester), text))
+                             tester >= 0 && doc.Bool(tester), text,
+                             member("base") >= 0 ? doc.Text(member("base")) : string(""),
+                             member("quote") >= 0 ? doc.Text(member("quote")) : string("")))
       return false;
   } else if (type == "hello") {
     if (!has({"client", "account", "symbols"})) return false;

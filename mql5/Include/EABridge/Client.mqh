@@ -19,11 +19,9 @@
 #define EABRIDGE_CLIENT_MQH
 
 #include <EABridge/Zmq.mqh>
+#include <EABridge/Protocol.mqh>
 
-//--- defaults shared with bridge/protocol.py
-#define BRIDGE_REQUEST_TIMEOUT_MS 2500
-#define BRIDGE_REQUEST_RETRIES    3
-#define BRIDGE_MAX_RECV_BYTES     65537   // one byte past the protocol limit, to detect oversize replies
+#define BRIDGE_MAX_RECV_BYTES     (BRIDGE_MAX_MESSAGE_BYTES+1)   // one byte past the limit, to detect oversize replies
 
 enum ENUM_BRIDGE_POLL
   {
@@ -130,14 +128,14 @@ private:
       m_pending=false;
       m_reachable=false;
       m_failures++;
-      //--- back-off grows 0.5 s, 1 s, 2 s, then 5 s, as RECONNECT_BACKOFF_MS in bridge/protocol.py
-      int backoff=5000;
+      //--- back-off grows 0.5 s, 1 s, 2 s, then 5 s, as RECONNECT_BACKOFF_MS in bridge/wire/protocol.py
+      int backoff=BRIDGE_BACKOFF_MAX_MS;
       if(m_failures==1)
-         backoff=500;
+         backoff=BRIDGE_BACKOFF_1_MS;
       else if(m_failures==2)
-         backoff=1000;
+         backoff=BRIDGE_BACKOFF_2_MS;
       else if(m_failures==3)
-         backoff=2000;
+         backoff=BRIDGE_BACKOFF_3_MS;
       m_retry_after=GetTickCount64()+(ulong)backoff;
      }
 
@@ -147,10 +145,20 @@ public:
                      m_sent_at_us(0),m_reachable(true),m_failures(0),m_retry_after(0),m_last_rtt_us(0),
                      m_sent(0),m_received(0),m_timeouts(0) {}
                     ~CBridgeClient(void) { Shutdown(); }
-   //--- settings; nothing is opened until the first request
+   //--- settings; nothing is opened until the first request. Also resets what a previous run of the EA left: the
+   //--- terminal keeps globals across a re-init (new inputs, symbol or timeframe) without running the constructor
    bool              Init(const string endpoint,const int timeout_ms,const int retries,
                           const string server_key,const string public_key,const string secret_key)
      {
+      Shutdown();
+      m_request_len=0;
+      m_deadline=0;
+      m_retries_left=0;
+      m_reachable=true;
+      m_failures=0;
+      m_retry_after=0;
+      m_reply="";
+      m_last_error="";
       m_endpoint=endpoint;
       m_timeout_ms=timeout_ms;
       m_retries=retries;
@@ -221,6 +229,8 @@ public:
                m_reply="";
                m_last_error="reply of "+IntegerToString(n)+" bytes exceeds the protocol limit";
               }
+            else if(n==0)
+               m_reply="";   // CharArrayToString documents count -1 or a length, not 0
             else
                m_reply=CharArrayToString(m_buffer,0,n,CP_UTF8);
             m_reachable=true;
