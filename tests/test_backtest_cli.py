@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from doubles import LexiconAnalyzer
 
 from backtest.bars.loading import load_bars
 from backtest.cache import AnalysisCache
@@ -25,7 +26,7 @@ from bridge.errors import run_main
 from bridge.news.loading import load_news
 from bridge.news.surprise import SurpriseAnalyzer
 from bridge.policy import PolicyConfig, effects_frame
-from bridge.types import Analysis, NewsItem
+from bridge.types import NewsItem
 
 
 def _run(argv, capsys) -> tuple[int, str, str]:
@@ -194,39 +195,6 @@ def test_bad_option_values_are_a_clear_error(tmp_path, capsys):
 # --- real data ---------------------------------------------------------------------------------------------------------
 
 
-class KeywordAnalyzer:
-    """A cheap lexicon rule for headlines, standing in for the language model to keep this test fast (the full model
-    run over the same headlines is in the project's notes). It is a real analyzer, not a mock: it reads the text."""
-
-    name = "test-keywords-v1"
-    UP = re.compile(
-        r"\b(rise|rises|rising|gain|gains|higher|strong|stronger|hawkish|beat|beats|rall(y|ies)|jump)\b", re.I
-    )
-    DOWN = re.compile(
-        r"\b(fall|falls|falling|drop|drops|lower|weak|weaker|dovish|miss|misses|slump|slides?)\b", re.I
-    )
-
-    def analyze(self, items):
-        out = []
-        for it in items:
-            text = it.headline
-            market = (
-                "EU"
-                if re.search(r"\b(euro|EUR|ECB|Draghi)\b", text, re.I)
-                else ("US" if re.search(r"\b(dollar|USD|Fed|Yellen|U\.S\.)\b", text, re.I) else "global")
-            )
-            level = (1 if self.UP.search(text) else 0) - (1 if self.DOWN.search(text) else 0)
-            out.append(
-                Analysis(
-                    labels={"event": "market move", "market": market, "sector": "FX"},
-                    sentiment=level,
-                    confidence=0.6,
-                    analyzer=self.name,
-                )
-            )
-        return out
-
-
 def test_real_bars_calendar_and_headlines_2014_2016_complete_with_an_event_study(shared_data, tmp_path):
     bars = load_bars(shared_data / "bars" / "EURUSD60.csv", tz="UTC+4")
     bars = bars[(bars.index >= "2014-01-01") & (bars.index < "2017-01-01")]
@@ -236,7 +204,7 @@ def test_real_bars_calendar_and_headlines_2014_2016_complete_with_an_event_study
     items += load_news(shared_data / "headlines" / "@TopForexNewsCom.csv")
     items.sort(key=lambda it: (it.time, it.id))
     with AnalysisCache(tmp_path / "cache") as cache:
-        analyzer = NewsAnalyzer(KeywordAnalyzer(), SurpriseAnalyzer(history=items), cache=cache)
+        analyzer = NewsAnalyzer(LexiconAnalyzer(), SurpriseAnalyzer(history=items), cache=cache)
         pairs, info = analyse(items, analyzer, progress=False)
     assert info["calendar_items"] > 5000 and info["headline_items"] > 1500
     policy = PolicyConfig()
@@ -269,11 +237,11 @@ def test_cache_is_keyed_by_analyzer_and_content_so_edited_items_are_analysed_aga
         return analyzer.analyze(analyzer_items), analyzer.computed
 
     with AnalysisCache(tmp_path) as cache:
-        first, n1 = computed(items, KeywordAnalyzer(), cache)
-        again, n2 = computed(items, KeywordAnalyzer(), cache)
+        first, n1 = computed(items, LexiconAnalyzer(), cache)
+        again, n2 = computed(items, LexiconAnalyzer(), cache)
         edited = [items[0], NewsItem(**{**items[1].to_dict(), "time": t, "body": "more", "id": items[1].id})]
-        _, n3 = computed(edited, KeywordAnalyzer(), cache)
-        other = KeywordAnalyzer()
+        _, n3 = computed(edited, LexiconAnalyzer(), cache)
+        other = LexiconAnalyzer()
         other.name = "test-keywords-v2"
         _, n4 = computed(items, other, cache)
     assert (n1, n2, n3, n4) == (2, 0, 1, 2)

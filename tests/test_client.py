@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from test_server import start_server
+from doubles import EAEmulator, start_server
 
 from bridge.errors import run_main
 from bridge.wire import client as C
@@ -56,7 +56,7 @@ def test_cli_rejects_bad_options(capsys):
 def test_ea_emulator_trades_only_the_difference(server):
     ep = server.endpoints["bind"]
     with C.LazyPirateClient(ep, timeout_ms=1000, retries=2) as client:
-        ea = C.EAEmulator(client, ("EURUSD", "USDJPY"))
+        ea = EAEmulator(client, ("EURUSD", "USDJPY"))
         ea.tick()
         assert ea.greeted and ea.trades == []  # flat targets: nothing to trade
         client.news("Euro area growth beats forecasts", currency="EUR")

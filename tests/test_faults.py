@@ -6,56 +6,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from doubles import EAEmulator, free_port, spawn, wait_ready
 
-from bridge.wire.client import EAEmulator, LazyPirateClient, ServerDown
+from bridge.wire.client import LazyPirateClient, ServerDown
 from bridge.wire.journal import Journal
 
 HERE = Path(__file__).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def spawn(endpoint: str, journal: Path, log: Path) -> subprocess.Popen:
-    """``bridge.serve`` in its own process, with the tests' keyword analyzer (see tests/test_server.py)."""
-    args = [
-        sys.executable,
-        str(HERE / "test_server.py"),
-        "serve",
-        "--bind",
-        endpoint,
-        "--pull",
-        "",
-        "--journal",
-        str(journal),
-        "--rate-limit",
-        "0",
-        "--log-level",
-        "info",
-    ]
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(log, "ab"))  # noqa: SIM115
-
-
-def wait_ready(client: LazyPirateClient, proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        assert proc.poll() is None, "server process exited"
-        try:
-            client.ping()
-            return
-        except ServerDown:
-            continue
-    pytest.fail("server did not come up")
 
 
 @pytest.mark.slow

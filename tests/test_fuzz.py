@@ -8,7 +8,7 @@ import random
 import time
 
 import zmq
-from test_server import start_server
+from doubles import start_server
 
 from bridge.wire import protocol as P
 

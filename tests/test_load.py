@@ -9,7 +9,7 @@ import time
 
 import psutil
 import pytest
-from test_faults import free_port, spawn, wait_ready
+from doubles import free_port, spawn, wait_ready
 
 from bridge.wire.client import LazyPirateClient
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import zmq.auth
-from test_server import start_server
+from doubles import start_server
 
 from bridge.errors import UserError, run_main
 from bridge.wire import keys

@@ -1,64 +1,29 @@
 """The server against real ZeroMQ sockets on random loopback ports: golden exchanges, every request type, both
 envelope shapes, the replay clock (property test), intake, publishing, journal restore.
 
-``KeywordAnalyzer`` is a real, deterministic analyzer (a headline keyword rule implementing ``bridge.analysis.Analyzer``)
-so these tests do not depend on a trained model; the other server tests import it from here. Run this file as a script
-(``python tests/test_server.py serve --bind ...``) to start ``bridge.serve`` with it in a separate process.
+The analyzer is ``doubles.KeywordAnalyzer``, a real deterministic keyword rule, so these tests do not depend on a
+trained model.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import zmq
+from doubles import KeywordAnalyzer, start_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.policy import PolicyConfig, effects_frame, target_for
-from bridge.schema import load_schema
-from bridge.types import Analysis, NewsItem
+from bridge.types import NewsItem
 from bridge.wire import protocol as P
 from bridge.wire.server import BridgeServer
 
 GOLDEN = Path(__file__).parent / "golden"
-POSITIVE = ("raises", "hikes", "beats", "strong", "surges")
-NEGATIVE = ("cuts", "misses", "weak", "falls", "plunges")
-
-
-class KeywordAnalyzer:
-    """Headline keyword rule: +2 for a positive word, -2 for a negative one, else neutral; confidence 1."""
-
-    name = "keyword-rule"
-
-    def __init__(self, delay_s: float = 0.0):
-        self.delay_s = delay_s  # lets a test hold the worker busy, as a real model would be
-        self.schema = load_schema()
-        self.calls = 0
-
-    def analyze(self, items):
-        self.calls += 1
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        out = []
-        for item in items:
-            words = item.headline.lower().split()
-            level = 2 if any(w in words for w in POSITIVE) else -2 if any(w in words for w in NEGATIVE) else 0
-            out.append(Analysis(self.schema.defaults(), level, confidence=1.0, analyzer=self.name))
-        return out
-
-
-def start_server(**kw) -> BridgeServer:
-    """A server on a random loopback port, serving in a thread."""
-    kw.setdefault("bind", "tcp://127.0.0.1:*")
-    kw.setdefault("rate_limit", 0)
-    server = BridgeServer(kw.pop("analyzer", None) or KeywordAnalyzer(), **kw)
-    server.start()
-    return server
 
 
 @pytest.fixture
@@ -346,17 +311,6 @@ def test_preload_and_news_items_roundtrip():
     assert n == 1 and len(server.state.analyses) == 1
     tgt = server.state.target("EURUSD", t + pd.Timedelta(minutes=1))
     assert tgt.direction == 1  # USD-negative news is long EURUSD
-
-
-def _serve_main(argv: list[str]) -> int:
-    """``python tests/test_server.py serve ARGS``: ``bridge.serve`` with the keyword analyzer (other processes' tests)."""
-    from bridge.serve import build_parser, serve
-
-    return serve(build_parser().parse_args(argv), analyzer=KeywordAnalyzer(), calendar_analyzer=None)
-
-
-if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "serve":
-    sys.exit(_serve_main(sys.argv[2:]))
 
 
 # -- python -m bridge.serve: options, --news follow, --replay --------------------------------------------------------

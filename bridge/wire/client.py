@@ -1,4 +1,4 @@
-"""Reference client: the Lazy Pirate pattern of the ZeroMQ guide, and the EA emulator used by the tests.
+"""Reference client: the Lazy Pirate pattern of the ZeroMQ guide.
 
 Lazy Pirate (``lpclient``): send on a REQ socket, poll for the reply with a timeout; on timeout close the socket with
 linger 0, open a new one, send again; after ``retries`` attempts report the server down. Requests are idempotent on
@@ -21,7 +21,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
@@ -135,50 +134,6 @@ class LazyPirateClient:
 
     def stats(self) -> dict:
         return self.request({"type": P.STATS})
-
-
-@dataclass
-class EAEmulator:
-    """Follows the EA's sequence: ``hello`` once, then one ``signal`` per symbol per timer tick, trading the difference.
-
-    The EA holds at most one position per symbol of ``lots`` volume in the target's direction; it compares the target
-    with what it holds and closes/opens only the difference, so a repeated target changes nothing. When the server is
-    down it makes no new trades (the position stays as it is) and tries again next tick.
-    """
-
-    client: LazyPirateClient
-    symbols: tuple[str, ...] = ("EURUSD",)
-    utc_offset: int = 0
-    lots: float = 0.1
-    positions: dict[str, int] = field(default_factory=dict)
-    trades: list[tuple[str, int, int]] = field(default_factory=list)  # (symbol, from, to)
-    server_down_ticks: int = 0
-    greeted: bool = False
-
-    def tick(self, ea_time: int | None = None) -> dict[str, dict]:
-        """One ``OnTimer``: greet if needed, ask for every symbol, reconcile. Returns the replies by symbol."""
-        replies: dict[str, dict] = {}
-        try:
-            if not self.greeted:
-                self.client.hello(self.symbols)
-                self.greeted = True
-            for sym in self.symbols:
-                held = self.positions.get(sym, 0)
-                pos = {"direction": held, "volume": self.lots if held else 0.0}
-                rep = self.client.signal(sym, ea_time, self.utc_offset, pos)
-                replies[sym] = rep
-                if rep.get("type") == P.TARGET:
-                    self._reconcile(sym, int(rep["direction"]))
-        except ServerDown:
-            self.server_down_ticks += 1
-            self.greeted = False  # greet again after the server comes back, as the EA does after a reconnect
-        return replies
-
-    def _reconcile(self, symbol: str, target: int) -> None:
-        held = self.positions.get(symbol, 0)
-        if target != held:
-            self.trades.append((symbol, held, target))
-            self.positions[symbol] = target
 
 
 def _curve_from_args(args) -> tuple[bytes, bytes, bytes] | None:
