@@ -39,7 +39,7 @@ from backtest.bars.loading import load_bars  # noqa: E402
 from backtest.engine import EngineConfig, bar_open_ns, run_backtest, targets_from_effects  # noqa: E402
 from backtest.reference import follow_target_backtest  # noqa: E402
 from bridge.policy import PolicyConfig  # noqa: E402
-from bridge.provenance import library_versions  # noqa: E402
+from bridge.provenance import default_results_dir, library_versions  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "bars"
 SL, TP = 0.0030, 0.0060
@@ -165,7 +165,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-bars", type=int, default=2_000_000, help="largest size of the scaling curve")
     p.add_argument("--bt-max-bars", type=int, default=200_000, help="largest size backtesting.py is run on")
     p.add_argument("--quick", action="store_true", help="smaller sizes for a smoke run")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where JSON and PNG go")
+    p.add_argument(
+        "--out", type=Path, default=default_results_dir("backtest_speed"), help="where JSON and PNG go"
+    )
     args = p.parse_args(argv)
     if not DATA.is_dir():
         print(f"shared data not found at {DATA}", file=sys.stderr)

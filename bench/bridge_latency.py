@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from bridge.provenance import library_versions
+from bridge.provenance import default_results_dir, library_versions
 from bridge.wire import protocol as P
 
 SIGNAL = {
@@ -312,7 +312,11 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=32, help="news batch size")
     ap.add_argument("--batches", type=int, default=5, help="news batches timed")
     ap.add_argument("--quick", action="store_true", help="small counts for a smoke run")
-    ap.add_argument("--out", default="out/bench/bridge_latency.json", help="JSON results file")
+    ap.add_argument(
+        "--out",
+        default=str(default_results_dir("bridge_latency") / "bridge_latency.json"),
+        help="JSON results file",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.requests, args.per_client, args.news, args.batches = 2_000, 200, 10, 2

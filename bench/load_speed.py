@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from backtest.bars.loading import BarDataWarning, load_bars  # noqa: E402
 from bridge.errors import UserError, run_main  # noqa: E402
-from bridge.provenance import library_versions  # noqa: E402
+from bridge.provenance import default_results_dir, library_versions  # noqa: E402
 
 GOAL = 1.5  # at most this many times the bare read
 # (path under the data folder, source zone, separator and header for the bare read)
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=15, help="timed repeats per file (median reported)")
     parser.add_argument(
-        "--out", type=Path, default=ROOT / "bench" / "results" / "load_speed.json", help="JSON record"
+        "--out", type=Path, default=default_results_dir("load_speed") / "load_speed.json", help="JSON record"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

@@ -56,3 +56,12 @@ def git_commit() -> str:
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def default_results_dir(name: str) -> Path:
+    """Where a benchmark writes when ``--out`` is not given: outside the checkout, so a run never overwrites the
+    committed results under ``bench/results`` (``$EA_BRIDGE_RESULTS`` or the system's temporary folder)."""
+    import tempfile
+
+    base = os.environ.get("EA_BRIDGE_RESULTS") or Path(tempfile.gettempdir()) / "ea-bridge-results"
+    return Path(base) / name
