@@ -56,6 +56,12 @@ def add_model_arguments(group: argparse._ActionsContainer) -> None:
     group.add_argument("--no-cache", action="store_true", help="analyse every item again and store nothing")
 
 
+def add_progress_argument(group: argparse._ActionsContainer) -> None:
+    """``--no-progress``, the one progress switch of every command (``--quiet`` is still read, not shown)."""
+    group.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bars")
+    group.add_argument("--quiet", dest="no_progress", action="store_true", help=argparse.SUPPRESS)
+
+
 def add_cost_arguments(group: argparse._ActionsContainer) -> None:
     group.add_argument(
         "--latency", type=float, default=DEFAULT_LATENCY_S, help="seconds from news time to acting on it"

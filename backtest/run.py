@@ -39,6 +39,7 @@ from backtest.pipeline import (
     add_cost_arguments,
     add_model_arguments,
     add_news_arguments,
+    add_progress_argument,
     analyse,
     baselines,
     comparison_table,
@@ -50,6 +51,7 @@ from backtest.pipeline import (
 )
 from backtest.signals import load_signals
 from backtest.stats import compute_stats
+from bridge.cli import HelpFormatter
 from bridge.errors import DataError, UserError, run_main
 from bridge.policy import PolicyConfig, add_policy_arguments, effects_frame, policy_from_args
 from bridge.types import Analysis, NewsItem
@@ -59,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m backtest.run",
         description="Backtest news-driven targets on price bars (no look-ahead, real costs).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     d = p.add_argument_group("data")
     d.add_argument(
@@ -102,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--horizons", default=",".join(map(str, DEFAULT_HORIZONS)), help="event-study horizons, minutes"
     )
     o.add_argument("--seed", type=int, default=0, help="seed of the shuffled baselines")
-    o.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_argument(o)
     return p
 
 
@@ -228,7 +230,7 @@ def _news_pairs(args, bars: pd.DataFrame, ttl_min: float):
     if note:
         warnings.warn(note, stacklevel=1)
     try:
-        pairs, info = analyse(items, analyzer, progress=not args.quiet)
+        pairs, info = analyse(items, analyzer, progress=not args.no_progress)
     finally:
         if analyzer.cache is not None:
             analyzer.cache.close()

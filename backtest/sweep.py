@@ -32,6 +32,7 @@ from backtest.pipeline import (
     add_cost_arguments,
     add_model_arguments,
     add_news_arguments,
+    add_progress_argument,
     analyse,
     engine_config,
     load_all_news,
@@ -40,6 +41,7 @@ from backtest.pipeline import (
     news_in_range,
 )
 from backtest.stats import compute_stats
+from bridge.cli import HelpFormatter
 from bridge.errors import UserError, run_main
 from bridge.policy import PolicyConfig, effects_frame
 
@@ -197,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m backtest.sweep",
         description="Grid search of policy parameters with walk-forward validation, on Ray.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--symbol", action="append", default=None, help="symbol, repeatable (default EURUSD)")
     p.add_argument(
@@ -232,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
     p.add_argument("--chunk", type=int, default=8, help="grid points per Ray task")
     p.add_argument("--out", type=Path, default=None, help="write results.csv and sweep.json here")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_argument(p)
     return p
 
 
@@ -289,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UserError(str(exc), hint="use fewer --folds or more bars") from None
             items = news_in_range(all_items, bars, max(values["ttl"]))
             todo = [it for it in items if it.id not in analysed]
-            got, _ = analyse(todo, analyzer, progress=not args.quiet) if todo else ([], {})
+            got, _ = analyse(todo, analyzer, progress=not args.no_progress) if todo else ([], {})
             analysed.update({it.id: (it, a) for it, a in got})
             pairs = [analysed[it.id] for it in items if it.id in analysed]
             inputs[symbol] = (bars, symbol_effects(symbol, pairs))
@@ -320,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.train_folds or None,
                     args.metric,
                     args.chunk,
-                    not args.quiet,
+                    not args.no_progress,
                 )
             )
     finally:

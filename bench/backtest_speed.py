@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from backtest.bars.loading import load_bars  # noqa: E402
 from backtest.engine import EngineConfig, bar_open_ns, run_backtest, targets_from_effects  # noqa: E402
 from backtest.reference import follow_target_backtest  # noqa: E402
+from bridge.cli import HelpFormatter  # noqa: E402
 from bridge.policy import PolicyConfig  # noqa: E402
 from bridge.provenance import default_results_dir, library_versions  # noqa: E402
 
@@ -156,7 +157,7 @@ def time_vectorbt(bars: pd.DataFrame, target: np.ndarray, repeat: int) -> tuple[
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
     p.add_argument("--changes", type=int, default=10_000, help="position changes in the target series")
     p.add_argument(

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from bridge.cli import HelpFormatter
 from bridge.provenance import default_results_dir, library_versions
 from bridge.wire import protocol as P
 
@@ -302,7 +303,7 @@ def analyzer_baseline(kind: str, backend: str, make, n_single: int, batch: int) 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
     ap.add_argument("--requests", type=int, default=20_000, help="round trips for the latency figure")
     ap.add_argument("--clients", type=int, default=50, help="concurrent clients for the throughput figure")

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backtest.bars.loading import BarDataWarning, load_bars  # noqa: E402
+from bridge.cli import HelpFormatter  # noqa: E402
 from bridge.errors import UserError, run_main  # noqa: E402
 from bridge.provenance import default_results_dir, library_versions  # noqa: E402
 
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python bench/load_speed.py",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--data", type=Path, default=ROOT.parent / "shared" / "data", help="shared data folder"

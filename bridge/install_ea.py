@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bridge.cli import HelpFormatter
 from bridge.errors import UserError, run_main
 
 SOURCE = Path(__file__).resolve().parents[1] / "mql5"
@@ -150,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bridge.install_ea",
         description="Copy the EA Bridge Expert Advisor, include files and scripts into a MetaTrader 5 data folder.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--data-folder", required=True, type=Path, help="the terminal's data folder (File > Open Data Folder)"

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from bridge.analysis import NO_MODEL, add_analysis_arguments, build_analyzer
+from bridge.cli import HelpFormatter
 from bridge.errors import UserError, run_main
 from bridge.policy import add_policy_arguments, policy_from_args
 from bridge.wire import protocol as P
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m bridge.serve",
         description="Serve news-driven targets to MetaTrader 5 Expert Advisors over ZeroMQ.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     net = ap.add_argument_group("sockets")
     net.add_argument("--bind", default=P.DEFAULT_REQUEST_ENDPOINT, help="ROUTER endpoint for EA requests")

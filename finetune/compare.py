@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bridge.cli import HelpFormatter
 from bridge.errors import ModelError, UserError, run_main
 from bridge.lm.loading import DEFAULT_BASE
 from bridge.lm.methods import METHODS
@@ -350,7 +351,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m finetune.compare",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     ap.add_argument("--model", default=DEFAULT_BASE, help="base model for every method")
     ap.add_argument("--data", required=True, help="training records")

@@ -31,6 +31,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from bridge.cli import HelpFormatter
 from bridge.errors import DataError, UserError, run_main
 from bridge.news.loading import load_news_report
 from bridge.news.surprise import SurpriseAnalyzer
@@ -617,7 +618,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c = sub.add_parser(
         "convert",
         help="convert a public data set or calendar to instruction JSONL",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     c.add_argument("--format", required=True, choices=FORMATS)
     c.add_argument("input", type=Path)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bridge.cli import HelpFormatter
 from bridge.errors import DataError, run_main
 from bridge.lm.analyzer import BACKENDS, LMAnalyzer
 from bridge.prompt import parse_output
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m finetune.evaluate",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     ap.add_argument("--model", required=True, help="run directory or model directory")
     ap.add_argument("--data", required=True, help="labelled instruction records (JSONL/JSON)")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bridge.cli import HelpFormatter
 from bridge.errors import ModelError, run_main
 from bridge.lm.analyzer import (
     ONNX_FILE,
@@ -266,7 +267,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m finetune.export",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     ap.add_argument("run", help="run directory written by finetune.train (or a model directory)")
     ap.add_argument(

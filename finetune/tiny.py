@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from bridge.cli import HelpFormatter
 from bridge.errors import run_main
 from bridge.prompt import PROMPT_TEMPLATE
 from bridge.schema import load_schema
@@ -128,7 +129,7 @@ def make_tiny_model_dir(
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("out", help="directory to write the model and tokenizer to")
     ap.add_argument("--arch", choices=("gpt2", "llama"), default="gpt2", help="block style")
     ap.add_argument("--seed", type=int, default=0, help="weight init seed")

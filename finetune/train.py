@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bridge.cli import HelpFormatter
 from bridge.errors import DataError, UserError, run_main
 from bridge.lm.loading import DEFAULT_BASE, ModelInfo, encode_answer, encode_prompt, load_base
 from bridge.lm.methods import METHODS, count_parameters, method_config_dict, trainable_state
@@ -475,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m finetune.train",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     ap.add_argument("--method", choices=sorted(METHODS), required=True, help="tuning method")
     ap.add_argument(

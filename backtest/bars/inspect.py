@@ -16,6 +16,7 @@ import sys
 import warnings
 
 from backtest.bars.loading import DEFAULT_TZ, FORMATS, BarDataWarning, load_bars
+from bridge.cli import HelpFormatter
 from bridge.errors import run_main
 
 
@@ -23,13 +24,13 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m backtest.bars",
         description="Inspect price-bar files before a backtest.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
     inspect = sub.add_parser(
         "inspect",
         help="print format, rows, first/last time in UTC and problems found",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Load a bars file the way the backtester does and report what was found.",
     )
     inspect.add_argument("file", help="bars file: MT5 export, HistData ASCII, Dukascopy-style or OHLC CSV")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import zmq
 
+from bridge.cli import HelpFormatter
 from bridge.errors import UserError, run_main
 from bridge.wire import protocol as P
 
@@ -160,7 +161,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m bridge.client",
         description="Talk to a running bridge server (Lazy Pirate: retries, then reports the server down).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     ap.add_argument("--server", default=P.DEFAULT_REQUEST_ENDPOINT, help="request endpoint of the server")
     ap.add_argument(

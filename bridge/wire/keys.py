@@ -21,6 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from bridge.cli import HelpFormatter
 from bridge.errors import UserError, run_main
 
 
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m bridge.keys",
         description="CURVE keys for the bridge server and its clients.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     sub = ap.add_subparsers(dest="command", required=True)
     gp = sub.add_parser("generate", help="write NAME.key and NAME.key_secret into DIR")

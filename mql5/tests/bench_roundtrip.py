@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import harness_build  # noqa: E402
 
+from bridge.cli import HelpFormatter  # noqa: E402
 from bridge.errors import UserError, run_main  # noqa: E402
 from bridge.wire.client import LazyPirateClient, ServerDown  # noqa: E402
 
@@ -80,7 +81,7 @@ def python_client(endpoint: str, n: int, warmup: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
     parser.add_argument("--requests", type=int, default=10_000, help="timed requests per client")
     parser.add_argument("--warmup", type=int, default=200, help="untimed requests first, per client")
