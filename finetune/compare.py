@@ -364,7 +364,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--seeds", type=int, default=3, help="seeds per method (0..N-1)")
     ap.add_argument("--quick", action="store_true", help=f"smoke-sized run: {QUICK}, one seed")
-    ap.add_argument("--eval-items", type=int, default=None, help="score only the first N eval records")
+    ap.add_argument("--limit", type=int, default=None, help="score only the first N eval records")
     ap.add_argument("--latency-items", type=int, default=8, help="headlines timed one at a time per backend")
     ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX export and its latency")
     ap.add_argument(
@@ -380,7 +380,7 @@ def main(argv=None) -> int:
             raise UserError("no such file", path=p)
     res = compare(
         args.model, args.data, args.eval, Path(args.out), args.methods, args.seeds, args.quick,
-        args.train_args.split(), args.eval_items, args.latency_items, not args.no_onnx,
+        args.train_args.split(), args.limit, args.latency_items, not args.no_onnx,
     )  # fmt: skip
     print(markdown_table(res["table"]))
     print(f"\nwall time {res['wall_seconds']:.0f} s; results in {args.out}")

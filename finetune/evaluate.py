@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--model", required=True, help="run directory or model directory")
     ap.add_argument("--data", required=True, help="labelled instruction records (JSONL/JSON)")
-    ap.add_argument("--backend", choices=BACKENDS, default="torch", help="inference backend")
+    ap.add_argument("--backend", choices=BACKENDS, default="auto", help="inference backend")
     ap.add_argument(
         "--int8", action="store_true", help="with the onnx backend: the dynamically quantized export"
     )
