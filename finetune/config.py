@@ -1,4 +1,4 @@
-"""Typed configs: one per tuning method (the rows of the method table) and one for the training loop.
+"""Typed configs of a training run: the training loop's own, plus the method configs of ``bridge.lm.methods``.
 
 Every field carries a help string (shown by ``--help``) and ``__post_init__`` rejects inconsistent values with a
 ``ValueError``, in the manner of peft's configs. The resolved configs are saved in every run directory (``run.json``).
@@ -6,55 +6,14 @@ Every field carries a help string (shown by ``--help``) and ``__post_init__`` re
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 from bridge.lm.adapter import AdapterConfig
+from bridge.lm.methods import LORA_TARGETS, FullConfig, LoraConfig
 from bridge.schema import DEFAULT_SCHEMA
 
-__all__ = ["AdapterConfig", "FullConfig", "LoraConfig", "TrainConfig", "LORA_TARGETS", "config_help"]
-
-# Sensible LoRA targets per architecture: the attention projections (and GPT-2's fused MLP/attn output c_proj).
-LORA_TARGETS = {
-    "gpt2": ("c_attn", "c_proj"),
-    "llama": ("q_proj", "k_proj", "v_proj", "o_proj"),
-    "mistral": ("q_proj", "k_proj", "v_proj", "o_proj"),
-    "qwen2": ("q_proj", "k_proj", "v_proj", "o_proj"),
-}
-
-
-@dataclass
-class FullConfig:
-    """Full fine-tuning: every weight trains. No options of its own; the learning rate is in ``TrainConfig``."""
-
-    def __post_init__(self):
-        pass
-
-
-@dataclass
-class LoraConfig:
-    """LoRA through peft: low-rank updates ``B @ A`` on the target linear layers, base frozen."""
-
-    r: int = field(default=8, metadata={"help": "rank of the update matrices"})
-    alpha: int = field(default=16, metadata={"help": "scaling numerator: the update is scaled by alpha / r"})
-    dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input during training"})
-    target_modules: tuple[str, ...] | None = field(
-        default=None,
-        metadata={
-            "help": "module names to adapt; None = per-architecture default (GPT-2 c_attn/c_proj, Llama q/k/v/o)"
-        },
-    )
-
-    def __post_init__(self):
-        if self.r < 1:
-            raise ValueError(f"r must be >= 1, got {self.r}")
-        if self.alpha <= 0:
-            raise ValueError(f"alpha must be > 0, got {self.alpha}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.target_modules is not None:
-            self.target_modules = tuple(self.target_modules)
-            if not self.target_modules:
-                raise ValueError("target_modules must name at least one module (or be None for the default)")
+# The method configs live with their rows of the method table (bridge.lm.methods); re-exported for the CLIs.
+__all__ = ["AdapterConfig", "FullConfig", "LoraConfig", "TrainConfig", "LORA_TARGETS"]
 
 
 @dataclass
@@ -116,11 +75,6 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
-
-
-def config_help(cls) -> dict[str, str]:
-    """Field name -> help text (for argparse and docs)."""
-    return {f.name: f.metadata.get("help", "") for f in fields(cls)}
 
 
 def to_dict(cfg) -> dict:

@@ -8,15 +8,54 @@ method has them); ``METHODS[name].save(model, tokenizer, model_dir, info)`` writ
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from bridge.lm.adapter import ADAPTER_KEY, adapter_state_dict, insert_adapters
+from bridge.lm.adapter import AdapterConfig, adapter_state_dict, insert_adapters
 from bridge.lm.loading import ADAPTER_WEIGHTS, ModelInfo, write_model_info
-from finetune.config import LORA_TARGETS, AdapterConfig, FullConfig, LoraConfig
+
+# Sensible LoRA targets per architecture: the attention projections (and GPT-2's fused MLP/attn output c_proj).
+LORA_TARGETS = {
+    "gpt2": ("c_attn", "c_proj"),
+    "llama": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "mistral": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "qwen2": ("q_proj", "k_proj", "v_proj", "o_proj"),
+}
+
+
+@dataclass
+class FullConfig:
+    """Full fine-tuning: every weight trains. No options of its own; the learning rate is in ``TrainConfig``."""
+
+
+@dataclass
+class LoraConfig:
+    """LoRA through peft: low-rank updates ``B @ A`` on the target linear layers, base frozen."""
+
+    r: int = field(default=8, metadata={"help": "rank of the update matrices"})
+    alpha: int = field(default=16, metadata={"help": "scaling numerator: the update is scaled by alpha / r"})
+    dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input during training"})
+    target_modules: tuple[str, ...] | None = field(
+        default=None,
+        metadata={
+            "help": "module names to adapt; None = per-architecture default (GPT-2 c_attn/c_proj, Llama q/k/v/o)"
+        },
+    )
+
+    def __post_init__(self):
+        if self.r < 1:
+            raise ValueError(f"r must be >= 1, got {self.r}")
+        if self.alpha <= 0:
+            raise ValueError(f"alpha must be > 0, got {self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.target_modules is not None:
+            self.target_modules = tuple(self.target_modules)
+            if not self.target_modules:
+                raise ValueError("target_modules must name at least one module (or be None for the default)")
 
 
 @dataclass(frozen=True)
@@ -132,10 +171,6 @@ METHODS: dict[str, Method] = {
         "adapter", AdapterConfig, 1e-3, _prepare_adapter, _save_adapter, "bottleneck adapters in every block"
     ),
 }
-
-
-def is_adapter_param(name: str) -> bool:
-    return ADAPTER_KEY in name
 
 
 def method_config_dict(method: str, cfg) -> dict | None:
