@@ -160,7 +160,7 @@ def replay_rate_limit(args: argparse.Namespace) -> float:
 
 
 def build_server(args: argparse.Namespace, analyzer=None, calendar_analyzer=None) -> BridgeServer:
-    """Make the server from parsed options; ``analyzer`` overrides ``--analyzer`` (used by tests)."""
+    """Make the server from parsed options; ``analyzer`` overrides ``--model`` (used by tests)."""
     config = policy_from_args(args)
     if args.batch_size < 1:
         raise UserError("--batch-size must be >= 1")
