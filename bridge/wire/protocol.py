@@ -259,16 +259,12 @@ def decode_frames(body: list[bytes]) -> dict[str, Any]:
 
 
 def target_fields(target) -> dict[str, Any]:
-    """A ``bridge.types.Target`` in wire form: times as integer UTC seconds, ``expires`` 0 when there is none."""
+    """A ``bridge.types.Target`` in wire form: its ``to_dict`` with times as integer UTC seconds (``expires`` 0 when
+    there is none), as the EA reads them."""
     return {
-        "symbol": target.symbol,
-        "direction": int(target.direction),
-        "strength": round(float(target.strength), 6),
-        "sl": float(target.sl),
-        "tp": float(target.tp),
+        **target.to_dict(),
         "as_of": int(target.as_of.value // 1_000_000_000),
         "expires": int(target.expires.value // 1_000_000_000) if target.expires is not None else 0,
-        "reasons": list(target.reasons),
     }
 
 
