@@ -18,7 +18,15 @@ from bridge.types import Analysis, NewsItem
 
 PROMPT_TEMPLATE = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
 _RELATED_SPLIT = re.compile(r"[,;\s]+")
-_RELATED_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,23}$")
+_RELATED_TOKEN = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,23}$"
+)  # an instrument or currency: EUR, EURUSD.m, BRK.B
+
+
+def related_entries(raw: str) -> tuple[list[str], int]:
+    """The instrument-like entries of a ``related`` list, upper case, without repeats; and how many pieces it had."""
+    pieces = [t for t in _RELATED_SPLIT.split(raw) if t]
+    return list(dict.fromkeys(t.upper() for t in pieces if _RELATED_TOKEN.match(t))), len(pieces)
 
 
 def format_input(item: NewsItem) -> str:
@@ -97,9 +105,9 @@ def parse_output(text: str, schema: Schema | None = None, analyzer: str = "") ->
     if raw_related is None:
         problems.append(f"{schema.related_name}: missing")
     elif raw_related.strip().lower() != schema.related_none:
-        tokens = [t for t in _RELATED_SPLIT.split(raw_related) if t]
-        related = tuple(dict.fromkeys(t.upper() for t in tokens if _RELATED_TOKEN.match(t)))
-        if len(related) != len(tokens):
+        entries, pieces = related_entries(raw_related)
+        related = tuple(entries)
+        if len(related) != pieces:
             problems.append(f"{schema.related_name}: dropped unreadable entries in {raw_related!r}")
     analysis = Analysis(labels, level, related, confidence=1.0, fallback=bool(problems), analyzer=analyzer)
     return ParseResult(analysis, problems)

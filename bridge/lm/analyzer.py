@@ -46,7 +46,7 @@ from bridge.lm.loading import (
     read_model_info,
     resolve_base,
 )
-from bridge.prompt import format_input, parse_output
+from bridge.prompt import format_input, parse_output, related_entries
 from bridge.schema import Schema, load_schema
 from bridge.types import Analysis, NewsItem
 
@@ -54,9 +54,6 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "default"
 BACKENDS = ("auto", "torch", "onnx")
 MAX_RELATED_TOKENS = 12
 DEFAULT_BATCH = 8
-# the same entry rules as bridge.prompt.parse_output's related list
-_RELATED_SPLIT = re.compile(r"[,;\s]+")
-_RELATED_ENTRY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,23}$")
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
 PARITY_FILE = "parity.json"
@@ -396,8 +393,7 @@ class LMAnalyzer:
 
     def _clean_related(self, raw: str) -> str:
         """The related list as the parser reads it: instrument-like entries, upper case, no repeats, else none."""
-        entries = [t.upper() for t in _RELATED_SPLIT.split(raw) if _RELATED_ENTRY.match(t)]
-        entries = [e for e in dict.fromkeys(entries) if e.lower() != self.schema.related_none.lower()]
+        entries = [e for e in related_entries(raw)[0] if e.lower() != self.schema.related_none.lower()]
         return ", ".join(entries) if entries else self.schema.related_none
 
     def answer_texts(self, texts: Sequence[str]) -> list[str]:
