@@ -23,10 +23,15 @@ _RELATED_TOKEN = re.compile(
 )  # an instrument or currency: EUR, EURUSD.m, BRK.B
 
 
+def is_instrument(text: str) -> bool:
+    """True for one entry of a ``related`` list as the schema allows it (no spaces, up to 24 characters)."""
+    return bool(_RELATED_TOKEN.match(text))
+
+
 def related_entries(raw: str) -> tuple[list[str], int]:
     """The instrument-like entries of a ``related`` list, upper case, without repeats; and how many pieces it had."""
     pieces = [t for t in _RELATED_SPLIT.split(raw) if t]
-    return list(dict.fromkeys(t.upper() for t in pieces if _RELATED_TOKEN.match(t))), len(pieces)
+    return list(dict.fromkeys(t.upper() for t in pieces if is_instrument(t))), len(pieces)
 
 
 def format_input(item: NewsItem) -> str:

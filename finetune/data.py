@@ -35,7 +35,7 @@ from bridge.cli import HelpFormatter
 from bridge.errors import DataError, UserError, run_main
 from bridge.news.loading import load_news_report
 from bridge.news.surprise import SurpriseAnalyzer
-from bridge.prompt import format_input, make_record, parse_output
+from bridge.prompt import format_input, is_instrument, make_record, parse_output
 from bridge.provenance import library_versions
 from bridge.schema import DEFAULT_SCHEMA, Schema, load_schema
 from bridge.types import Analysis, NewsItem
@@ -51,7 +51,6 @@ _EPOCH = pd.Timestamp(
 )  # text-only sources have no time; the input text does not show it
 _URL = re.compile(r"https?://\S+")
 _TICKER = re.compile(r"\$([A-Za-z]{1,6}(?:\.[A-Za-z]{1,2})?)\b")
-_RELATED_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,23}$")
 _SENTIMENT_WORDS = {
     "negative": "negative",
     "bearish": "negative",
@@ -381,7 +380,7 @@ def _convert_sentfin(path: Path, opts: ConvertOptions, schema: Schema, stats: Co
             stats.skip("entities with opposite sentiments", line)
             continue
         label = kinds.pop() if kinds else "neutral"
-        related = tuple(e.upper() for e in decisions if _RELATED_TOKEN.match(e))[:8]
+        related = tuple(e.upper() for e in decisions if is_instrument(e))[:8]
         title = rec[ti].strip()
         if not title:
             stats.skip("empty title", line)
