@@ -1,8 +1,10 @@
-"""What every command line shares: the help formatter that prints each useful default once."""
+"""What every command line shares: the help formatter that prints each useful default once, options made from a
+typed dataclass config (one ``--flag`` per field, its help and default), and the console scripts."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -14,6 +16,32 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if "default" in text.lower() or action.default in (None, False, [], "", argparse.SUPPRESS):
             return text
         return super()._get_help_string(action)
+
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def add_dataclass_arguments(group: argparse._ActionsContainer, cls, prefix: str = "") -> None:
+    """One ``--prefix-field-name`` option per field of the dataclass ``cls``, with its help text and default."""
+    for f in fields(cls):
+        flag = "--" + prefix + f.name.replace("_", "-")
+        dest = (prefix + f.name).replace("-", "_")
+        help_text = f.metadata.get("help", "")
+        ann = str(f.type)
+        if ann == "bool":
+            group.add_argument(
+                flag, dest=dest, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
+            )
+        elif "tuple" in ann:
+            group.add_argument(flag, dest=dest, nargs="+", default=f.default, help=help_text)
+        else:
+            base = next((t for name, t in _TYPES.items() if ann.startswith(name)), str)
+            group.add_argument(flag, dest=dest, type=base, default=f.default, help=help_text)
+
+
+def dataclass_from_arguments(cls, args: argparse.Namespace, prefix: str = ""):
+    """The ``cls`` instance from options made by ``add_dataclass_arguments``; its ``ValueError`` passes through."""
+    return cls(**{f.name: getattr(args, (prefix + f.name).replace("-", "_")) for f in fields(cls)})
 
 
 # Console scripts (pyproject.toml [project.scripts]) beside ``python -m``: each runs the command's ``main`` under

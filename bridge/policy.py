@@ -12,7 +12,7 @@ else flat; its strength is the size capped at 1.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -161,17 +161,17 @@ def target_for(
 def add_policy_arguments(parser) -> None:
     """Add one ``--half-life``, ``--ttl`` ... option per ``PolicyConfig`` field, so the server, the backtester and
     the sweep take the same names with the same defaults and help."""
-    for f in fields(PolicyConfig):
-        parser.add_argument(
-            "--" + f.name.replace("_", "-"), type=float, default=f.default, help=f.metadata.get("help", "")
-        )
+    from bridge.cli import add_dataclass_arguments
+
+    add_dataclass_arguments(parser, PolicyConfig)
 
 
 def policy_from_args(args) -> PolicyConfig:
     """The ``PolicyConfig`` from options added by ``add_policy_arguments``; a bad value is a user error."""
+    from bridge.cli import dataclass_from_arguments
     from bridge.errors import UserError
 
     try:
-        return PolicyConfig(**{f.name: getattr(args, f.name) for f in fields(PolicyConfig)})
+        return dataclass_from_arguments(PolicyConfig, args)
     except ValueError as exc:
         raise UserError(f"bad policy option: {exc}") from None

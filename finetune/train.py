@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bridge.cli import HelpFormatter
+from bridge.cli import HelpFormatter, add_dataclass_arguments, dataclass_from_arguments
 from bridge.errors import DataError, UserError, run_main
 from bridge.lm.loading import DEFAULT_BASE, ModelInfo, encode_answer, encode_prompt, load_base
 from bridge.lm.methods import METHODS, count_parameters, method_config_dict, trainable_state
@@ -450,27 +450,6 @@ def train(
 
 # ---- command line -------------------------------------------------------------------------------------------------
 
-_TYPES = {"int": int, "float": float, "str": str}
-
-
-def _add_dataclass_args(ap: argparse.ArgumentParser, cls, prefix: str = "") -> None:
-    """One ``--flag`` per dataclass field, with its help text and default (so ``--help`` shows the config)."""
-    group = ap.add_argument_group(f"{prefix.rstrip('-') or 'training'} options ({cls.__name__})")
-    for f in fields(cls):
-        flag = "--" + prefix + f.name.replace("_", "-")
-        dest = (prefix + f.name).replace("-", "_")
-        help_text = f.metadata.get("help", "")
-        ann = str(f.type)
-        if ann == "bool":
-            group.add_argument(
-                flag, dest=dest, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
-            )
-        elif "tuple" in ann:
-            group.add_argument(flag, dest=dest, nargs="+", default=f.default, help=help_text)
-        else:
-            base = next((t for name, t in _TYPES.items() if ann.startswith(name)), str)
-            group.add_argument(flag, dest=dest, type=base, default=f.default, help=help_text)
-
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
@@ -490,10 +469,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--stop-after", type=int, default=None, help="end after step N (resumable; schedule unchanged)"
     )
-    _add_dataclass_args(ap, TrainConfig)
+    add_dataclass_arguments(ap.add_argument_group("training options (TrainConfig)"), TrainConfig)
     for name, spec in METHODS.items():
         if fields(spec.config_cls):
-            _add_dataclass_args(ap, spec.config_cls, prefix=f"{name}-")
+            group = ap.add_argument_group(f"{name} options ({spec.config_cls.__name__})")
+            add_dataclass_arguments(group, spec.config_cls, prefix=f"{name}-")
     return ap
 
 
@@ -501,10 +481,8 @@ def configs_from_args(args) -> tuple[TrainConfig, object]:
     """The typed configs from parsed arguments; an inconsistent value becomes a one-line user error."""
     spec = METHODS[args.method]
     try:
-        tcfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-        mcfg = spec.config_cls(
-            **{f.name: getattr(args, f"{args.method}_{f.name}") for f in fields(spec.config_cls)}
-        )
+        tcfg = dataclass_from_arguments(TrainConfig, args)
+        mcfg = dataclass_from_arguments(spec.config_cls, args, prefix=f"{args.method}-")
     except ValueError as exc:
         raise UserError(f"bad option: {exc}", hint="see --help") from exc
     return tcfg, mcfg
