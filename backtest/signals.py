@@ -9,6 +9,7 @@ it is an error naming its line rather than something silently re-sorted.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import pandas as pd
 
 from bridge.errors import DataError
 from bridge.news.tz import localize_to_utc
+from bridge.textfile import read_text_file
 
 _WORDS = {"long": 1, "buy": 1, "short": -1, "sell": -1, "flat": 0, "none": 0, "": None}
 TIME_COLUMNS = ("time_utc", "time", "timestamp", "datetime", "date")
@@ -29,10 +31,8 @@ def load_signals(path: str | Path, tz=None) -> pd.Series:
     or rows out of time order.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError("signals file not found", path=path, hint="give a CSV with columns time_utc,target")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.reader(fh))
+    text, _ = read_text_file(path, "signals file")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
     rows = [
         r for r in rows if r and not (len(r) == 1 and not r[0].strip()) and not r[0].lstrip().startswith("#")
     ]

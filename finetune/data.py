@@ -38,6 +38,7 @@ from bridge.news.surprise import SurpriseAnalyzer
 from bridge.prompt import format_input, is_instrument, make_record, parse_output
 from bridge.provenance import library_versions
 from bridge.schema import DEFAULT_SCHEMA, Schema, load_schema
+from bridge.textfile import read_text_file
 from bridge.types import Analysis, NewsItem
 
 FORMATS = ("tfns", "phrasebank", "sentfin", "calendar", "headlines")
@@ -212,15 +213,7 @@ def _text_input(text: str, strip_urls: bool) -> str:
 
 def _read_text(path: Path) -> tuple[str, str]:
     """File text and the encoding used: UTF-8, else Latin-1 (Financial PhraseBank ships in Latin-1)."""
-    if not path.is_file():
-        raise UserError(f"no such file: {path}", hint="check the path")
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise DataError("the file is empty", path=path, hint="expected a header line and data rows")
-    try:
-        return raw.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        return raw.decode("latin-1"), "latin-1"
+    return read_text_file(path, "data file", latin1=True)
 
 
 def _csv_rows(path: Path, text: str) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
@@ -541,17 +534,7 @@ def load_records(path: str | Path, schema: Schema | str | None = None) -> list[d
     """
     path = Path(path)
     schema = load_schema() if schema is None else load_schema(schema) if isinstance(schema, str) else schema
-    if not path.is_file():
-        raise UserError(f"no such file: {path}", hint="check the path")
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise DataError("the training file is empty", path=path, hint="expected one JSON record per line")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            "not UTF-8 text", path=path, line=raw[: exc.start].count(b"\n") + 1, hint="save the file as UTF-8"
-        ) from None
+    text, _ = read_text_file(path, "training file")
     records: list[dict] = []
     errors: list[tuple[int, str, str]] = []
     for line, obj in _records_from(path, text):

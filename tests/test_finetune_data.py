@@ -290,7 +290,7 @@ def test_load_records_empty_and_missing(tmp_path):
     p.write_text("", encoding="utf-8")
     with pytest.raises(DataError, match="empty"):
         load_records(p)
-    with pytest.raises(UserError, match="no such file"):
+    with pytest.raises(UserError, match="does not exist"):
         load_records(tmp_path / "nope.jsonl")
 
 

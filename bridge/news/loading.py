@@ -49,6 +49,7 @@ import pandas as pd
 from bridge.errors import DataError, UserError, run_main
 from bridge.news.tz import localize_to_utc, parse_tz, tz_name
 from bridge.news.values import is_missing, parse_value
+from bridge.textfile import read_text_file
 from bridge.types import NewsItem
 
 FORMATS = ("headlines", "forexfactory", "dailyfx", "mt5calendar")
@@ -186,27 +187,7 @@ class LoadReport:
 
 
 def _read_text(path: Path) -> str:
-    if not path.is_file():
-        what = "a directory, not a file" if path.is_dir() else "no such file"
-        raise UserError(f"{what}: {path}", hint="give the path of a news file")
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise DataError(
-            "the file is empty", path=path, hint="expected a header line and at least one data row"
-        )
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        # MetaTrader writes UTF-16 when a script opens a CSV without FILE_ANSI.
-        return raw.decode("utf-16")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"not UTF-8 text (byte {raw[exc.start]:#04x})",
-            path=path,
-            line=line,
-            hint="save the file as UTF-8",
-        ) from None
+    return read_text_file(path, "news file")[0]
 
 
 def _split_comments(text: str) -> tuple[list[str], str, int]:
