@@ -219,6 +219,137 @@ def dir_bytes(path: Path) -> int:
 # ---- training -----------------------------------------------------------------------------------------------------
 
 
+def check_run(method: str, mcfg, out: Path, resume: bool):
+    """The method's table row and config; a wrong method, config or run directory is a one-line user error."""
+    if method not in METHODS:
+        raise UserError(f"unknown method {method!r}", hint=f"one of {', '.join(METHODS)}")
+    spec = METHODS[method]
+    mcfg = mcfg if mcfg is not None else spec.config_cls()
+    if not isinstance(mcfg, spec.config_cls):
+        raise UserError(f"method {method} needs a {spec.config_cls.__name__}, got {type(mcfg).__name__}")
+    if resume and not (out / CHECKPOINT / "trainer_state.json").is_file():
+        raise UserError("nothing to resume", path=out / CHECKPOINT, hint="run without --resume first")
+    if not resume and (out / "run.json").exists():
+        raise UserError("the run directory is not empty", path=out, hint="use --resume, or another --out")
+    return spec, mcfg
+
+
+def load_data(data, eval_data, tcfg: TrainConfig, schema) -> tuple[list[dict], list[dict]]:
+    """Training and eval records, each cut to its ``max_*_samples`` by a seeded draw (kept in file order)."""
+    train_records = read_records(data, schema)
+    eval_records = read_records(eval_data, schema) if eval_data else []
+    if tcfg.max_train_samples and tcfg.max_train_samples < len(train_records):
+        keep = sorted(epoch_order(len(train_records), tcfg.seed, -1)[: tcfg.max_train_samples])
+        train_records = [train_records[i] for i in keep]
+    if tcfg.max_eval_samples and tcfg.max_eval_samples < len(eval_records):
+        keep = sorted(epoch_order(len(eval_records), tcfg.seed, -2)[: tcfg.max_eval_samples])
+        eval_records = [eval_records[i] for i in keep]
+    return train_records, eval_records
+
+
+def prepare_model(model_name: str, spec, mcfg, tcfg: TrainConfig, device: torch.device):
+    """The base model with the method applied (only its parameters trainable), on ``device``; and its tokenizer."""
+    model, tokenizer = load_base(model_name)
+    seed_everything(
+        tcfg.seed
+    )  # adapter/LoRA init draws from the seed, independent of how loading used the RNG
+    model = spec.prepare(model, mcfg)
+    model.to(device)
+    if tcfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()  # frozen embeddings would otherwise cut the gradient path
+    return model, tokenizer
+
+
+def total_steps_of(n_examples: int, tcfg: TrainConfig, world: int) -> int:
+    """Optimizer steps of the run: epochs over the data, or ``max_steps`` when given (as in transformers' Trainer)."""
+    per_epoch = math.ceil(math.ceil(n_examples / tcfg.batch_size) / (tcfg.grad_accum * world))
+    return tcfg.max_steps or max(1, math.ceil(per_epoch * tcfg.epochs))
+
+
+def make_optimizer(model, tcfg: TrainConfig, lr: float, total_steps: int):
+    """AdamW over the trainable parameters with linear warm-up then linear decay to zero."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=tcfg.weight_decay)
+
+    def schedule(step: int) -> float:
+        if step < tcfg.warmup_steps:
+            return (step + 1) / (tcfg.warmup_steps + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - tcfg.warmup_steps))
+
+    return params, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def device_record(device: torch.device, amp_dtype, world: int) -> dict:
+    return {
+        "type": device.type,
+        "name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "cpu",
+        "amp_dtype": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32",
+        "world_size": world,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def new_state() -> dict:
+    """What a checkpoint carries besides the weights: progress, early-stopping memory, history and counters."""
+    return {
+        "step": 0,
+        "best_eval": None,
+        "bad_evals": 0,
+        "history": [],
+        "train_seconds": 0.0,
+        "tokens": 0,
+        "samples": 0,
+    }
+
+
+def train_step(
+    train_model,
+    train_ex,
+    step: int,
+    tcfg: TrainConfig,
+    pad_id: int,
+    device,
+    amp_dtype,
+    scaler,
+    rank: int,
+    world: int,
+) -> tuple[float, int, int, int]:
+    """Forward and backward over ``grad_accum`` micro-batches; returns (loss, tokens, samples, epoch)."""
+    step_loss, step_tokens, samples, epoch = 0.0, 0, 0, 0
+    for k in range(tcfg.grad_accum):
+        examples, epoch = micro_batch(train_ex, step * tcfg.grad_accum + k, tcfg, rank, world)
+        batch = {key: v.to(device) for key, v in collate(examples, pad_id).items()}
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss = train_model(**batch).loss / tcfg.grad_accum
+        scaler.scale(loss).backward()
+        step_loss += float(loss.detach())
+        step_tokens += int(batch["attention_mask"].sum())
+        samples += len(examples)
+    return step_loss, step_tokens, samples, epoch
+
+
+def result_record(state: dict, stopped_early: bool, load_s: float, device, out: Path) -> dict:
+    train_s = state["train_seconds"]
+    peak, peak_kind = peak_memory_mb(device)
+    return {
+        "steps": state["step"],
+        "stopped_early": stopped_early,
+        "best_eval_loss": state["best_eval"],
+        "final_train_loss": state["history"][-1]["train_loss"] if state["history"] else None,
+        "load_seconds": round(load_s, 3),
+        "train_seconds": round(train_s, 3),
+        "samples_per_s": round(state["samples"] / train_s, 4) if train_s else None,
+        "tokens_per_s": round(state["tokens"] / train_s, 2) if train_s else None,
+        "peak_memory_mb": round(peak, 1),
+        "peak_memory_kind": peak_kind,
+        "checkpoint_bytes": dir_bytes(out / "model") if (out / "model").exists() else 0,
+    }
+
+
 def train(
     method: str,
     model_name: str,
@@ -236,70 +367,31 @@ def train(
     ``stop_after`` ends the run (with a checkpoint) after that step without changing the schedule, as an interruption
     would; ``resume=True`` then continues it.
     """
+    # -- the run: method, devices, data, model
     tcfg = tcfg or TrainConfig()
-    if method not in METHODS:
-        raise UserError(f"unknown method {method!r}", hint=f"one of {', '.join(METHODS)}")
-    spec = METHODS[method]
-    mcfg = mcfg if mcfg is not None else spec.config_cls()
-    if not isinstance(mcfg, spec.config_cls):
-        raise UserError(f"method {method} needs a {spec.config_cls.__name__}, got {type(mcfg).__name__}")
     out = Path(out)
-    if resume and not (out / CHECKPOINT / "trainer_state.json").is_file():
-        raise UserError("nothing to resume", path=out / CHECKPOINT, hint="run without --resume first")
-    if not resume and (out / "run.json").exists():
-        raise UserError("the run directory is not empty", path=out, hint="use --resume, or another --out")
-
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    rank = int(os.environ.get("RANK", 0))
+    spec, mcfg = check_run(method, mcfg, out, resume)
+    world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     main_proc = rank == 0
     device, amp_dtype = pick_device(tcfg)
     if world > 1:
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
         if device.type == "cuda":
             torch.cuda.set_device(device)
-
     schema = load_schema(tcfg.schema)
-    train_records = read_records(data, schema)
-    eval_records = read_records(eval_data, schema) if eval_data else []
     seed_everything(tcfg.seed)
-    if tcfg.max_train_samples and tcfg.max_train_samples < len(train_records):
-        keep = sorted(epoch_order(len(train_records), tcfg.seed, -1)[: tcfg.max_train_samples])
-        train_records = [train_records[i] for i in keep]
-    if tcfg.max_eval_samples and tcfg.max_eval_samples < len(eval_records):
-        keep = sorted(epoch_order(len(eval_records), tcfg.seed, -2)[: tcfg.max_eval_samples])
-        eval_records = [eval_records[i] for i in keep]
-
+    train_records, eval_records = load_data(data, eval_data, tcfg, schema)
     t_load = time.perf_counter()
-    model, tokenizer = load_base(model_name)
-    seed_everything(
-        tcfg.seed
-    )  # adapter/LoRA init draws from the seed, independent of how loading used the RNG
-    model = spec.prepare(model, mcfg)
-    model.to(device)
-    if tcfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        if hasattr(model, "enable_input_require_grads"):
-            model.enable_input_require_grads()  # frozen embeddings would otherwise cut the gradient path
+    model, tokenizer = prepare_model(model_name, spec, mcfg, tcfg, device)
     load_s = time.perf_counter() - t_load
-    trainable, total = count_parameters(model)
     train_ex = tokenize_records(train_records, tokenizer, schema, tcfg.max_prompt_tokens)
     eval_ex = tokenize_records(eval_records, tokenizer, schema, tcfg.max_prompt_tokens)
     pad_id = tokenizer.pad_token_id
 
-    per_epoch_steps = math.ceil(math.ceil(len(train_ex) / tcfg.batch_size) / (tcfg.grad_accum * world))
-    total_steps = max(1, math.ceil(per_epoch_steps * tcfg.epochs))
-    if tcfg.max_steps:
-        total_steps = tcfg.max_steps  # as in transformers' Trainer, max_steps overrides epochs
+    # -- optimisation
+    total_steps = total_steps_of(len(train_ex), tcfg, world)
     lr = tcfg.lr or spec.default_lr
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=tcfg.weight_decay)
-
-    def schedule(step: int) -> float:
-        if step < tcfg.warmup_steps:
-            return (step + 1) / (tcfg.warmup_steps + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - tcfg.warmup_steps))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    params, optimizer, scheduler = make_optimizer(model, tcfg, lr, total_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     train_model = model
     if world > 1:
@@ -307,16 +399,17 @@ def train(
             model, device_ids=[device] if device.type == "cuda" else None
         )
 
+    # -- the record of the run, written before training so a crashed run still says what it was
     # A local base is recorded by absolute path so the model directory loads from anywhere; hub ids stay as given.
     local = model_name != DEFAULT_BASE and Path(model_name).exists()
-    base_label = str(Path(model_name).resolve()) if local else model_name
     info = ModelInfo(
         method=method,
-        base=base_label,
+        base=str(Path(model_name).resolve()) if local else model_name,
         schema=tcfg.schema,
         adapter=method_config_dict(method, mcfg),
         max_prompt_tokens=tcfg.max_prompt_tokens,
     )
+    trainable, total = count_parameters(model)
     run = {
         "method": method,
         "method_config": asdict(mcfg),
@@ -326,30 +419,12 @@ def train(
         "records": {"train": len(train_ex), "eval": len(eval_ex)},
         "lr": lr,
         "versions": library_versions(),
-        "device": {
-            "type": device.type,
-            "name": torch.cuda.get_device_name(device)
-            if device.type == "cuda"
-            else platform.processor() or "cpu",
-            "amp_dtype": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32",
-            "world_size": world,
-            "torch_threads": torch.get_num_threads(),
-        },
+        "device": device_record(device, amp_dtype, world),
         "git_commit": git_commit(),
         "params": {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total},
         "total_steps": total_steps,
     }
-    state = {
-        "step": 0,
-        "best_eval": None,
-        "bad_evals": 0,
-        "history": [],
-        "train_seconds": 0.0,
-        "tokens": 0,
-        "samples": 0,
-    }
-    if resume:
-        state = load_checkpoint(out, model, optimizer, scheduler)
+    state = load_checkpoint(out, model, optimizer, scheduler) if resume else new_state()
     if main_proc:
         out.mkdir(parents=True, exist_ok=True)
         (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
@@ -359,6 +434,7 @@ def train(
             shutil.rmtree(out / "model", ignore_errors=True)
             spec.save(model, tokenizer, out / "model", info)
 
+    # -- the training loop: step, evaluate (keep the best), checkpoint, stop early or when interrupted
     model.train()
     bar = None
     if progress and main_proc:
@@ -370,26 +446,19 @@ def train(
     stopped_early = False
     t0 = time.perf_counter() - state["train_seconds"]
     while state["step"] < total_steps:
-        step = state["step"]
         optimizer.zero_grad(set_to_none=True)
-        step_loss, step_tokens = 0.0, 0
-        for k in range(tcfg.grad_accum):
-            examples, epoch = micro_batch(train_ex, step * tcfg.grad_accum + k, tcfg, rank, world)
-            batch = {key: v.to(device) for key, v in collate(examples, pad_id).items()}
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = train_model(**batch).loss / tcfg.grad_accum
-            scaler.scale(loss).backward()
-            step_loss += float(loss.detach())
-            step_tokens += int(batch["attention_mask"].sum())
-            state["samples"] += len(examples)
+        step_loss, step_tokens, samples, epoch = train_step(
+            train_model, train_ex, state["step"], tcfg, pad_id, device, amp_dtype, scaler, rank, world
+        )
         if tcfg.max_grad_norm:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, tcfg.max_grad_norm)
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
-        state["step"] = step = step + 1
+        state["step"] = step = state["step"] + 1
         state["tokens"] += step_tokens
+        state["samples"] += samples
         state["train_seconds"] = time.perf_counter() - t0
         entry = {
             "step": step,
@@ -421,23 +490,11 @@ def train(
             break
     if bar is not None:
         bar.close()
+
+    # -- the model and the record
     if not eval_ex or state["best_eval"] is None:
         save_model()  # without an eval set the last weights are the model
-    train_s = state["train_seconds"]
-    peak, peak_kind = peak_memory_mb(device)
-    run["result"] = {
-        "steps": state["step"],
-        "stopped_early": stopped_early,
-        "best_eval_loss": state["best_eval"],
-        "final_train_loss": state["history"][-1]["train_loss"] if state["history"] else None,
-        "load_seconds": round(load_s, 3),
-        "train_seconds": round(train_s, 3),
-        "samples_per_s": round(state["samples"] / train_s, 4) if train_s else None,
-        "tokens_per_s": round(state["tokens"] / train_s, 2) if train_s else None,
-        "peak_memory_mb": round(peak, 1),
-        "peak_memory_kind": peak_kind,
-        "checkpoint_bytes": dir_bytes(out / "model") if (out / "model").exists() else 0,
-    }
+    run["result"] = result_record(state, stopped_early, load_s, device, out)
     if main_proc:
         with (out / "history.jsonl").open("w") as fh:
             for e in state["history"]:
