@@ -239,17 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from bridge.provenance import library_versions
-
     args = build_parser().parse_args(argv)
-    symbols = args.symbol or ["EURUSD"]
-    bars_files = args.bars or [None]
-    if len(bars_files) == 1 and len(symbols) > 1 and bars_files[0] is None:
-        raise UserError("give one --bars file per --symbol", hint="the bundled demo bars are EURUSD only")
-    if len(bars_files) != len(symbols):
-        raise UserError(
-            f"{len(symbols)} --symbol for {len(bars_files)} --bars", hint="give one --bars per --symbol"
-        )
+    symbols, bars_files = _symbols_and_bars(args)
     values = {name: _floats(getattr(args, name), name.replace("_", "-")) for name in GRID_PARAMS}
     grid = [dict(zip(GRID_PARAMS, combo, strict=True)) for combo in itertools.product(*values.values())]
     try:
@@ -268,10 +259,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    inputs, notes = _inputs(args, symbols, bars_files, max_ttl=max(values["ttl"]))
+    table = _sweep_on_ray(args, inputs, grid, engines)
+    summary = walk_forward_summary(table)
+    _print_summary(summary, len(grid), len(symbols), args.folds)
+    if args.out is not None:
+        _write(args, table, summary, grid, engines, notes)
+    return 0
 
+
+def _symbols_and_bars(args) -> tuple[list[str], list[Path | None]]:
+    symbols = args.symbol or ["EURUSD"]
+    bars_files = args.bars or [None]
+    if len(bars_files) == 1 and len(symbols) > 1 and bars_files[0] is None:
+        raise UserError("give one --bars file per --symbol", hint="the bundled demo bars are EURUSD only")
+    if len(bars_files) != len(symbols):
+        raise UserError(
+            f"{len(symbols)} --symbol for {len(bars_files)} --bars", hint="give one --bars per --symbol"
+        )
+    return symbols, bars_files
+
+
+def _inputs(args, symbols, bars_files, max_ttl: float) -> tuple[dict, list[str]]:
+    """Per symbol: its bars and the unfiltered effects of the news on it (each item analysed once for all)."""
     all_items = load_all_news(args.news, args.news_format, args.news_tz)
     analyzer, note = news_analyzer(all_items, args.model, args.backend, None if args.no_cache else args.cache)
-    notes = [note] if note else []
     inputs = {}
     analysed: dict[str, tuple] = {}  # news id -> (item, analysis), shared by the symbols
     try:
@@ -289,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fold_edges(len(bars), args.folds)
             except ValueError as exc:
                 raise UserError(str(exc), hint="use fewer --folds or more bars") from None
-            items = news_in_range(all_items, bars, max(values["ttl"]))
+            items = news_in_range(all_items, bars, max_ttl)
             todo = [it for it in items if it.id not in analysed]
             got, _ = analyse(todo, analyzer, progress=not args.no_progress) if todo else ([], {})
             analysed.update({it.id: (it, a) for it, a in got})
@@ -298,7 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if analyzer.cache is not None:
             analyzer.cache.close()
+    return inputs, [note] if note else []
 
+
+def _sweep_on_ray(args, inputs: dict, grid: list[dict], engines: dict) -> pd.DataFrame:
     import ray
 
     ray.init(
@@ -310,46 +325,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging_level="ERROR",
     )
     try:
-        tables = []
-        for symbol in symbols:
-            tables.append(
-                sweep(
-                    {symbol: inputs[symbol]},
-                    grid,
-                    engines[symbol],
-                    args.latency,
-                    args.folds,
-                    args.train_folds or None,
-                    args.metric,
-                    args.chunk,
-                    not args.no_progress,
-                )
+        tables = [
+            sweep(
+                {symbol: inputs[symbol]},
+                grid,
+                engines[symbol],
+                args.latency,
+                args.folds,
+                args.train_folds or None,
+                args.metric,
+                args.chunk,
+                not args.no_progress,
             )
+            for symbol in inputs
+        ]
     finally:
         ray.shutdown()
-    table = pd.concat(tables, ignore_index=True)
-    summary = walk_forward_summary(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+def _print_summary(summary: pd.DataFrame, n_grid: int, n_symbols: int, folds: int) -> None:
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(f"{len(grid)} parameter sets x {len(symbols)} symbols x {args.folds - 1} walk-forward folds")
+        print(f"{n_grid} parameter sets x {n_symbols} symbols x {folds - 1} walk-forward folds")
         print("Selected in-sample, reported out-of-sample:")
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         oos = summary.groupby("symbol")[["oos Return [%]", "oos Sharpe Ratio"]].mean()
         print("\nMean out-of-sample per symbol:")
         print(oos.to_string(float_format=lambda v: f"{v:.4f}"))
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.out / "results.csv", index=False)
-        doc = {
-            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "grid_size": len(grid),
-            "engine": {s: e.to_dict() for s, e in engines.items()},
-            "walk_forward": json.loads(summary.to_json(orient="records")),
-            "notes": notes,
-            "versions": library_versions("ray"),
-        }
-        (args.out / "sweep.json").write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
-        print(f"\nwrote {args.out / 'results.csv'}, {args.out / 'sweep.json'}")
-    return 0
+
+
+def _write(args, table, summary, grid, engines, notes) -> None:
+    from bridge.provenance import library_versions
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out / "results.csv", index=False)
+    doc = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "grid_size": len(grid),
+        "engine": {s: e.to_dict() for s, e in engines.items()},
+        "walk_forward": json.loads(summary.to_json(orient="records")),
+        "notes": notes,
+        "versions": library_versions("ray"),
+    }
+    (args.out / "sweep.json").write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+    print(f"\nwrote {args.out / 'results.csv'}, {args.out / 'sweep.json'}")
 
 
 if __name__ == "__main__":
