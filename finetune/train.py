@@ -549,7 +549,16 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     tcfg, mcfg = configs_from_args(args)
     run = train(
-        args.method, args.model, args.data, args.out, args.eval, tcfg, mcfg, args.resume, not args.no_progress
+        args.method,
+        args.model,
+        args.data,
+        args.out,
+        args.eval,
+        tcfg,
+        mcfg,
+        resume=args.resume,
+        progress=not args.no_progress,
+        stop_after=args.stop_after,
     )
     r = run["result"]
     print(

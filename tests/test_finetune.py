@@ -19,7 +19,7 @@ from bridge.prompt import make_record, parse_output
 from bridge.schema import load_schema
 from bridge.types import Analysis
 from finetune import train as train_mod
-from finetune.config import FullConfig, LoraConfig, TrainConfig
+from finetune.config import LoraConfig, TrainConfig
 from finetune.tiny import make_tiny_base
 
 METHOD_NAMES = sorted(METHODS)
@@ -341,9 +341,18 @@ def test_cli_trains_and_refuses_to_overwrite(tiny_bases, records, tmp_path, caps
     ]
     argv += ["--max-steps", "1", "--no-progress"]
     assert run_main(train_mod.main, argv) == 0
-    assert isinstance(FullConfig(), FullConfig)
     assert run_main(train_mod.main, argv) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_cli_stop_after_then_resume_finishes_the_schedule(tiny_bases, records, tmp_path):
+    out = tmp_path / "r"
+    argv = ["--method", "lora", "--model", tiny_bases["llama"], "--data", str(records), "--out", str(out)]
+    argv += ["--max-steps", "4", "--no-progress"]
+    assert run_main(train_mod.main, [*argv, "--stop-after", "2"]) == 0
+    assert json.loads((out / "checkpoints/last/trainer_state.json").read_text())["step"] == 2
+    assert run_main(train_mod.main, [*argv, "--resume"]) == 0
+    assert json.loads((out / "run.json").read_text())["result"]["steps"] == 4
 
 
 @pytest.mark.slow
