@@ -17,6 +17,27 @@ from bridge.schema import Schema, load_schema
 from bridge.types import Analysis, NewsItem
 
 PROMPT_TEMPLATE = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+# Prompt templates by name. A model directory records the one it was trained with (``prompt_template`` in
+# bridge_model.json); a directory without that key was trained with ``alpaca``, the only template before ``short``.
+#
+# - ``alpaca``: the schema's instruction (about 25 tokens) + the news text in Alpaca layout, about 42 tokens of
+#   template around every item. The shipped model up to format 1 uses it.
+# - ``short``: the news text and a cue, 6 tokens of template with SmolLM2's tokenizer. A fine-tuned model does not need
+#   to be told the task on every item; the schema is fixed per model directory. This is what finetune.train writes by
+#   default: it is most of the training-speed gain of bench/train_speed.py.
+# - ``llamafactory-alpaca``: LLaMA-Factory's ``alpaca`` template with its default system line, for a plain peft adapter
+#   trained there on this project's alpaca-format data (instruction and input joined by a newline, as LLaMA-Factory
+#   does for alpaca records).
+TEMPLATES = {
+    "alpaca": PROMPT_TEMPLATE,
+    "short": "News: {input}\nLabels:\n",
+    "llamafactory-alpaca": (
+        "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+        "\n\n### Instruction:\n{instruction}\n{input}\n\n### Response:\n"
+    ),
+}
+LEGACY_TEMPLATE = "alpaca"  # what a model directory without a recorded template was trained with
+DEFAULT_TEMPLATE = "short"  # what new training runs use
 _RELATED_SPLIT = re.compile(r"[,;\s]+")
 _RELATED_TOKEN = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,23}$"
@@ -44,10 +65,19 @@ def format_input(item: NewsItem) -> str:
     return "\n".join(parts)
 
 
-def build_prompt(text: str, schema: Schema | None = None, instruction: str | None = None) -> str:
-    """The full prompt a model sees; the answer starts right after it."""
+def check_template(name: str) -> str:
+    if name not in TEMPLATES:
+        raise ValueError(f"unknown prompt template {name!r}, expected one of {', '.join(TEMPLATES)}")
+    return name
+
+
+def build_prompt(
+    text: str, schema: Schema | None = None, instruction: str | None = None, template: str = LEGACY_TEMPLATE
+) -> str:
+    """The full prompt a model sees in the named ``template``; the answer starts right after it."""
     schema = schema or load_schema()
-    return PROMPT_TEMPLATE.format(instruction=instruction or schema.instruction, input=text.strip())
+    fmt = TEMPLATES[check_template(template)]
+    return fmt.format(instruction=instruction or schema.instruction, input=text.strip())
 
 
 def format_output(analysis: Analysis, schema: Schema | None = None) -> str:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from bridge.lm.adapter import AdapterConfig
 from bridge.lm.methods import LORA_TARGETS, FullConfig, LoraConfig
+from bridge.prompt import DEFAULT_TEMPLATE, TEMPLATES
 from bridge.schema import DEFAULT_SCHEMA
 
 # The method configs live with their rows of the method table (bridge.lm.methods); re-exported for the CLIs.
@@ -29,6 +30,13 @@ class TrainConfig:
         default=192, metadata={"help": "prompt length cap in tokens (input text is cut)"}
     )
     schema: str = field(default=DEFAULT_SCHEMA, metadata={"help": "label schema name or JSON path"})
+    prompt_template: str = field(
+        default=DEFAULT_TEMPLATE,
+        metadata={"help": f"prompt template ({', '.join(TEMPLATES)}); recorded in bridge_model.json"},
+    )
+    group_by_length: bool = field(
+        default=True, metadata={"help": "batch records of similar length together (less padding)"}
+    )
     # optimisation
     epochs: float = field(default=1.0, metadata={"help": "passes over the training data (fractions allowed)"})
     max_steps: int | None = field(
@@ -41,7 +49,18 @@ class TrainConfig:
     warmup_steps: int = field(default=10, metadata={"help": "linear warmup steps, then linear decay to 0"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0 = off)"})
     seed: int = field(default=0, metadata={"help": "seed for init, shuffling and dropout"})
+    answer_logits_only: bool = field(
+        default=True,
+        metadata={"help": "compute the output layer only where the loss is (the answer), not on every prompt token"},
+    )
     # evaluation, checkpoints, early stopping
+    select_by: str = field(
+        default="loss",
+        metadata={
+            "help": "model choice and early stopping: eval loss, or wf1 (3-class weighted sentiment F1 of the "
+            "analyzer on the eval records)"
+        },
+    )
     eval_every: int = field(
         default=50, metadata={"help": "evaluate eval loss every N steps (and at the end)"}
     )
@@ -52,7 +71,14 @@ class TrainConfig:
     # hardware
     device: str = field(default="auto", metadata={"help": "auto (CUDA if present, else CPU), cpu, cuda"})
     precision: str = field(
-        default="auto", metadata={"help": "auto (bf16 on CUDA if supported, else fp16), fp32"}
+        default="auto",
+        metadata={
+            "help": "auto (CUDA: bf16 if supported, else fp16; CPU: bf16 autocast where the CPU has native bf16 "
+            "(avx512_bf16 / amx_bf16), else fp32), fp32, bf16, fp16"
+        },
+    )
+    threads: int | None = field(
+        default=None, metadata={"help": "torch CPU threads; None = the cores this process may use"}
     )
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory (GPU)"})
 
@@ -75,6 +101,12 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+        if self.prompt_template not in TEMPLATES:
+            raise ValueError(f"prompt_template must be one of {', '.join(TEMPLATES)}, got {self.prompt_template!r}")
+        if self.select_by not in ("loss", "wf1"):
+            raise ValueError(f"select_by must be loss or wf1, got {self.select_by!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 or None, got {self.threads}")
 
 
 def to_dict(cfg) -> dict:

@@ -36,8 +36,16 @@ import torch
 
 from bridge.cli import HelpFormatter, add_dataclass_arguments, dataclass_from_arguments
 from bridge.errors import DataError, UserError, run_main
-from bridge.lm.loading import DEFAULT_BASE, ModelInfo, encode_answer, encode_prompt, load_base
+from bridge.lm.loading import (
+    DEFAULT_BASE,
+    ModelInfo,
+    encode_answer,
+    encode_prompt,
+    load_base,
+    local_base_name,
+)
 from bridge.lm.methods import METHODS, count_parameters, method_config_dict, trainable_state
+from bridge.prompt import LEGACY_TEMPLATE
 from bridge.provenance import git_commit, library_versions
 from bridge.schema import load_schema
 from finetune.config import TrainConfig
@@ -49,14 +57,44 @@ IGNORE = -100
 # ---- environment --------------------------------------------------------------------------------------------------
 
 
+def cpu_bf16_support() -> tuple[bool, str]:
+    """(native bf16 on this CPU, why): the CPU flags avx512_bf16 or amx_bf16 (Linux /proc/cpuinfo), checked at run
+    time, and oneDNN's own bf16 check. Without native support bf16 autocast is emulated and slower than fp32."""
+    try:
+        onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        onednn = False
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    native = sorted(flags & {"avx512_bf16", "amx_bf16"})
+    capability = torch.backends.cpu.get_cpu_capability()
+    if native and onednn:
+        return True, f"CPU flags {', '.join(native)}, torch capability {capability}"
+    if not onednn:
+        return False, f"oneDNN reports no bf16 support (torch capability {capability})"
+    return False, f"no avx512_bf16 / amx_bf16 CPU flag (torch capability {capability}): bf16 would be emulated"
+
+
 def pick_device(tcfg: TrainConfig) -> tuple[torch.device, torch.dtype | None]:
-    """(device, autocast dtype or None). CUDA uses bf16 where supported, else fp16; the CPU trains in fp32."""
+    """(device, autocast dtype or None). CUDA uses bf16 where supported, else fp16; the CPU uses bf16 autocast where it
+    has native bf16 (``cpu_bf16_support``), else fp32. ``--precision bf16`` forces bf16 autocast on either."""
     if tcfg.device == "cuda" and not torch.cuda.is_available():
         raise UserError(
             "--device cuda was asked for but no CUDA device is available", hint="use --device auto"
         )
     use_cuda = tcfg.device == "cuda" or (tcfg.device == "auto" and torch.cuda.is_available())
     if not use_cuda:
+        if tcfg.precision == "fp16":
+            raise UserError("fp16 training is for CUDA only", hint="use --precision bf16 or fp32 on the CPU")
+        if tcfg.precision == "bf16" or (tcfg.precision == "auto" and cpu_bf16_support()[0]):
+            return torch.device("cpu"), torch.bfloat16
         return torch.device("cpu"), None
     local = int(os.environ.get("LOCAL_RANK", 0))
     device = torch.device("cuda", local)
@@ -65,6 +103,13 @@ def pick_device(tcfg: TrainConfig) -> tuple[torch.device, torch.dtype | None]:
     if tcfg.precision == "bf16" or (tcfg.precision == "auto" and torch.cuda.is_bf16_supported()):
         return device, torch.bfloat16
     return device, torch.float16
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), else the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def peak_memory_mb(device: torch.device) -> tuple[float, str]:
@@ -99,12 +144,14 @@ def read_records(path: str | Path, schema) -> list[dict]:
 
 
 def tokenize_records(
-    records: list[dict], tokenizer, schema, max_prompt_tokens: int
+    records: list[dict], tokenizer, schema, max_prompt_tokens: int, template: str = LEGACY_TEMPLATE
 ) -> list[tuple[list[int], list[int]]]:
     """(input ids, labels) per record; labels are -100 on the prompt so the loss sees only the answer."""
     out = []
     for r in records:
-        prompt = encode_prompt(tokenizer, r["input"], schema, r.get("instruction") or None, max_prompt_tokens)
+        prompt = encode_prompt(
+            tokenizer, r["input"], schema, r.get("instruction") or None, max_prompt_tokens, template
+        )
         answer = encode_answer(tokenizer, r["output"], schema)
         out.append((prompt + answer, [IGNORE] * len(prompt) + answer))
     return out
@@ -127,13 +174,71 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
+GROUP_WINDOW = 32  # length grouping sorts windows of this many batches of the shuffled order
+
+
+def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, group: bool) -> list[list[int]]:
+    """The batches (record indices) of one epoch, a pure function of the seed and the epoch.
+
+    Without grouping: consecutive slices of the epoch's shuffled order. With grouping: the shuffled order is cut into
+    windows of ``GROUP_WINDOW`` batches, each window is sorted by length and sliced, and the batches are shuffled
+    again, so a batch holds records of similar length (little padding) while the epoch stays a random order.
+    """
+    order = epoch_order(len(lengths), seed, epoch)
+    if not group:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    window = batch_size * GROUP_WINDOW
+    batches: list[list[int]] = []
+    for w in range(0, len(order), window):
+        chunk = sorted(order[w : w + window], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    perm = epoch_order(len(batches), seed + 7919, epoch)
+    return [batches[i] for i in perm]
+
+
+_BATCH_CACHE: dict[tuple, list[list[int]]] = {}
+
+
 def micro_batch(examples, index: int, tcfg: TrainConfig, rank: int = 0, world: int = 1):
     """The ``index``-th micro-batch of the whole run: a pure function of the seed, so resuming needs only the step."""
     per_epoch = math.ceil(len(examples) / tcfg.batch_size)
     global_index = index * world + rank
     epoch, k = divmod(global_index, per_epoch)
-    order = epoch_order(len(examples), tcfg.seed, epoch)
-    return [examples[i] for i in order[k * tcfg.batch_size : (k + 1) * tcfg.batch_size]], epoch
+    key = (id(examples), len(examples), tcfg.seed, epoch, tcfg.batch_size, tcfg.group_by_length)
+    batches = _BATCH_CACHE.get(key)
+    if batches is None:
+        _BATCH_CACHE.clear()
+        lengths = [len(ids) for ids, _ in examples]
+        batches = _BATCH_CACHE[key] = epoch_batches(
+            lengths, tcfg.batch_size, tcfg.seed, epoch, tcfg.group_by_length
+        )
+    return [examples[i] for i in batches[k]], epoch
+
+
+def answer_loss(model, batch: dict, answer_only: bool = True, reduction: str = "mean") -> tuple[torch.Tensor, int]:
+    """(loss, answer tokens) of a collated batch: next-token cross-entropy on the answer positions only.
+
+    With ``answer_only`` the output layer (hidden size x vocabulary: about a fifth of SmolLM2's forward cost per token,
+    and the 49,152-wide logits) runs only at the positions whose next token is an answer token; otherwise the model
+    computes logits at every position, as a plain ``model(**batch)`` does. Both give the same loss.
+    """
+    labels = batch["labels"][:, 1:]
+    sel = labels != IGNORE
+    count = int(sel.sum())
+    if answer_only:
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps the LM
+        body, head = inner.base_model, inner.get_output_embeddings()
+        hidden = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        logits = head(hidden[:, :-1][sel]).float()
+        cap = getattr(inner.config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        target = labels[sel]
+    else:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits, target = logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels.reshape(-1)
+    loss = torch.nn.functional.cross_entropy(logits, target, ignore_index=IGNORE, reduction=reduction)
+    return loss, count
 
 
 @torch.no_grad()
@@ -141,23 +246,33 @@ def eval_loss(model, examples, tcfg: TrainConfig, pad_id: int, device, amp_dtype
     """Token-weighted mean answer loss over ``examples``."""
     model.eval()
     total, count = 0.0, 0
-    for start in range(0, len(examples), tcfg.batch_size):
+    # sorted by length: fewer padded positions; the token-weighted mean does not depend on the order
+    ordered = sorted(examples, key=lambda e: len(e[0]))
+    for start in range(0, len(ordered), tcfg.batch_size):
         batch = {
-            k: v.to(device) for k, v in collate(examples[start : start + tcfg.batch_size], pad_id).items()
+            k: v.to(device) for k, v in collate(ordered[start : start + tcfg.batch_size], pad_id).items()
         }
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        shift_logits, shift_labels = logits[:, :-1].float(), batch["labels"][:, 1:]
-        loss = torch.nn.functional.cross_entropy(
-            shift_logits.reshape(-1, shift_logits.shape[-1]),
-            shift_labels.reshape(-1),
-            ignore_index=IGNORE,
-            reduction="sum",
-        )
+            loss, n = answer_loss(model, batch, tcfg.answer_logits_only, reduction="sum")
         total += float(loss)
-        count += int((shift_labels != IGNORE).sum())
+        count += n
     model.train()
     return total / max(count, 1)
+
+
+def eval_wf1(model, tokenizer, records: list[dict], info: ModelInfo, batch_size: int = 16) -> float:
+    """3-class support-weighted sentiment F1 of the analyzer (constrained decoding, fp32) on ``records``."""
+    from bridge.lm.analyzer import LMAnalyzer
+    from bridge.prompt import parse_output
+    from finetune.metrics import score
+
+    schema = load_schema(info.schema)
+    was_training = model.training
+    analyzer = LMAnalyzer.from_model(model, tokenizer, info, batch_size=batch_size)
+    pred = analyzer.analyze_texts([r["input"] for r in records])
+    gold = [parse_output(r["output"], schema).analysis for r in records]
+    model.train(was_training)
+    return score(gold, pred, schema)["wf1_sentiment_3"]
 
 
 # ---- checkpoints --------------------------------------------------------------------------------------------------
@@ -288,6 +403,7 @@ def device_record(device: torch.device, amp_dtype, world: int) -> dict:
         if device.type == "cuda"
         else platform.processor() or "cpu",
         "amp_dtype": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32",
+        "cpu_bf16": cpu_bf16_support()[1] if device.type == "cpu" else None,
         "world_size": world,
         "torch_threads": torch.get_num_threads(),
     }
@@ -324,7 +440,9 @@ def train_step(
         examples, epoch = micro_batch(train_ex, step * tcfg.grad_accum + k, tcfg, rank, world)
         batch = {key: v.to(device) for key, v in collate(examples, pad_id).items()}
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss = train_model(**batch).loss / tcfg.grad_accum
+            # DDP must see the forward call itself to synchronise gradients: plain logits there
+            only = tcfg.answer_logits_only and world == 1
+            loss = answer_loss(train_model, batch, only)[0] / tcfg.grad_accum
         scaler.scale(loss).backward()
         step_loss += float(loss.detach())
         step_tokens += int(batch["attention_mask"].sum())
@@ -332,13 +450,18 @@ def train_step(
     return step_loss, step_tokens, samples, epoch
 
 
-def result_record(state: dict, stopped_early: bool, load_s: float, device, out: Path) -> dict:
+def result_record(
+    state: dict, stopped_early: bool, load_s: float, device, out: Path, tcfg: TrainConfig
+) -> dict:
     train_s = state["train_seconds"]
     peak, peak_kind = peak_memory_mb(device)
     return {
         "steps": state["step"],
         "stopped_early": stopped_early,
-        "best_eval_loss": state["best_eval"],
+        "best_eval_loss": state["best_eval"] if tcfg.select_by == "loss" else None,
+        "best_eval_wf1": -state["best_eval"]
+        if tcfg.select_by == "wf1" and state["best_eval"] is not None
+        else None,
         "final_train_loss": state["history"][-1]["train_loss"] if state["history"] else None,
         "load_seconds": round(load_s, 3),
         "train_seconds": round(train_s, 3),
@@ -374,6 +497,8 @@ def train(
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     main_proc = rank == 0
     device, amp_dtype = pick_device(tcfg)
+    if device.type == "cpu":
+        torch.set_num_threads(tcfg.threads or available_cores())
     if world > 1:
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
         if device.type == "cuda":
@@ -384,8 +509,9 @@ def train(
     t_load = time.perf_counter()
     model, tokenizer = prepare_model(model_name, spec, mcfg, tcfg, device)
     load_s = time.perf_counter() - t_load
-    train_ex = tokenize_records(train_records, tokenizer, schema, tcfg.max_prompt_tokens)
-    eval_ex = tokenize_records(eval_records, tokenizer, schema, tcfg.max_prompt_tokens)
+    tpl = tcfg.prompt_template
+    train_ex = tokenize_records(train_records, tokenizer, schema, tcfg.max_prompt_tokens, tpl)
+    eval_ex = tokenize_records(eval_records, tokenizer, schema, tcfg.max_prompt_tokens, tpl)
     pad_id = tokenizer.pad_token_id
 
     # -- optimisation
@@ -401,13 +527,14 @@ def train(
 
     # -- the record of the run, written before training so a crashed run still says what it was
     # A local base is recorded by absolute path so the model directory loads from anywhere; hub ids stay as given.
-    local = model_name != DEFAULT_BASE and Path(model_name).exists()
+    local = local_base_name(model_name) is None and Path(model_name).exists()
     info = ModelInfo(
         method=method,
         base=str(Path(model_name).resolve()) if local else model_name,
         schema=tcfg.schema,
         adapter=method_config_dict(method, mcfg),
         max_prompt_tokens=tcfg.max_prompt_tokens,
+        prompt_template=tcfg.prompt_template,
     )
     trainable, total = count_parameters(model)
     run = {
@@ -470,6 +597,10 @@ def train(
         if eval_ex and (step % tcfg.eval_every == 0 or step == total_steps):
             ev = eval_loss(model, eval_ex, tcfg, pad_id, device, amp_dtype)
             entry["eval_loss"] = round(ev, 6)
+            if tcfg.select_by == "wf1":
+                wf1 = eval_wf1(model, tokenizer, eval_records, info)
+                entry["eval_wf1"] = round(wf1, 6)
+                ev = -wf1  # lower is better, as for the loss
             if state["best_eval"] is None or ev < state["best_eval"]:
                 state["best_eval"], state["bad_evals"] = ev, 0
                 save_model()
@@ -482,6 +613,7 @@ def train(
             bar.set_postfix(
                 loss=f"{step_loss:.4f}",
                 **({"eval": f"{entry['eval_loss']:.4f}"} if "eval_loss" in entry else {}),
+                **({"wf1": f"{entry['eval_wf1']:.3f}"} if "eval_wf1" in entry else {}),
             )
         interrupted = stop_after is not None and step >= stop_after
         if main_proc and (step % tcfg.save_every == 0 or step == total_steps or stopped_early or interrupted):
@@ -494,15 +626,49 @@ def train(
     # -- the model and the record
     if not eval_ex or state["best_eval"] is None:
         save_model()  # without an eval set the last weights are the model
-    run["result"] = result_record(state, stopped_early, load_s, device, out)
+    run["result"] = result_record(state, stopped_early, load_s, device, out, tcfg)
     if main_proc:
         with (out / "history.jsonl").open("w") as fh:
             for e in state["history"]:
                 fh.write(json.dumps(e) + "\n")
         (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+        title = f"{method} on {Path(str(model_name)).name}"
+        plot_history(state["history"], out / "loss_curve.png", title=title)
     if world > 1:
         torch.distributed.destroy_process_group()
     return run
+
+
+def plot_history(history: list[dict], path: Path, title: str = "") -> bool:
+    """The loss curve (train loss per step, eval loss and eval weighted F1 where measured) as a PNG; False when
+    matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = [e["step"] for e in history]
+    ax.plot(steps, [e["train_loss"] for e in history], lw=0.8, alpha=0.6, label="train loss")
+    ev = [(e["step"], e["eval_loss"]) for e in history if "eval_loss" in e]
+    if ev:
+        ax.plot(*zip(*ev, strict=True), "o-", label="eval loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("answer loss (cross-entropy per token)")
+    f1 = [(e["step"], e["eval_wf1"]) for e in history if "eval_wf1" in e]
+    if f1:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*f1, strict=True), "s--", color="tab:green", label="eval weighted F1 (3-class)")
+        ax2.set_ylabel("weighted F1")
+        ax2.legend(loc="upper center")
+    ax.legend(loc="upper right")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
 
 
 # ---- command line -------------------------------------------------------------------------------------------------
@@ -561,9 +727,10 @@ def main(argv=None) -> int:
         stop_after=args.stop_after,
     )
     r = run["result"]
+    best = f"loss {r['best_eval_loss']}" if tcfg.select_by == "loss" else f"weighted F1 {r['best_eval_wf1']}"
     print(
         f"{args.method}: {r['steps']} steps in {r['train_seconds']:.1f}s, trainable {run['params']['trainable']:,} "
-        f"({run['params']['trainable_pct']:.3f}%), best eval loss {r['best_eval_loss']}, model in {Path(args.out) / 'model'}"
+        f"({run['params']['trainable_pct']:.3f}%), best eval {best}, model in {Path(args.out) / 'model'}"
     )
     return 0
 

@@ -305,6 +305,23 @@ class LMAnalyzer:
         self.name = f"lm:{label}@{checkpoint_hash(self.model_dir)}:{backend}{suffix}"
         self.stats = {"items": 0, "fallbacks": 0, "forwards": 0, "seconds": 0.0}
 
+    @classmethod
+    def from_model(cls, model: nn.Module, tokenizer, info, batch_size: int = DEFAULT_BATCH, name: str = "lm:in-memory"):
+        """An analyzer over a model already in memory (e.g. during training, to score the dev set): torch backend,
+        the model's own dtype and device. The model is put in eval mode; the caller restores its mode."""
+        self = cls.__new__(cls)
+        self.model_dir = None
+        self.info = info
+        self.schema = load_schema(info.schema)
+        self.batch_size = batch_size
+        self.tokenizer = tokenizer
+        self.runner = _TorchRunner(model)
+        self.backend = "torch"
+        self.decoder = _Decoder(tokenizer, self.schema)
+        self.name = name
+        self.stats = {"items": 0, "fallbacks": 0, "forwards": 0, "seconds": 0.0}
+        return self
+
     def _tokenizer(self):
         if (self.model_dir / "tokenizer_config.json").is_file():
             return load_tokenizer(str(self.model_dir))
@@ -333,19 +350,36 @@ class LMAnalyzer:
         """One analysis per item, in order."""
         return self.analyze_texts([format_input(it) for it in items])
 
-    def analyze_texts(self, texts: Sequence[str]) -> list[Analysis]:
-        """Analyses for ``input`` texts as ``bridge.prompt.format_input`` writes them, in batches."""
-        out: list[Analysis] = []
+    def analyze_texts(self, texts: Sequence[str], progress=None) -> list[Analysis]:
+        """Analyses for ``input`` texts as ``bridge.prompt.format_input`` writes them, in batches, in input order.
+
+        Batches are grouped by prompt length (items of similar length together, so little padding is computed);
+        each item's answer does not depend on its batch. ``progress`` (a callable) is called with the number of
+        items done after each batch, e.g. a tqdm bar's ``update``.
+        """
+        texts = list(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[Analysis | None] = [None] * len(texts)
         for start in range(0, len(texts), self.batch_size):
-            out += self._batch(list(texts[start : start + self.batch_size]))
-        return out
+            chunk = order[start : start + self.batch_size]
+            for i, a in zip(chunk, self._batch([texts[i] for i in chunk]), strict=True):
+                out[i] = a
+            if progress is not None:
+                progress(len(chunk))
+        return out  # type: ignore[return-value]
 
     def _batch(self, texts: list[str]) -> list[Analysis]:
         t0 = time.perf_counter()
         n = len(texts)
         pad = self.tokenizer.pad_token_id
         seqs = [
-            encode_prompt(self.tokenizer, t, self.schema, max_tokens=self.info.max_prompt_tokens)
+            encode_prompt(
+                self.tokenizer,
+                t,
+                self.schema,
+                max_tokens=self.info.max_prompt_tokens,
+                template=self.info.prompt_template,
+            )
             for t in texts
         ]
         answer_start = [len(s) for s in seqs]

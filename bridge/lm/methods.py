@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from bridge.lm.adapter import AdapterConfig, adapter_state_dict, insert_adapters
-from bridge.lm.loading import ADAPTER_WEIGHTS, ModelInfo, write_model_info
+from bridge.lm.loading import ADAPTER_WEIGHTS, ModelInfo, hub_id, write_model_info
 
 # Sensible LoRA targets per architecture: the attention projections (and GPT-2's fused MLP/attn output c_proj).
 LORA_TARGETS = {
@@ -141,7 +141,9 @@ def _prepare_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
 
 def _save_lora(model: nn.Module, tokenizer, model_dir: Path, info: ModelInfo) -> None:
     for cfg in model.peft_config.values():
-        cfg.base_model_name_or_path = info.base  # the name the user gave, not a cache path of this machine
+        # The real hub id (smollm2-135m -> HuggingFaceTB/SmolLM2-135M-Instruct) so plain peft can load it; the project
+        # maps that id back to its local copy. Never a cache path of this machine.
+        cfg.base_model_name_or_path = hub_id(info.base)
     model.save_pretrained(model_dir, safe_serialization=True)
     write_model_info(model_dir, info)
 
