@@ -117,7 +117,13 @@ def test_not_a_data_folder(tmp_path, capsys):
 def test_the_mql5_folder_itself_is_accepted_and_dry_run_copies_nothing(terminal, capsys):
     assert install_ea.main(["--data-folder", str(terminal / "MQL5"), "--dry-run"]) == 1  # no DLL yet
     out = capsys.readouterr().out
-    assert out.count("would copy") == 7
+    mql5 = ROOT / "mql5"
+    expected = [mql5 / "Experts" / "EABridge.mq5", *(mql5 / "Include" / "EABridge").glob("*.mqh")]
+    expected += list((mql5 / "Scripts").glob("*.mq5"))
+    assert (
+        out.count("would copy") == len(expected) >= 8
+    )  # the EA, its include files (Protocol.mqh too), 2 scripts
+    assert all(str(f) in out for f in expected)
     assert not (terminal / "MQL5" / "Experts" / "EABridge.mq5").exists()
 
 
