@@ -22,7 +22,7 @@ PROMPT_TEMPLATE = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n###
 #
 # - ``alpaca``: the schema's instruction (about 25 tokens) + the news text in Alpaca layout, about 42 tokens of
 #   template around every item. The shipped model up to format 1 uses it.
-# - ``short``: the news text and a cue, 6 tokens of template with SmolLM2's tokenizer. A fine-tuned model does not need
+# - ``short``: the news text and a cue, 7 tokens of template with SmolLM2's tokenizer. A fine-tuned model does not need
 #   to be told the task on every item; the schema is fixed per model directory. This is what finetune.train writes by
 #   default: it is most of the training-speed gain of bench/train_speed.py.
 # - ``llamafactory-alpaca``: LLaMA-Factory's ``alpaca`` template with its default system line, for a plain peft adapter

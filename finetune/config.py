@@ -51,7 +51,9 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "seed for init, shuffling and dropout"})
     answer_logits_only: bool = field(
         default=True,
-        metadata={"help": "compute the output layer only where the loss is (the answer), not on every prompt token"},
+        metadata={
+            "help": "compute the output layer only where the loss is (the answer), not on every prompt token"
+        },
     )
     # evaluation, checkpoints, early stopping
     select_by: str = field(
@@ -75,6 +77,12 @@ class TrainConfig:
         metadata={
             "help": "auto (CUDA: bf16 if supported, else fp16; CPU: bf16 autocast where the CPU has native bf16 "
             "(avx512_bf16 / amx_bf16), else fp32), fp32, bf16, fp16"
+        },
+    )
+    bf16_frozen_weights: bool = field(
+        default=True,
+        metadata={
+            "help": "with bf16 autocast, store frozen linear weights in bf16 once instead of casting every step"
         },
     )
     threads: int | None = field(
@@ -102,7 +110,9 @@ class TrainConfig:
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         if self.prompt_template not in TEMPLATES:
-            raise ValueError(f"prompt_template must be one of {', '.join(TEMPLATES)}, got {self.prompt_template!r}")
+            raise ValueError(
+                f"prompt_template must be one of {', '.join(TEMPLATES)}, got {self.prompt_template!r}"
+            )
         if self.select_by not in ("loss", "wf1"):
             raise ValueError(f"select_by must be loss or wf1, got {self.select_by!r}")
         if self.threads is not None and self.threads < 1:

@@ -5,12 +5,15 @@
     python -m finetune.data convert --format sentfin SEntFiN.csv sentfin.jsonl
     python -m finetune.data convert --format calendar forexfactory_2016.csv calendar.jsonl [--tz UTC-5]
     python -m finetune.data convert --format headlines headlines.csv to_annotate.jsonl
+    python -m finetune.data split tfns.jsonl sentfin.jsonl --out splits/ [--dev 0.1 --test 0.1 --seed 0]
     python -m finetune.data check records.jsonl [--schema fx_macro]
 
 Records are ``{"instruction", "input", "output"}`` (Alpaca / LLaMA-Factory); ``output`` is the one-line answer of
 ``bridge.prompt.format_output``; ``input`` is ``bridge.prompt.format_input`` of the news item, exactly what the model
 sees at run time. Every output file gets a sidecar ``OUT.meta.json`` with the command's settings, the counts of written
-and skipped rows (by reason), the input file's SHA-256 and the library versions. The mapping rules (3-class sentiment
+and skipped rows (by reason), the input file's SHA-256 and the library versions, and an entry in the LLaMA-Factory
+``dataset_info.json`` of its folder. ``split`` makes a fixed train/dev/test split, stratified by label, seeded, and
+recorded in each output's sidecar. The mapping rules (3-class sentiment
 to the 7-level scale, keyword rules for event/market/sector) are described in docs/training_data.md.
 """
 
@@ -470,7 +473,155 @@ def convert(
         "versions": library_versions(),
     }
     meta_path(out_path).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_dataset_info(out_path)
     return stats
+
+
+DATASET_INFO = "dataset_info.json"
+
+
+def write_dataset_info(data_path: str | Path, name: str | None = None) -> Path:
+    """Add (or update) ``data_path``'s entry in the LLaMA-Factory ``dataset_info.json`` beside it.
+
+    The records are alpaca format with LLaMA-Factory's default column names (instruction, input, output), so the
+    entry names the file and says so; ``llamafactory-cli train --dataset_dir DIR --dataset NAME`` then reads it. The
+    entry's name is the file name without ``.jsonl`` (``tfns.train.jsonl`` -> ``tfns.train``). Other entries of an
+    existing file are kept.
+    """
+    data_path = Path(data_path)
+    info_path = data_path.parent / DATASET_INFO
+    name = name or (data_path.name[: -len(".jsonl")] if data_path.name.endswith(".jsonl") else data_path.stem)
+    info: dict = {}
+    if info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"unreadable {DATASET_INFO}: {exc.msg}",
+                path=info_path,
+                line=exc.lineno,
+                hint="fix or delete it",
+            ) from None
+    info[name] = {
+        "file_name": data_path.name,
+        "formatting": "alpaca",
+        "columns": {"prompt": "instruction", "query": "input", "response": "output"},
+    }
+    tmp = info_path.with_name(info_path.name + ".part")
+    tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(info_path)
+    return info_path
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A fixed, stratified train / dev / test split
+
+SPLITS = ("train", "dev", "test")
+STRATA = ("sentiment3", "sentiment", "event", "none")
+
+
+def _stratum(record: dict, by: str, schema: Schema) -> str:
+    if by == "none":
+        return "all"
+    a = parse_output(record["output"], schema).analysis
+    if by == "sentiment3":
+        return ("negative", "neutral", "positive")[(a.sentiment > 0) - (a.sentiment < 0) + 1]
+    if by == "sentiment":
+        return schema.level_name(a.sentiment)
+    return a.labels.get("event", "")
+
+
+def _stratum_seed(seed: int, key: str) -> int:
+    # each stratum draws from its own stream: adding records of one label does not move the others' split
+    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "little")
+
+
+def split_records(
+    records: list[dict], dev: float, test: float, seed: int, by: str, schema: Schema, source: str = ""
+) -> tuple[dict[str, list[int]], dict[str, dict[str, int]]]:
+    """Indices of ``records`` per split (each in file order) and the counts per stratum and split.
+
+    Stratified: within each stratum (the value of ``by`` in the record's output, per ``source``) a seeded permutation
+    puts ``round(test * n)`` records in test, ``round(dev * n)`` in dev and the rest in train. The same records, seed
+    and fractions give the same split on any machine.
+    """
+    import numpy as np
+
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        groups.setdefault(f"{source}{_stratum(r, by, schema)}", []).append(i)
+    out: dict[str, list[int]] = {k: [] for k in SPLITS}
+    counts: dict[str, dict[str, int]] = {}
+    for key in sorted(groups):
+        idx = groups[key]
+        perm = np.random.default_rng(_stratum_seed(seed, key)).permutation(len(idx))
+        n_test, n_dev = round(test * len(idx)), round(dev * len(idx))
+        parts = {"test": perm[:n_test], "dev": perm[n_test : n_test + n_dev], "train": perm[n_test + n_dev :]}
+        for name, sel in parts.items():
+            out[name] += [idx[j] for j in sel]
+        counts[key] = {name: len(sel) for name, sel in parts.items()}
+    return {k: sorted(v) for k, v in out.items()}, counts
+
+
+def split(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    dev: float = 0.1,
+    test: float = 0.1,
+    seed: int = 0,
+    by: str = "sentiment3",
+    schema_name: str = DEFAULT_SCHEMA,
+    prefix: str = "",
+) -> dict:
+    """Split instruction files into ``OUT_DIR/{prefix}train|dev|test.jsonl`` (see ``split_records``; each input file is
+    its own set of strata, so every source is split in the same proportions). Writes a sidecar ``.meta.json`` per
+    output (inputs with their SHA-256, seed, fractions, stratification, counts) and the LLaMA-Factory
+    ``dataset_info.json``; returns the meta record."""
+    if not (0 <= dev < 1 and 0 <= test < 1 and dev + test < 1):
+        raise UserError("--dev and --test must be fractions in [0, 1) with dev + test < 1")
+    if by not in STRATA:
+        raise UserError(f"unknown stratification {by!r}", hint=f"one of {', '.join(STRATA)}")
+    schema = load_schema(schema_name)
+    out_dir = Path(out_dir)
+    chosen: dict[str, list[dict]] = {k: [] for k in SPLITS}
+    counts: dict[str, dict[str, int]] = {}
+    sources = []
+    for path in inputs:
+        path = Path(path)
+        records = load_records(path, schema)
+        idx, c = split_records(records, dev, test, seed, by, schema, source=f"{path.name}:")
+        for name in SPLITS:
+            chosen[name] += [records[i] for i in idx[name]]
+        counts.update(c)
+        sources.append(
+            {
+                "path": str(path),
+                "records": len(records),
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            }
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "command": "finetune.data split",
+        "inputs": sources,
+        "seed": seed,
+        "fractions": {"dev": dev, "test": test},
+        "stratified_by": by,
+        "schema": schema.name,
+        "counts": {name: len(recs) for name, recs in chosen.items()},
+        "counts_by_stratum": counts,
+        "versions": library_versions(),
+    }
+    for name, recs in chosen.items():
+        path = out_dir / f"{prefix}{name}.jsonl"
+        tmp = path.with_name(path.name + ".part")
+        with tmp.open("w", encoding="utf-8") as fh:
+            for r in recs:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        tmp.replace(path)
+        meta_path(path).write_text(json.dumps({**meta, "split": name, "output": str(path)}, indent=2) + "\n")
+        write_dataset_info(path)
+    return meta
 
 
 def meta_path(out_path: str | Path) -> Path:
@@ -624,10 +775,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     c.add_argument("--keep-urls", action="store_true", help="keep URLs in tweet text (default: removed)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s = sub.add_parser(
+        "split",
+        help="a fixed, stratified train/dev/test split of instruction files",
+        formatter_class=HelpFormatter,
+    )
+    s.add_argument("inputs", nargs="+", type=Path, help="instruction JSONL files (each split alike)")
+    s.add_argument("--out", required=True, type=Path, help="folder for train.jsonl, dev.jsonl, test.jsonl")
+    s.add_argument("--dev", type=float, default=0.1, help="fraction of each stratum for development")
+    s.add_argument("--test", type=float, default=0.1, help="fraction of each stratum for test")
+    s.add_argument("--seed", type=int, default=0, help="seed of the split (recorded in the meta files)")
+    s.add_argument(
+        "--by", default="sentiment3", choices=STRATA, help="stratify by this label (within each file)"
+    )
+    s.add_argument("--prefix", default="", help="file name prefix, e.g. shipped. -> shipped.train.jsonl")
+    s.add_argument("--schema", default=DEFAULT_SCHEMA)
     k = sub.add_parser("check", help="validate a training file against a schema")
     k.add_argument("file", type=Path)
     k.add_argument("--schema", default=DEFAULT_SCHEMA)
     args = ap.parse_args(argv)
+    if args.cmd == "split":
+        meta = split(args.inputs, args.out, args.dev, args.test, args.seed, args.by, args.schema, args.prefix)
+        print(", ".join(f"{k}: {v}" for k, v in meta["counts"].items()) + f" records in {args.out}")
+        print(f"  split recorded in {meta_path(args.out / (args.prefix + 'train.jsonl'))} (and dev, test)")
+        return 0
     if args.cmd == "check":
         records = load_records(args.file, args.schema)
         levels = Counter(

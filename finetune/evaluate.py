@@ -22,7 +22,7 @@ from bridge.errors import DataError, run_main
 from bridge.lm.analyzer import BACKENDS, LMAnalyzer
 from bridge.prompt import parse_output
 from bridge.provenance import library_versions
-from finetune.metrics import score
+from finetune.metrics import score, score_intervals
 from finetune.train import read_records
 
 
@@ -34,8 +34,14 @@ def evaluate(
     limit: int | None = None,
     latency_items: int = 16,
     int8: bool = False,
+    progress: bool = True,
+    intervals: bool = True,
 ) -> dict:
-    """Scores and speed of ``model`` on the records in ``data``."""
+    """Scores (with 95% bootstrap intervals) and speed of ``model`` on the records in ``data``.
+
+    Items are decoded in batches grouped by prompt length; a progress bar counts items. ``backend="auto"`` uses the
+    model directory's ONNX export where one exists with a passing parity check.
+    """
     analyzer = LMAnalyzer(model, backend=backend, batch_size=batch_size, int8=int8)
     schema = analyzer.schema
     records = read_records(data, schema)[:limit] if limit else read_records(data, schema)
@@ -48,9 +54,13 @@ def evaluate(
             )
         gold.append(parsed.analysis)
     texts = [r["input"] for r in records]
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(texts), desc=f"evaluate ({analyzer.backend})", unit="item", disable=not progress)
     t0 = time.perf_counter()
-    pred = analyzer.analyze_texts(texts)
+    pred = analyzer.analyze_texts(texts, progress=bar.update)
     batched_s = time.perf_counter() - t0
+    bar.close()
     n_batches = -(-len(texts) // batch_size)
     forwards_per_batch = analyzer.stats["forwards"] / max(1, n_batches)
     lat = []
@@ -61,6 +71,7 @@ def evaluate(
         lat.append(time.perf_counter() - t)
     analyzer.batch_size = batch_size
     result = score(gold, pred, schema)
+    ci = score_intervals(gold, pred, schema) if intervals else {}
     result.update(
         {
             "latency_ms_p50": float(np.percentile(lat, 50) * 1000) if lat else None,
@@ -76,13 +87,20 @@ def evaluate(
         "data": str(data),
         "batch_size": batch_size,
         "metrics": result,
+        "intervals_95": {k: [round(lo, 4), round(hi, 4)] for k, (lo, hi) in ci.items()},
+        "seconds": round(batched_s, 2),
         "versions": library_versions(),
     }
 
 
-def format_table(metrics: dict) -> str:
-    rows = [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()]
-    return "| metric | value |\n|---|---|\n" + "\n".join(rows)
+def format_table(metrics: dict, intervals: dict | None = None) -> str:
+    intervals = intervals or {}
+    rows = []
+    for k, v in metrics.items():
+        value = f"{v:.4f}" if isinstance(v, float) else str(v)
+        ci = intervals.get(k)
+        rows.append(f"| {k} | {value} | {f'{ci[0]:.3f} - {ci[1]:.3f}' if ci else ''} |")
+    return "| metric | value | 95% interval |\n|---|---|---|\n" + "\n".join(rows)
 
 
 def main(argv=None) -> int:
@@ -97,16 +115,24 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--int8", action="store_true", help="with the onnx backend: the dynamically quantized export"
     )
-    ap.add_argument("--batch-size", type=int, default=8, help="items per batch")
+    ap.add_argument("--batch-size", type=int, default=16, help="items per batch")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--limit", type=int, default=None, help="evaluate only the first N records")
     ap.add_argument("--latency-items", type=int, default=16, help="items timed one at a time for p50/p95")
     ap.add_argument("--out", default=None, help="write the results JSON here")
     args = ap.parse_args(argv)
     res = evaluate(
-        args.model, args.data, args.backend, args.batch_size, args.limit, args.latency_items, args.int8
+        args.model,
+        args.data,
+        args.backend,
+        args.batch_size,
+        args.limit,
+        args.latency_items,
+        args.int8,
+        progress=not args.no_progress,
     )
-    print(f"{res['analyzer']} on {args.data}\n")
-    print(format_table(res["metrics"]))
+    print(f"{res['analyzer']} on {args.data}: {res['metrics']['n']} items in {res['seconds']:.1f}s\n")
+    print(format_table(res["metrics"], res["intervals_95"]))
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     return 0

@@ -76,3 +76,102 @@ def score(gold: Sequence[Analysis], pred: Sequence[Analysis], schema: Schema) ->
     )
     out["parse_failure_rate"] = sum(p.fallback for p in pred) / n
     return out
+
+
+# ---- 95% bootstrap intervals -----------------------------------------------------------------------------------------
+
+BOOTSTRAP_SAMPLES = 1000
+
+
+def bootstrap_interval(
+    values: Sequence[float] | None = None,
+    gold: Sequence | None = None,
+    pred: Sequence | None = None,
+    labels: Sequence | None = None,
+    kind: str = "mean",
+    samples: int = BOOTSTRAP_SAMPLES,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(point, low, high): the statistic on the data and its percentile bootstrap interval (95% by default).
+
+    ``kind`` ``mean``: the mean of per-item ``values`` (an accuracy is the mean of 0/1 values). ``macro_f1`` /
+    ``weighted_f1``: F1 over ``labels`` of paired ``gold`` and ``pred``, as ``macro_f1`` and ``weighted_f1`` above.
+    Items are resampled with replacement ``samples`` times with a fixed seed, so the interval is reproducible.
+    """
+    rng = np.random.default_rng(seed)
+    if kind == "mean":
+        x = np.asarray(values, dtype=float)
+        if x.size == 0:
+            raise ValueError("nothing to bootstrap")
+        idx = rng.integers(0, x.size, size=(samples, x.size))
+        stats = x[idx].mean(axis=1)
+        point = float(x.mean())
+    elif kind in ("macro_f1", "weighted_f1"):
+        labels = list(labels)
+        pos = {lab: i for i, lab in enumerate(labels)}
+        # values outside ``labels`` count as an extra "other" class that is never scored
+        k = len(labels)
+        g = np.array([pos.get(v, k) for v in gold])
+        p = np.array([pos.get(v, k) for v in pred])
+        if g.size == 0 or g.size != p.size:
+            raise ValueError(f"need paired, non-empty gold and pred, got {g.size} and {p.size}")
+        pair = g * (k + 1) + p
+        weighted = kind == "weighted_f1"
+
+        def stat(sel: np.ndarray) -> float:
+            # gold x pred counts; errors against the unscored class still count in the row and column sums
+            full = np.bincount(pair[sel], minlength=(k + 1) ** 2).reshape(k + 1, k + 1)
+            tp = np.diag(full)[:k].astype(float)
+            support = full[:k].sum(axis=1)
+            predicted = full[:, :k].sum(axis=0)
+            denom = support + predicted
+            f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+            if weighted:
+                return float((f1 * support).sum() / support.sum()) if support.sum() else 0.0
+            present = denom > 0
+            return float(f1[present].mean()) if present.any() else 0.0
+
+        point = stat(np.arange(g.size))
+        stats = np.array([stat(rng.integers(0, g.size, size=g.size)) for _ in range(samples)])
+    else:
+        raise ValueError(f"unknown bootstrap statistic {kind!r}")
+    low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
+    return point, float(low), float(high)
+
+
+def score_intervals(
+    gold: Sequence[Analysis],
+    pred: Sequence[Analysis],
+    schema: Schema,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """95% bootstrap intervals ``(low, high)`` of the main metrics of ``score``, by the same names."""
+    if len(gold) != len(pred) or not gold:
+        raise ValueError(f"need paired, non-empty analyses, got {len(gold)} and {len(pred)}")
+    out: dict[str, tuple[float, float]] = {}
+    pairs = list(zip(gold, pred, strict=True))
+    per_item = {
+        f"acc_{f.name}": [g.labels.get(f.name) == p.labels.get(f.name) for g, p in pairs]
+        for f in schema.fields
+    }
+    per_item["acc_sentiment"] = [g.sentiment == p.sentiment for g, p in pairs]
+    per_item["exact_match"] = [
+        g.labels == p.labels and g.sentiment == p.sentiment and set(g.related) == set(p.related)
+        for g, p in pairs
+    ]
+    for name, vals in per_item.items():
+        out[name] = bootstrap_interval(vals, samples=samples, seed=seed)[1:]
+    g7, p7 = [g.sentiment for g in gold], [p.sentiment for p in pred]
+    g3, p3 = [three_class(x) for x in g7], [three_class(x) for x in p7]
+    out["f1_sentiment_7"] = bootstrap_interval(
+        gold=g7, pred=p7, labels=range(-3, 4), kind="macro_f1", samples=samples, seed=seed
+    )[1:]
+    out["f1_sentiment_3"] = bootstrap_interval(
+        gold=g3, pred=p3, labels=(-1, 0, 1), kind="macro_f1", samples=samples, seed=seed
+    )[1:]
+    out["wf1_sentiment_3"] = bootstrap_interval(
+        gold=g3, pred=p3, labels=(-1, 0, 1), kind="weighted_f1", samples=samples, seed=seed
+    )[1:]
+    return out

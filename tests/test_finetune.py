@@ -5,6 +5,7 @@ models (built from a config with a tokenizer trained in memory: nothing is downl
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from finetune import train as train_mod
 from finetune.config import LoraConfig, TrainConfig
 from finetune.tiny import make_tiny_base
 
+ROOT_DIR = Path(__file__).resolve().parents[1]
 METHOD_NAMES = sorted(METHODS)
 ARCHS = ("gpt2", "llama")
 # Project-written headlines with their labels (not derived from any shared data set).
@@ -439,3 +441,198 @@ def test_compare_writes_table_csv_json_and_plots(tiny_bases, records, tmp_path):
     for name in ("results.md", "results.csv", "results.json", "loss_curves.png", "score_vs_params.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert (tmp_path / "score_vs_time.png").is_file() and (tmp_path / "peak_memory.png").is_file()
+
+
+# ---- the CPU recipe: bf16, answer-only logits, length grouping, templates, loss curve -------------------------------
+
+
+def test_bf16_autocast_trains_on_the_cpu(tiny_bases, records, tmp_path):
+    native, why = train_mod.cpu_bf16_support()
+    if not native:
+        pytest.skip(f"no native bf16 on this CPU: {why}")
+    cfg = quick_cfg(max_steps=3, precision="auto")
+    assert train_mod.pick_device(cfg) == (torch.device("cpu"), torch.bfloat16)
+    run = train_mod.train("lora", tiny_bases["llama"], records, tmp_path / "run", None, cfg, progress=False)
+    assert run["device"]["amp_dtype"] == "bfloat16" and "bf16" in run["device"]["cpu_bf16"]
+    losses = [
+        json.loads(line)["train_loss"] for line in (tmp_path / "run/history.jsonl").read_text().splitlines()
+    ]
+    assert all(0 < x < 20 for x in losses)
+    assert train_mod.pick_device(quick_cfg(precision="fp32")) == (torch.device("cpu"), None)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_answer_only_logits_give_the_full_logits_loss_and_gradients(arch, tiny_bases, records):
+    schema = load_schema()
+    model, tok = load_base(tiny_bases[arch])
+    model = METHODS["lora"].prepare(model, LoraConfig(dropout=0.0))
+    examples = train_mod.tokenize_records(train_mod.read_records(records, schema), tok, schema, 192, "short")
+    batch = train_mod.collate(examples[:4], tok.pad_token_id)
+    grads = []
+    for only in (True, False):
+        model.zero_grad()
+        loss, n = train_mod.answer_loss(model, batch, only)
+        loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters() if p.requires_grad])
+        assert n == int((batch["labels"][:, 1:] != train_mod.IGNORE).sum())
+        if only:
+            fast = loss
+    assert float(fast) == pytest.approx(float(model(**batch).loss), rel=1e-5)
+    assert float(fast) == pytest.approx(float(loss), rel=1e-5)
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_length_grouped_batches_are_a_seeded_partition_with_less_padding():
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.randint(10, 200, (1000,), generator=g).tolist()
+    a = train_mod.epoch_batches(lengths, 8, seed=3, epoch=2, group=True)
+    # a pure function of the seed and the epoch
+    assert a == train_mod.epoch_batches(lengths, 8, seed=3, epoch=2, group=True)
+    assert a != train_mod.epoch_batches(lengths, 8, seed=3, epoch=3, group=True)
+    assert sorted(i for b in a for i in b) == list(range(1000))  # every record once per epoch
+    plain = train_mod.epoch_batches(lengths, 8, seed=3, epoch=2, group=False)
+    assert len(a) == len(plain) == 125
+
+    def padded(batches):
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+    assert padded(a) < 0.6 * padded(plain)
+
+
+def test_short_template_is_recorded_and_used_by_the_analyzer(tiny_bases, records, tmp_path, monkeypatch):
+    import bridge.lm.analyzer as analyzer_mod
+    from bridge.lm.loading import read_model_info
+
+    run = train_mod.train(
+        "adapter", tiny_bases["llama"], records, tmp_path / "run", records, quick_cfg(max_steps=2, eval_every=1),
+        progress=False,
+    )  # fmt: skip
+    info = read_model_info(tmp_path / "run/model")
+    assert info.prompt_template == run["train_config"]["prompt_template"] == "short"
+    assert (tmp_path / "run/loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the analyzer must build the prompt the model was trained with
+    an = LMAnalyzer(tmp_path / "run", backend="torch")
+    prompts, real = [], analyzer_mod.encode_prompt
+
+    def spy(*args, **kw):
+        prompts.append(kw.get("template"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(analyzer_mod, "encode_prompt", spy)
+    an.analyze_texts(["Fed raises rates"])
+    assert prompts == ["short"]
+
+
+def test_a_model_directory_without_a_template_reads_as_alpaca(tmp_path):
+    from bridge.lm.loading import read_model_info
+
+    (tmp_path / "bridge_model.json").write_text(
+        json.dumps({"method": "lora", "base": "smollm2-135m", "format": 1})
+    )
+    assert read_model_info(tmp_path).prompt_template == "alpaca"
+
+
+def test_select_by_weighted_f1_records_the_dev_score(tiny_bases, records, tmp_path):
+    cfg = quick_cfg(max_steps=2, eval_every=1, select_by="wf1", patience=0)
+    run = train_mod.train(
+        "lora", tiny_bases["llama"], records, tmp_path / "run", records, cfg, progress=False
+    )
+    hist = [json.loads(line) for line in (tmp_path / "run/history.jsonl").read_text().splitlines()]
+    scores = [e["eval_wf1"] for e in hist if "eval_wf1" in e]
+    assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)
+    assert run["result"]["best_eval_wf1"] == pytest.approx(max(scores), abs=1e-6)
+
+
+# ---- works with plain peft ------------------------------------------------------------------------------------------
+
+
+def test_adapter_config_names_the_hub_id_which_maps_to_the_local_base():
+    from bridge.lm.loading import hub_id, local_base_name, resolve_base
+
+    assert hub_id("smollm2-135m") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert local_base_name("huggingfacetb/smollm2-135m-instruct") == "smollm2-135m"
+    assert hub_id("/some/local/path") == "/some/local/path" and local_base_name("gpt2") is None
+    shipped = json.loads((ROOT_DIR / "bridge/models/default/adapter_config.json").read_text())
+    assert shipped["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert resolve_base("gpt2") == "gpt2"
+
+
+def test_a_plain_peft_adapter_is_served_with_its_inferred_description(tiny_bases, records, tmp_path):
+    """An adapter saved by peft alone (no bridge_model.json), as LLaMA-Factory writes one, loads and analyzes."""
+    from peft import PeftModel
+
+    from bridge.lm.loading import read_model_info
+
+    base, tok = load_base(tiny_bases["llama"])
+    torch.manual_seed(0)
+    peft_model = METHODS["lora"].prepare(base, LoraConfig())
+    for n, p in peft_model.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.5)  # not the zero init: the adapter must change the outputs
+    peft_model.peft_config["default"].base_model_name_or_path = tiny_bases["llama"]
+    peft_model.save_pretrained(tmp_path / "plain")
+    assert not (tmp_path / "plain/bridge_model.json").exists()
+    info = read_model_info(tmp_path / "plain")
+    assert (info.method, info.base, info.prompt_template) == ("lora", tiny_bases["llama"], "alpaca")
+
+    an = LMAnalyzer(tmp_path / "plain", backend="torch")
+    out = an.analyze_texts(["Fed raises rates", "Oil slumps"])
+    assert all(not a.fallback for a in out)
+    # the same weights through plain peft give the same logits as the analyzer's merged model
+    fresh, _ = load_base(tiny_bases["llama"])
+    plain = PeftModel.from_pretrained(fresh, str(tmp_path / "plain")).eval()
+    ids = torch.tensor([train_mod.encode_prompt(tok, "Fed raises rates", load_schema())])
+    with torch.no_grad():
+        want = plain(input_ids=ids).logits
+        got = an.runner.graph.model(input_ids=ids).logits
+        untuned = load_base(tiny_bases["llama"])[0](input_ids=ids).logits
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(untuned, want, atol=1e-3)
+
+
+def test_plain_peft_template_can_be_set_for_llamafactory(tiny_bases, tmp_path, monkeypatch):
+    from bridge.lm.loading import read_model_info
+    from bridge.prompt import build_prompt
+
+    base, _ = load_base(tiny_bases["llama"])
+    m = METHODS["lora"].prepare(base, LoraConfig())
+    m.peft_config["default"].base_model_name_or_path = tiny_bases["llama"]
+    m.save_pretrained(tmp_path / "lf")
+    monkeypatch.setenv("EA_BRIDGE_PEFT_TEMPLATE", "llamafactory-alpaca")
+    assert read_model_info(tmp_path / "lf").prompt_template == "llamafactory-alpaca"
+    prompt = build_prompt("Fed hikes", load_schema(), template="llamafactory-alpaca")
+    assert (
+        prompt.startswith("Below is an instruction")
+        and "related instruments.\nFed hikes\n\n### Response:\n" in prompt
+    )
+    monkeypatch.setenv("EA_BRIDGE_PEFT_TEMPLATE", "nonsense")
+    from bridge.errors import ModelError
+
+    with pytest.raises(ModelError, match="unknown prompt template"):
+        read_model_info(tmp_path / "lf")
+
+
+# ---- 95% bootstrap intervals ----------------------------------------------------------------------------------------
+
+
+def test_bootstrap_interval_of_known_inputs():
+    from finetune.metrics import bootstrap_interval, macro_f1, score_intervals, weighted_f1
+
+    # all correct: no spread at all
+    assert bootstrap_interval([1.0] * 50) == (1.0, 1.0, 1.0)
+    # an accuracy of 0.5 on 400 items: the normal approximation is 0.5 +- 1.96 * sqrt(0.25 / 400) = +- 0.049
+    point, lo, hi = bootstrap_interval([1.0, 0.0] * 200, samples=2000)
+    assert point == 0.5 and lo == pytest.approx(0.451, abs=0.012) and hi == pytest.approx(0.549, abs=0.012)
+    assert bootstrap_interval([1.0, 0.0] * 200, seed=7) == bootstrap_interval([1.0, 0.0] * 200, seed=7)
+    # F1 point values equal the plain functions; the interval brackets them
+    gold = [1, 1, 0, 0, 0, -1, -1, 0, 1, 0] * 20
+    pred = [1, 0, 0, 0, 1, -1, 0, 0, 1, 0] * 20
+    for kind, fn in (("macro_f1", macro_f1), ("weighted_f1", weighted_f1)):
+        p, lo, hi = bootstrap_interval(gold=gold, pred=pred, labels=(-1, 0, 1), kind=kind)
+        assert p == pytest.approx(fn(gold, pred, (-1, 0, 1)))
+        assert lo < p < hi and hi - lo < 0.3
+    schema = load_schema()
+    a = [Analysis({"event": "other", "market": "US", "sector": "FX"}, lv) for lv in (2, 0, -2, 0)] * 10
+    iv = score_intervals(a, a, schema, samples=200)
+    assert iv["wf1_sentiment_3"] == (1.0, 1.0) and iv["acc_event"] == (1.0, 1.0)

@@ -329,3 +329,89 @@ def test_cli_error_is_one_line(tmp_path):
     )
     assert proc.returncode == 3
     assert "Traceback" not in proc.stderr and ":2: invalid JSON on line 2" in proc.stderr
+
+
+# ---- split and LLaMA-Factory dataset_info.json ------------------------------------------------------------------------
+
+
+def _records_with_levels(levels: list[int]) -> list[str]:
+    lines = []
+    for i, lv in enumerate(levels):
+        a = Analysis({"event": "other", "market": "US", "sector": "FX"}, lv)
+        lines.append(
+            json.dumps(
+                {
+                    "instruction": SCHEMA.instruction,
+                    "input": f"headline {i}",
+                    "output": format_output(a, SCHEMA),
+                }
+            )
+        )
+    return lines
+
+
+def test_split_is_deterministic_stratified_and_recorded(tmp_path):
+    from finetune.data import split
+
+    levels = [0] * 600 + [2] * 250 + [-2] * 150  # 60% neutral, like TFNS
+    src = tmp_path / "all.jsonl"
+    src.write_text("\n".join(_records_with_levels(levels)) + "\n")
+    meta = split([src], tmp_path / "a", dev=0.1, test=0.2, seed=5)
+    split([src], tmp_path / "b", dev=0.1, test=0.2, seed=5)
+    split([src], tmp_path / "c", dev=0.1, test=0.2, seed=6)
+    parts = {name: _read_jsonl(tmp_path / "a" / f"{name}.jsonl") for name in ("train", "dev", "test")}
+    for name in parts:  # same seed: byte-identical files; another seed: another split
+        a, b = tmp_path / "a" / f"{name}.jsonl", tmp_path / "b" / f"{name}.jsonl"
+        assert a.read_bytes() == b.read_bytes()
+    assert (tmp_path / "a/test.jsonl").read_bytes() != (tmp_path / "c/test.jsonl").read_bytes()
+    inputs = [r["input"] for p in parts.values() for r in p]
+    # a partition: nothing lost or repeated
+    assert sorted(inputs) == sorted(f"headline {i}" for i in range(1000))
+    # stratified: each part has the classes in the source's proportions, exactly up to rounding
+    for name, frac in (("test", 0.2), ("dev", 0.1)):
+        c = Counter(_level(r) for r in parts[name])
+        assert c == {0: round(600 * frac), 2: round(250 * frac), -2: round(150 * frac)}
+    assert meta["counts"] == {"train": 700, "dev": 100, "test": 200} and meta["seed"] == 5
+    recorded = json.loads(meta_path(tmp_path / "a/test.jsonl").read_text())
+    assert recorded["stratified_by"] == "sentiment3" and recorded["split"] == "test"
+    assert recorded["inputs"][0]["records"] == 1000 and len(recorded["inputs"][0]["sha256"]) == 64
+    info = json.loads((tmp_path / "a/dataset_info.json").read_text())
+    assert set(info) == {"train", "dev", "test"} and info["dev"]["file_name"] == "dev.jsonl"
+
+
+def test_split_of_two_sources_keeps_each_sources_share(tmp_path):
+    from finetune.data import split
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("\n".join(_records_with_levels([0] * 100)) + "\n")
+    b.write_text("\n".join(_records_with_levels([1] * 40)).replace("headline", "other") + "\n")
+    meta = split([a, b], tmp_path / "out", dev=0.25, test=0.25, seed=0, prefix="mix.")
+    test = _read_jsonl(tmp_path / "out/mix.test.jsonl")
+    assert sum(r["input"].startswith("other") for r in test) == 10 and len(test) == 35
+    assert meta["counts_by_stratum"]["b.jsonl:positive"] == {"test": 10, "dev": 10, "train": 20}
+
+
+def test_split_cli_and_bad_fractions(tmp_path, capsys):
+    src = tmp_path / "all.jsonl"
+    src.write_text("\n".join(_records_with_levels([0, 1, -1] * 10)) + "\n")
+    assert main(["split", str(src), "--out", str(tmp_path / "s"), "--test", "0.2", "--seed", "1"]) == 0
+    assert "test: 6" in capsys.readouterr().out
+    with pytest.raises(UserError, match="fractions"):
+        main(["split", str(src), "--out", str(tmp_path / "s"), "--dev", "0.6", "--test", "0.5"])
+
+
+def test_convert_writes_llamafactory_dataset_info(shared_data, tmp_path):
+    out = tmp_path / "tfns.jsonl"
+    convert(shared_data / "sentiment/sent_train.csv", out, ConvertOptions(format="tfns"), progress=False)
+    (tmp_path / "dataset_info.json").write_text(
+        json.dumps(
+            {**json.loads((tmp_path / "dataset_info.json").read_text()), "mine": {"file_name": "x.json"}}
+        )
+    )
+    convert(shared_data / "sentiment/sent_train.csv", out, ConvertOptions(format="tfns"), progress=False)
+    info = json.loads((tmp_path / "dataset_info.json").read_text())
+    assert info["mine"] == {"file_name": "x.json"}  # other entries are kept
+    assert info["tfns"]["file_name"] == "tfns.jsonl" and info["tfns"]["formatting"] == "alpaca"
+    assert info["tfns"]["columns"] == {"prompt": "instruction", "query": "input", "response": "output"}
+    first = _read_jsonl(out)[0]
+    assert set(info["tfns"]["columns"].values()) <= set(first)

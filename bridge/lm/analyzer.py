@@ -306,7 +306,9 @@ class LMAnalyzer:
         self.stats = {"items": 0, "fallbacks": 0, "forwards": 0, "seconds": 0.0}
 
     @classmethod
-    def from_model(cls, model: nn.Module, tokenizer, info, batch_size: int = DEFAULT_BATCH, name: str = "lm:in-memory"):
+    def from_model(
+        cls, model: nn.Module, tokenizer, info, batch_size: int = DEFAULT_BATCH, name: str = "lm:in-memory"
+    ):
         """An analyzer over a model already in memory (e.g. during training, to score the dev set): torch backend,
         the model's own dtype and device. The model is put in eval mode; the caller restores its mode."""
         self = cls.__new__(cls)
