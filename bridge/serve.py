@@ -25,6 +25,7 @@ from bridge.analysis import NO_MODEL, add_analysis_arguments, build_analyzer
 from bridge.cli import HelpFormatter
 from bridge.errors import UserError, run_main
 from bridge.policy import add_policy_arguments, policy_from_args
+from bridge.wire import logqueue
 from bridge.wire import protocol as P
 from bridge.wire.server import BridgeServer
 
@@ -52,38 +53,71 @@ class JsonLogFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "info") -> None:
-    """JSON-lines logging on stderr for the ``bridge`` loggers."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLogFormatter())
+    """JSON-lines logging on stderr for the ``bridge`` loggers, through a bounded queue: a stderr nobody reads
+    makes the server drop log lines (counted in ``stats`` as ``log_dropped``), never stop serving."""
     root = logging.getLogger("bridge")
-    root.handlers[:] = [handler]
+    logqueue.install(root, logging.StreamHandler(sys.stderr), JsonLogFormatter())
     root.setLevel(level.upper())
     root.propagate = False
 
 
 class NewsFollower(threading.Thread):
-    """Loads a news file, then re-reads it whenever it grows and hands the new items to the server."""
+    """Loads a news file, then re-reads it whenever it grows and hands the new items to the server.
+
+    A bad line (an impossible date, a broken quote) is reported with its number once and skipped; the lines after it
+    are still read. The thread never dies of a bad file: any failure is logged, counted in ``status()`` (which the
+    server's ``stats`` shows) and retried at the next look.
+    """
 
     def __init__(self, server: BridgeServer, path: str | Path, fmt: str = "auto", tz=None):
         super().__init__(name="bridge-news-follower", daemon=True)
         self.server, self.path, self.fmt, self.tz = server, Path(path), fmt, tz
         self.seen: set[str] = set()
         self._sig: tuple[int, int] | None = None
+        self.bad_lines: dict[int, str] = {}  # line number -> why, each reported once
+        self.failures = 0
+        self.last_error = ""
+        self.submitted = 0
+        server.followers.append(self)
+
+    def status(self) -> dict:
+        return {
+            "path": str(self.path),
+            "alive": self.is_alive(),
+            "submitted": self.submitted,
+            "bad_lines": len(self.bad_lines),
+            "failures": self.failures,
+            "last_error": self.last_error,
+        }
 
     def poll_once(self) -> int:
         """Submit the items not seen yet when the file changed; returns how many were submitted."""
-        from bridge.news.loading import load_news
+        from bridge.news.loading import load_news_report
 
         st = self.path.stat()
         sig = (st.st_size, st.st_mtime_ns)
         if sig == self._sig:
             return 0
-        items = load_news(self.path, format=self.fmt, tz=self.tz)
+        items, report = load_news_report(self.path, format=self.fmt, tz=self.tz)
         self._sig = sig
+        report.warn()
+        for problem in report.problems:
+            fresh = [n for n in problem.lines if n not in self.bad_lines]
+            for n in fresh:
+                self.bad_lines[n] = problem.message
+            if fresh:
+                log.warning(
+                    "news file: lines skipped or repaired",
+                    extra={
+                        "fields": {"path": str(self.path), "problem": problem.message, "lines": fresh[:20]}
+                    },
+                )
         new = [it for it in items if it.id not in self.seen]
         for it in new:
+            if not self.server.submit(it):
+                break
             self.seen.add(it.id)
-            self.server.submit(it)
+            self.submitted += 1
         if new:
             log.info("news file read", extra={"fields": {"path": str(self.path), "new": len(new)}})
         return len(new)
@@ -92,11 +126,16 @@ class NewsFollower(threading.Thread):
         while not self.server.stop_event.wait(FOLLOW_INTERVAL_S):
             try:
                 self.poll_once()
-            except (UserError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - the follower must outlive any file; the failure is shown
                 # A writer may be half-way through a line; the next look will see the whole file.
-                log.warning(
+                self.failures += 1
+                self.last_error = str(exc)
+                level = logging.WARNING if isinstance(exc, (UserError, OSError)) else logging.ERROR
+                log.log(
+                    level,
                     "news file not readable yet",
                     extra={"fields": {"path": str(self.path), "error": str(exc)}},
+                    exc_info=level == logging.ERROR,
                 )
 
 

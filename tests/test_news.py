@@ -177,10 +177,11 @@ def test_empty_file_is_an_error(tmp_path):
         load_news(p)
 
 
-def test_header_only_file_gives_no_items(tmp_path):
+def test_header_only_file_is_an_error_naming_it(tmp_path):
+    # an empty news file is an error, as an empty bars file is (issue 10, row 18)
     p = _write(tmp_path, "ff.csv", FF_HEADER)
-    items, report = load_news_report(p)
-    assert items == [] and report.rows == 0
+    with pytest.raises(DataError, match=r"ff\.csv: the file has no news rows"):
+        load_news_report(p)
 
 
 def test_truncated_last_line_warns_and_keeps_good_rows(tmp_path):

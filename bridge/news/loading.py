@@ -286,6 +286,24 @@ def _require(path: Path, table: _Table, needed: Iterable[str], fmt: str) -> None
 _AWARE = re.compile(r"(?:Z|[+-]\d\d:?\d\d)$")
 
 
+def _in_range(parsed: pd.Series) -> pd.Series:
+    """Parsed times as datetime64[ns]; a date outside pandas' range (before 1677, after 2262) becomes NaT, so its
+    row is reported as a bad time with its line instead of overflowing into a wrong date or a traceback."""
+    try:
+        return parsed.astype("datetime64[ns]")
+    except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError):
+        pass
+
+    return pd.Series([_ns_or_nat(v) for v in parsed], index=parsed.index, dtype="datetime64[ns]")
+
+
+def _ns_or_nat(v):
+    try:
+        return pd.Timestamp(v).as_unit("ns") if pd.notna(v) else pd.NaT
+    except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError):
+        return pd.NaT
+
+
 def _parse_times(values: Sequence[str], fmt: str | None = None) -> pd.Series:
     """Parse strings to timestamps; unparseable ones become NaT. Strings with an offset are returned in UTC."""
     s = pd.Series(list(values), dtype=object)
@@ -305,11 +323,11 @@ def _parse_times(values: Sequence[str], fmt: str | None = None) -> pd.Series:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)
                     parsed[bad] = pd.to_datetime(retry, format="mixed", errors="coerce")
-        out[naive_mask] = parsed.astype("datetime64[ns]")
+        out[naive_mask] = _in_range(parsed)
     result = out.astype(object)
     if aware.any():
         parsed = pd.to_datetime(s[aware], utc=True, errors="coerce", format="ISO8601")
-        result[aware] = list(parsed)
+        result[aware] = [_ns_or_nat(t) for t in parsed]
     return result
 
 
@@ -581,6 +599,9 @@ def _read_jsonl(path: Path, report: LoadReport) -> _Table:
         report.rows += 1
         try:
             obj = json.loads(ln)
+        except RecursionError:
+            report.add("a JSON line nested too deeply", n, skipped=True)
+            continue
         except json.JSONDecodeError as exc:
             last = n == len(lines) or (n == len(lines) - 1 and not lines[-1])
             why = "the file may be truncated" if last and not text.endswith("\n") else exc.msg
@@ -707,6 +728,8 @@ def load_news_report(
             f"options {sorted(unknown)} do not apply to the {fmt} format", hint=f"allowed: {sorted(allowed)}"
         )
     items = _LOADERS[fmt](path, report, zone, **column_options)
+    if not report.rows:
+        raise DataError("the file has no news rows", path=path, hint="an empty news file is not news")
     if report.rows and not items:
         first = report.problems[0] if report.problems else None
         raise DataError(

@@ -49,11 +49,14 @@ LOW_CONFIDENCE = 0.1
 ON_EXPECTATION_CONFIDENCE = 0.5
 PREVIOUS_ONLY_FACTOR = 0.7  # comparing against last month's reading is a weaker signal than against consensus
 # Calendar names carry the period they refer to: 'CPI (YoY) (OCT P)', 'Initial Jobless Claims (DEC 27)', '(3Q A)'.
+# Matched against one trailing "(...)" group only (see _strip_period): a pattern anchored at the end with a leading
+# \s* would try every start position of a long run of spaces, quadratic time on hostile input.
 _PERIOD = re.compile(
-    r"\s*\((?:(?:jan|feb|mar|apr|may|june?|july?|aug|sep|oct|nov|dec)(?:[ -]\d{1,2})?|\d[qh]|q\d|(?:19|20)\d\d)"
-    r"(?:\s+[apfst])?\)\s*$",
+    r"\((?:(?:jan|feb|mar|apr|may|june?|july?|aug|sep|oct|nov|dec)(?:[ -]\d{1,2})?|\d[qh]|q\d|(?:19|20)\d\d)"
+    r"(?:\s+[apfst])?\)",
     re.IGNORECASE,
 )
+MAX_NAME_CHARS = 200  # an indicator name longer than this is cut before any pattern reads it
 
 
 @dataclass(frozen=True)
@@ -122,14 +125,25 @@ def load_indicators(path: str | Path = INDICATORS_FILE) -> IndicatorTable:
     return table
 
 
+def _indicator_name(item: NewsItem) -> str:
+    """The text the indicator rules read, cut to ``MAX_NAME_CHARS`` so no pattern ever sees a huge input."""
+    return (item.event or item.headline)[:MAX_NAME_CHARS]
+
+
+def _strip_period(name: str) -> str:
+    """``'CPI (YoY) (OCT P)'`` -> ``'CPI (YoY)'``: drop trailing period groups, in linear time."""
+    name = name.rstrip()
+    while name.endswith(")"):
+        start = name.rfind("(")
+        if start < 0 or not _PERIOD.fullmatch(name, start):
+            break
+        name = name[:start].rstrip()
+    return name
+
+
 def indicator_key(item: NewsItem) -> str:
     """The indicator an item reports, without its reference period: ``USD|Initial Jobless Claims``."""
-    name = item.event or item.headline.split(":", 1)[0]
-    while True:
-        stripped = _PERIOD.sub("", name)
-        if stripped == name:
-            break
-        name = stripped
+    name = _strip_period((item.event or item.headline.split(":", 1)[0])[:MAX_NAME_CHARS])
     return f"{item.currency or ''}|{' '.join(name.split()).lower()}"
 
 
@@ -149,7 +163,10 @@ def _surprises(items: Iterable[NewsItem]) -> Iterator[tuple[str, pd.Timestamp, f
         exp, _ = expected_value(it)
         if it.actual is None or exp is None or it.actual == exp:
             continue
-        size = abs(it.actual - exp)
+        try:
+            size = abs(float(it.actual) - float(exp))
+        except (OverflowError, TypeError, ValueError):  # 10**400 from a file: no surprise to learn from
+            continue
         if math.isfinite(size):
             yield indicator_key(it), it.time, size
 
@@ -195,7 +212,7 @@ def surprise_analysis(
     """
     schema = schema or load_schema()
     table = table or load_indicators()
-    name = item.event or item.headline
+    name = _indicator_name(item)
     ev = table.event(name)
     labels = schema.defaults()
     labels.update({k: ev[k] for k in ("event", "sector") if k in labels})

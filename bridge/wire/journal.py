@@ -7,8 +7,14 @@ An append-only JSON Lines file, one record per line::
 
 A news record is written (and fsync'd) before the ``ack`` goes out, so an acknowledged item survives a crash or a
 SIGKILL. Its analysis follows when the worker has produced it; on restart, items without an analysis are analysed again.
-A half-written last line (the process was killed mid-write) is ignored with a warning; a bad line anywhere else is a
-``DataError`` naming the line.
+A half-written last line (the process was killed mid-write) is ignored with a warning; a bad line anywhere else, a
+record of the wrong shape included, is a ``DataError`` naming the line.
+
+A second news record with an id already in the journal is a revision (a corrected calendar figure): it replaces the
+earlier version and drops the earlier version's analysis.
+
+A write that fails (disk full, I/O error) or is short raises ``StorageError`` and the partial record is cut off again,
+so the file never holds a half record that was acknowledged; the caller refuses the item and the next append retries.
 """
 
 from __future__ import annotations
@@ -24,6 +30,40 @@ from bridge.errors import DataError, UserError
 from bridge.types import Analysis, NewsItem
 
 log = logging.getLogger("bridge.wire.journal")
+
+# NewsItem fields in a record and the JSON types each may have; anything else is corruption, reported with its line.
+_ITEM_TYPES = {
+    "time": (str,),
+    "headline": (str,),
+    "source": (str,),
+    "body": (str,),
+    "currency": (str, type(None)),
+    "actual": (int, float, type(None)),
+    "forecast": (int, float, type(None)),
+    "previous": (int, float, type(None)),
+    "impact": (str, type(None)),
+    "event": (str, type(None)),
+    "id": (str,),
+}
+
+
+TAIL_BYTES = 1 << 20  # how much of the end of the file the tail repair reads
+
+
+class StorageError(OSError):
+    """The journal could not durably write a record; nothing of it is left in the file."""
+
+
+def _check_item(d: object) -> dict:
+    if not isinstance(d, dict):
+        raise TypeError(f"item must be an object, got {type(d).__name__}")
+    for name, types in _ITEM_TYPES.items():
+        if name in d and (isinstance(d[name], bool) or not isinstance(d[name], types)):
+            raise TypeError(f"item field {name!r} must be {'/'.join(t.__name__ for t in types)}")
+    for name in ("time", "headline"):
+        if name not in d:
+            raise KeyError(name)
+    return d
 
 
 @dataclass
@@ -43,15 +83,35 @@ class Journal:
         self.fsync = fsync
         self._fh = None
 
+    def _check_path(self) -> None:
+        """One line naming the path for every way it can be unusable, before anything is read or written."""
+        hint = "give --journal a writable regular file (or --journal none)"
+        parent = self.path.parent
+        for up in (parent, *parent.parents):
+            if up.exists():
+                if not up.is_dir():
+                    raise UserError(f"{up} is not a folder", path=self.path, hint=hint)
+                break
+        if self.path.exists() and not self.path.is_file():
+            raise UserError("journal path is not a regular file", path=self.path, hint=hint)
+
     def load(self) -> JournalContents:
         """Read the whole journal (an absent file is an empty journal)."""
-        items: list[NewsItem] = []
+        items: dict[str, NewsItem] = {}  # by id, in acceptance order; a revision replaces its earlier version
         analyses: dict[str, Analysis] = {}
         truncated = False
+        self._check_path()
         if not self.path.exists():
-            return JournalContents(items, analyses)
-        with open(self.path, "rb") as fh:
-            lines = fh.read().split(b"\n")
+            return JournalContents([], analyses)
+        try:
+            with open(self.path, "rb") as fh:
+                lines = fh.read().split(b"\n")
+        except OSError as exc:
+            raise UserError(
+                f"cannot read the journal: {exc.strerror or exc}",
+                path=self.path,
+                hint="check its permissions, or move it away to start with an empty journal",
+            ) from None
         # The file ends with a newline when complete, so the last piece is empty; anything else there was cut off.
         last = len(lines) - 1
         for lineno, raw in enumerate(lines, start=1):
@@ -60,7 +120,7 @@ class Journal:
             try:
                 rec = json.loads(raw)
                 self._apply(rec, items, analyses)
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
                 if lineno - 1 == last:
                     log.warning(
                         "journal %s: ignoring a half-written last line %d (%s)", self.path, lineno, exc
@@ -73,14 +133,21 @@ class Journal:
                     line=lineno,
                     hint="the journal is append-only JSON Lines; restore it from a backup or move it away",
                 ) from None
-        return JournalContents(items, analyses, truncated)
+        return JournalContents(list(items.values()), analyses, truncated)
 
     @staticmethod
-    def _apply(rec: dict, items: list[NewsItem], analyses: dict[str, Analysis]) -> None:
+    def _apply(rec: dict, items: dict[str, NewsItem], analyses: dict[str, Analysis]) -> None:
+        if not isinstance(rec, dict):
+            raise TypeError(f"a record must be an object, got {type(rec).__name__}")
         kind = rec["kind"]
         if kind == "news":
-            items.append(NewsItem.from_dict(rec["item"]))
+            item = NewsItem.from_dict(_check_item(rec["item"]))
+            if item.id in items:
+                analyses.pop(item.id, None)  # a revision: the earlier version's analysis no longer holds
+            items[item.id] = item
         elif kind == "analysis":
+            if not isinstance(rec["analysis"], dict):
+                raise TypeError("analysis must be an object")
             analyses[str(rec["id"])] = Analysis.from_dict(rec["analysis"])
         else:
             raise ValueError(f"unknown record kind {kind!r}")
@@ -88,24 +155,40 @@ class Journal:
     def open(self):
         """Open for appending (repairing a cut-off tail) and take the writer's lock; idempotent."""
         if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Repair a cut-off tail first, so the next record starts on its own line. A line with no newline was
-            # never acknowledged (the ack waits for the whole record and the fsync): drop it unless it is complete.
-            if self.path.exists() and self.path.stat().st_size:
-                with open(self.path, "r+b") as fh:
-                    data = fh.read()
-                    if not data.endswith(b"\n"):
-                        cut = data.rfind(b"\n") + 1
-                        try:
-                            json.loads(data[cut:])
-                            fh.write(b"\n")
-                        except ValueError:
-                            log.warning("journal %s: dropping a half-written last record", self.path)
-                            fh.truncate(cut)
-                        os.fsync(fh.fileno())
-            self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held open for the server's lifetime
+            self._check_path()
+            try:
+                self._open_for_append()
+            except OSError as exc:
+                raise UserError(
+                    f"cannot open the journal for writing: {exc.strerror or exc}",
+                    path=self.path,
+                    hint="check the folder exists and is writable, or give another --journal",
+                ) from None
             self._lock()
         return self._fh
+
+    def _open_for_append(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Repair a cut-off tail first, so the next record starts on its own line. A line with no newline was
+        # never acknowledged (the ack waits for the whole record and the fsync): drop it unless it is complete.
+        size = self.path.stat().st_size if self.path.exists() else 0
+        if size:
+            with open(self.path, "r+b") as fh:
+                # Only the tail matters: one record is far smaller than this, and a big journal is not read twice.
+                offset = max(0, size - TAIL_BYTES)
+                fh.seek(offset)
+                data = fh.read()
+                if not data.endswith(b"\n"):
+                    cut = data.rfind(b"\n") + 1
+                    fh.seek(offset + len(data))
+                    try:
+                        json.loads(data[cut:])
+                        fh.write(b"\n")
+                    except ValueError:
+                        log.warning("journal %s: dropping a half-written last record", self.path)
+                        fh.truncate(offset + cut)
+                    os.fsync(fh.fileno())
+        self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held open for the server's lifetime
 
     def _lock(self) -> None:
         # Two servers appending to one journal would interleave records; the second one is refused. (POSIX only:
@@ -127,14 +210,39 @@ class Journal:
 
     def _append(self, rec: dict, sync: bool) -> None:
         fh = self.open()
-        fh.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
-        if sync:
-            self.sync()
+        try:
+            data = json.dumps(rec, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+        except (
+            UnicodeEncodeError
+        ):  # a lone surrogate from a file loader: escaped, the record stays valid JSON
+            data = json.dumps(rec, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
+        start = fh.tell()
+        try:
+            written = fh.write(data)
+            if written != len(data):
+                raise OSError(f"short write: {written} of {len(data)} bytes")
+            if sync:
+                self.sync()
+        except OSError as exc:
+            self._cut(start)
+            raise StorageError(f"journal {self.path}: cannot write a record: {exc}") from None
+
+    def _cut(self, size: int) -> None:
+        """Drop a partly written record, so what follows starts on a line of its own and no half record stays."""
+        try:
+            os.ftruncate(self._fh.fileno(), size)
+            self._fh.seek(size)
+        except OSError as exc:  # the next append retries; load() ignores a cut-off last line
+            log.error("journal %s: cannot cut a partial record: %s", self.path, exc)
 
     def sync(self) -> None:
-        """fsync what was written so far (group commit after several ``sync=False`` appends)."""
+        """fsync what was written so far (group commit after several ``sync=False`` appends); ``StorageError`` when
+        the disk refuses."""
         if self._fh is not None and self.fsync:
-            os.fsync(self._fh.fileno())
+            try:
+                os.fsync(self._fh.fileno())
+            except OSError as exc:
+                raise StorageError(f"journal {self.path}: fsync failed: {exc}") from None
 
     def append_news(self, item: NewsItem, sync: bool = True) -> None:
         """Record an accepted news item; durable on return unless ``sync=False`` (then call ``sync()``)."""

@@ -59,6 +59,8 @@ E_UNKNOWN_TYPE = "unknown_type"
 E_MISSING_FIELD = "missing_field"
 E_BAD_FIELD = "bad_field"
 E_RATE_LIMITED = "rate_limited"
+E_BUSY = "busy"  # the analysis backlog is full: the item was not accepted, send it again later
+E_STORAGE = "storage"  # the journal cannot be written (disk full, I/O error): the item was not accepted
 E_INTERNAL = "internal"
 ERROR_CODES = (
     E_MULTIPART,
@@ -71,6 +73,8 @@ ERROR_CODES = (
     E_MISSING_FIELD,
     E_BAD_FIELD,
     E_RATE_LIMITED,
+    E_BUSY,
+    E_STORAGE,
     E_INTERNAL,
 )
 
@@ -101,7 +105,24 @@ FIELDS: dict[str, tuple[dict[str, tuple], dict[str, tuple]]] = {
     PING: ({}, {}),
     STATS: ({}, {}),
 }
-MAX_TEXT_CHARS = {"headline": 1000, "body": 16000, "symbol": 32, "source": 100, "client": 100}
+# Text limits in characters, checked before anything else reads the text (no regex ever sees more than this). The
+# headline plus body of one item stay well under MAX_MESSAGE_BYTES even at four UTF-8 bytes a character.
+MAX_TEXT_CHARS = {
+    "headline": 1000,
+    "body": 8000,
+    "symbol": 32,
+    "source": 100,
+    "client": 100,
+    "event": 200,
+    "impact": 20,
+    "key": 200,
+    "account": 100,
+    "base": 3,
+    "quote": 3,
+    "currency": 3,
+}
+MAX_HELLO_SYMBOLS = 64  # symbols one ``hello`` may name
+MAX_NUMBER = 1e15  # calendar figures beyond this are not economic data (and overflow float arithmetic)
 
 
 class ProtocolError(Exception):
@@ -130,6 +151,8 @@ def decode_request(frame: bytes) -> dict[str, Any]:
         msg = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(E_BAD_JSON, f"message is not valid JSON: {exc}") from None
+    if "\\u" in text:
+        _reject_surrogates(msg)  # only a \u escape can make a lone surrogate; valid UTF-8 bytes never do
     if not isinstance(msg, dict):
         raise ProtocolError(E_NOT_OBJECT, f"message must be a JSON object, got {type(msg).__name__}")
     rid = msg.get("id")
@@ -166,7 +189,31 @@ def decode_request(frame: bytes) -> dict[str, Any]:
         _check_signal(msg, rid)
     if mtype == NEWS:
         _check_news(msg, rid)
+    if mtype == HELLO:
+        _check_hello(msg, rid)
     return msg
+
+
+def _reject_surrogates(msg: Any) -> None:
+    """The one place text that cannot be encoded again is refused: a lone surrogate (``\\ud800``) parses as JSON but
+    no reply, journal record or log line can carry it, so it is a ``bad_utf8`` error at the door."""
+    stack = [msg]
+    while (
+        stack
+    ):  # iterative: the JSON parser already bounds the depth, this walk must not add recursion of its own
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ProtocolError(
+                    E_BAD_UTF8, f"message has a lone surrogate (\\u{ord(node[exc.start]):04x}) in a string"
+                ) from None
 
 
 def _reject_constant(name: str):
@@ -183,6 +230,9 @@ def _check_type(mtype: str, name: str, value: Any, types: tuple, rid: str | None
         raise _field_error(
             E_BAD_FIELD, f"{mtype}: field {name!r} must be {names}, got {type(value).__name__}", rid
         )
+    # A JSON integer has no size limit (10**400 parses); beyond MAX_NUMBER it is no figure and overflows floats.
+    if float in types and isinstance(value, _NUM) and not isinstance(value, bool) and abs(value) > MAX_NUMBER:
+        raise _field_error(E_BAD_FIELD, f"{mtype}: field {name!r} is beyond +-{MAX_NUMBER:g}", rid)
 
 
 def _check_signal(msg: dict, rid: str | None) -> None:
@@ -217,11 +267,24 @@ def _check_signal(msg: dict, rid: str | None) -> None:
             if (
                 not isinstance(bar, list)
                 or len(bar) != 5
-                or any(isinstance(x, bool) or not isinstance(x, _NUM) for x in bar)
+                or any(isinstance(x, bool) or not isinstance(x, _NUM) or not abs(x) < 2**53 for x in bar)
             ):
                 raise _field_error(
                     E_BAD_FIELD, f"signal: bars[{i}] must be [time, open, high, low, close]", rid
                 )
+
+
+def _check_hello(msg: dict, rid: str | None) -> None:
+    symbols = msg.get("symbols", [])
+    if len(symbols) > MAX_HELLO_SYMBOLS:
+        raise _field_error(E_BAD_FIELD, f"hello: at most {MAX_HELLO_SYMBOLS} symbols", rid)
+    for s in symbols:
+        if not isinstance(s, str) or len(s) > MAX_TEXT_CHARS["symbol"]:
+            raise _field_error(
+                E_BAD_FIELD,
+                f"hello: symbols must be strings of up to {MAX_TEXT_CHARS['symbol']} characters",
+                rid,
+            )
 
 
 def _check_news(msg: dict, rid: str | None) -> None:

@@ -10,11 +10,17 @@ One thread owns the sockets and the state, so a ``signal`` is answered from memo
 analyses queued news in batches and hands the results back through a queue plus an ``inproc`` wake-up; the main thread
 journals each analysis, updates the state and publishes. Nothing blocks the request loop but the journal's fsync of an
 accepted news item, which is what makes its ``ack`` a promise.
+
+Every resource is bounded and counted in ``stats`` (``bounds``): the analysis backlog (``MAX_PENDING``; beyond it
+``news`` gets ``busy`` and the intake socket is left to ZeroMQ's high-water mark), replies queued to a peer that does
+not read (``REPLY_HWM``, then dropped and counted), watched symbols, clients, caches. A journal that cannot be written
+refuses items with ``storage`` and recovers by itself when the disk does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import queue
@@ -33,10 +39,11 @@ from bridge.policy import PolicyConfig
 from bridge.schema import load_schema
 from bridge.symbols import split_symbol
 from bridge.types import Analysis, NewsItem
+from bridge.wire import logqueue
 from bridge.wire import protocol as P
-from bridge.wire.journal import Journal
+from bridge.wire.journal import Journal, StorageError
 from bridge.wire.ratelimit import RateLimiter
-from bridge.wire.state import NewsState
+from bridge.wire.state import NewsState, pair_of
 
 log = logging.getLogger("bridge.wire.server")
 
@@ -46,6 +53,34 @@ MAX_DRAIN = 256  # requests handled per socket before the loop looks at the othe
 HOUSEKEEPING_S = 1.0  # live mode: how often targets are re-checked for a change by decay or expiry
 PRUNE_S = 60.0  # live mode: how often items older than the TTL are dropped from memory (their ids are kept)
 PRUNE_MARGIN = pd.Timedelta(hours=1)  # keep a little longer than the TTL, for EAs whose clocks run behind
+SUMMARY_S = (
+    60.0  # the periodic INFO line (per-item lines are DEBUG) and the most often a storage error is logged
+)
+MAX_PENDING = 10_000  # items accepted but not analysed yet; beyond this news is refused with ``busy``
+INTAKE_QUEUE = 1_000  # items handed over by the --news follower, waiting for the request thread
+INTAKE_HWM = 10_000  # messages ZeroMQ holds on the PULL socket (then the feed's PUSH blocks or drops)
+REPLY_HWM = 100  # replies queued to one peer that is not reading; more are dropped and counted
+REQUEST_HWM = 1_000  # requests queued from one peer before ZeroMQ stops reading it
+MAX_WATCHED = 64  # symbols whose target is published on change, over all clients
+MAX_CLIENTS = 10_000  # identities remembered for ``stats``
+MAX_DEFERRED = 10_000  # replay: signal requests waiting for the analysis of an earlier item
+REPLY_CACHE = 4_096  # encoded target replies kept (symbol, second)
+PUBLISH_PER_LOOP = (
+    8  # watched targets recomputed per loop turn, so publishing never holds up a request for long
+)
+
+
+def content_id(msg: dict) -> str:
+    """The id of a news message without ``time``: from its content (source, headline, event, currency, figures), so
+    sending the same bytes again is a duplicate rather than a new item that counts twice."""
+    parts = [
+        str(msg.get("source", "ea")).strip().lower(),
+        " ".join(msg["headline"].split()).lower(),
+        str(msg.get("event") or ""),
+        str(msg.get("currency") or "").upper(),
+        *(repr(msg.get(k)) for k in ("actual", "forecast", "previous")),
+    ]
+    return "c" + hashlib.sha1("|".join(parts).encode("utf-8")).hexdigest()[:15]
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -94,6 +129,12 @@ class Stats:
     analysis_errors: int = 0  # items whose analyzer raised (each fell back to neutral alone)
     published: int = 0
     intake_errors: int = 0
+    intake_refused: int = 0  # intake items not taken: storage error or full backlog (counted, never acked)
+    busy: int = 0  # news requests refused because the analysis backlog was full
+    storage_errors: int = 0  # items refused because the journal could not be written
+    replies_dropped: int = 0  # replies to peers that were gone or not reading
+    revisions: int = 0  # items that replaced an earlier version with the same id (corrected figures)
+    watch_refused: int = 0  # symbols not watched because the watched set was full
 
 
 class BridgeServer:
@@ -143,12 +184,21 @@ class BridgeServer:
         self.stop_event = threading.Event()
         self._work: queue.Queue[NewsItem | None] = queue.Queue()
         self._results: queue.Queue[list[tuple[NewsItem, Analysis]]] = queue.Queue()
-        self._intake: queue.Queue[NewsItem] = queue.Queue()
+        self._intake: queue.Queue[NewsItem] = queue.Queue(INTAKE_QUEUE)
+        self._intake_retry: NewsItem | None = None  # a follower item the journal refused, tried again first
         self._pending_times: dict[str, int] = {}  # news id -> UTC ns, accepted but not analysed yet
         self._deferred: list[tuple[list[bytes], dict]] = []
         self._pairs: set[str] = set()  # symbols already checked to be currency pairs
-        self._reply_cache: dict[tuple[str, int], tuple[int, bytes]] = {}
+        self._reply_cache: dict[tuple, tuple[int, bytes]] = {}
         self._watched: set[str] = set()
+        self._dirty: list[
+            str
+        ] = []  # watched symbols still to re-check after an analysis, a few per loop turn
+        self._storage_down_since: float | None = None
+        self._last_storage_log = 0.0
+        self._last_summary = time.monotonic()
+        self._summary_base: dict[str, int] = {}
+        self.followers: list = []  # --news followers, reported in stats
         self._published: dict[str, tuple[int, float]] = {}
         self._clients: set[bytes] = set()
         self._pub_seq = 0
@@ -265,7 +315,12 @@ class BridgeServer:
         sock.linger = 0
         sock.setsockopt(zmq.MAXMSGSIZE, P.SOCKET_MAX_MESSAGE_BYTES)
         if kind == zmq.ROUTER:
-            sock.rcvhwm = sock.sndhwm = 100_000
+            # A peer that sends and never reads must not make the server queue replies without limit: past the
+            # high-water mark a reply is dropped (ROUTER_MANDATORY makes that visible, so it is counted).
+            sock.sndhwm, sock.rcvhwm = REPLY_HWM, REQUEST_HWM
+            sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        elif kind == zmq.PULL:
+            sock.rcvhwm = INTAKE_HWM
         if curve is not None:
             sock.curve_publickey, sock.curve_secretkey = curve
             sock.curve_server = True
@@ -298,17 +353,45 @@ class BridgeServer:
                 self._apply_results()
                 if self.router in events:
                     self._drain(self.router, self._on_request)
-                if self.pull is not None and self.pull in events:
+                # A full backlog leaves intake in ZeroMQ's queue (its high-water mark then holds the feed back).
+                if self.pull is not None and self.pull in events and not self._backlog_full():
                     self._drain(self.pull, self._on_intake)
-                    if self.journal is not None:
-                        self.journal.sync()  # group commit for the drained intake (no ack to wait on there)
+                    self._group_commit()
+                self._publish_some()
                 self._housekeeping()
         finally:
             self.close()
 
+    def _backlog_full(self) -> bool:
+        return len(self._pending_times) >= MAX_PENDING
+
+    def _group_commit(self) -> None:
+        """fsync the intake drained this turn (no ack waits on it); a failure is a storage error like any other."""
+        if self.journal is None:
+            return
+        try:
+            self.journal.sync()
+        except StorageError as exc:
+            self._storage_failed(exc)
+
+    def _summary(self) -> None:
+        """Once a minute, one INFO line with what changed: per-item lines are DEBUG, so the log stays small."""
+        now = time.monotonic()
+        if now - self._last_summary < SUMMARY_S:
+            return
+        self._last_summary = now
+        current = self.stats_dict()
+        counts = {k: v for k, v in current.items() if isinstance(v, int) and not isinstance(v, bool)}
+        delta = {k: v - self._summary_base.get(k, 0) for k, v in counts.items()}
+        self._summary_base = counts
+        log.info("summary", extra={"fields": {"last_s": SUMMARY_S, **{k: v for k, v in delta.items() if v}}})
+
     def _housekeeping(self) -> None:
         """Once a second in live mode: publish targets whose direction changed by decay or expiry alone; once a
         minute: forget analysed items too old to count any more, so weeks of news do not slow the policy down."""
+        self._summary()
+        if self._intake_retry is not None or not self._intake.empty():
+            self._take_intake()  # items the journal refused before, or left while the backlog was full
         if self.clock != "server":
             return
         now = time.monotonic()
@@ -356,9 +439,18 @@ class BridgeServer:
             self.journal.close()
         log.info("stopped", extra={"fields": self.stats_dict()})
 
-    def submit(self, item: NewsItem) -> None:
-        """Hand a news item to the server from another thread (the ``--news`` file follower)."""
-        self._intake.put(item)
+    def submit(self, item: NewsItem) -> bool:
+        """Hand a news item to the server from another thread (the ``--news`` file follower).
+
+        Waits while the bounded hand-over queue is full (a file can wait; memory cannot grow); False when the server
+        stopped first."""
+        while not self.stop_event.is_set():
+            try:
+                self._intake.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def _drain(self, sock: zmq.Socket, handle) -> None:
         for _ in range(MAX_DRAIN):
@@ -375,10 +467,16 @@ class BridgeServer:
             data = msg if isinstance(msg, bytes) else P.encode(msg)
         except (ValueError, TypeError) as exc:
             log.error("reply could not be encoded", extra={"fields": {"error": str(exc)}})
-            data = P.encode(P.error_reply(P.E_INTERNAL, "reply could not be encoded", msg.get("id")))
-        # A peer that is gone or not reading loses this reply; a Lazy Pirate client asks again.
-        with contextlib.suppress(zmq.Again):
+            try:
+                data = P.encode(P.error_reply(P.E_INTERNAL, "reply could not be encoded", msg.get("id")))
+            except (ValueError, TypeError):  # the id itself cannot be sent: answer without it
+                data = P.encode(P.error_reply(P.E_INTERNAL, "reply could not be encoded"))
+        # A peer that is gone (EHOSTUNREACH) or not reading (past REPLY_HWM) loses this reply, counted; a Lazy
+        # Pirate client asks again.
+        try:
             self.router.send_multipart([*envelope, data], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self.stats.replies_dropped += 1
 
     def _on_request(self, frames: list[bytes]) -> None:
         self.stats.requests += 1
@@ -408,24 +506,25 @@ class BridgeServer:
             return self._on_signal(envelope, msg)
         if mtype == P.NEWS:
             item = self._news_item(msg)
-            duplicate = not self._accept(item)
-            return P.reply(P.ACK, rid, news_id=item.id, duplicate=duplicate)
+            try:
+                outcome = self._accept(item)
+            except P.ProtocolError as exc:
+                exc.request_id = rid
+                raise
+            if (
+                outcome == "revised"
+            ):  # a corrected figure: the field appears only then, so older readers see an ack
+                return P.reply(P.ACK, rid, news_id=item.id, duplicate=False, revised=True)
+            return P.reply(P.ACK, rid, news_id=item.id, duplicate=outcome == "duplicate")
         if mtype == P.PING:
             return P.reply(P.PONG, rid, time=int(time.time()))
         if mtype == P.HELLO:
-            if len(self._clients) < 10_000:
+            if len(self._clients) < MAX_CLIENTS:
                 self._clients.add(envelope[0])
-            for sym in msg.get("symbols", []):
-                if (
-                    isinstance(sym, str)
-                    and len(sym) <= P.MAX_TEXT_CHARS["symbol"]
-                    and len(self._watched) < 1000
-                ):
-                    try:
-                        split_symbol(sym)
-                        self._watched.add(sym)
-                    except ValueError:
-                        pass
+            for sym in msg.get("symbols", []):  # at most P.MAX_HELLO_SYMBOLS, checked at decoding
+                with contextlib.suppress(ValueError):
+                    split_symbol(sym)
+                    self._watch(sym)
             return P.reply(
                 P.ACK,
                 rid,
@@ -460,11 +559,13 @@ class BridgeServer:
                 ) from None
             if len(self._pairs) < 1000:
                 self._pairs.add(symbol)
-                self._watched.add(symbol)
+            self._watch(symbol)
         if self.clock == "request":
             second = msg["time"] - msg["utc_offset"]
             # Replay: an item at or before the request time that is still being analysed must count; wait for it.
             if self._pending_times and min(self._pending_times.values()) <= second * 1_000_000_000:
+                if len(self._deferred) >= MAX_DEFERRED:
+                    raise P.ProtocolError(P.E_BUSY, "the server is still analysing; ask again", msg["id"])
                 self._deferred.append((envelope, msg))
                 return None
         else:
@@ -482,8 +583,8 @@ class BridgeServer:
             fields = P.target_fields(tgt)
             fields["symbol"] = symbol  # the reply names the symbol as the EA asked
             body = P.encode(fields)
-            if len(self._reply_cache) > 4096:
-                self._reply_cache.clear()
+            if len(self._reply_cache) >= REPLY_CACHE:
+                self._reply_cache.clear()  # bounded; refilled within a second by the symbols actually asked
             hit = (self.state.version, body)
             self._reply_cache[key] = hit
         # Byte for byte what P.encode(P.reply(TARGET, rid, **fields)) gives, without re-serialising the fields.
@@ -491,12 +592,16 @@ class BridgeServer:
         return head + json.dumps(rid, ensure_ascii=False).encode() + b"," + hit[1][1:]
 
     def _news_item(self, msg: dict) -> NewsItem:
+        cur = msg.get("currency")
         if "time" in msg:
             t = pd.Timestamp((msg["time"] - msg.get("utc_offset", 0)) * 1_000_000_000, tz="UTC")
+            nid = ""  # the usual id: time, source and headline
         else:
+            # No time: the arrival second would make every resend a new item, so the id comes from the content.
             t = pd.Timestamp(int(time.time()) * 1_000_000_000, tz="UTC")
-        cur = msg.get("currency")
+            nid = content_id(msg)
         return NewsItem(
+            id=nid,
             time=t,
             headline=" ".join(msg["headline"].split()),
             source=msg.get("source", "ea"),
@@ -516,7 +621,10 @@ class BridgeServer:
                 raise P.ProtocolError(
                     P.E_UNKNOWN_TYPE, f"the intake socket takes only news, got {msg['type']!r}"
                 )
-            self._accept(self._news_item(msg), sync=False)
+            try:
+                self._accept(self._news_item(msg), sync=False)
+            except P.ProtocolError:  # storage or backlog: no ack is owed on PULL, the drop is counted
+                self.stats.intake_refused += 1
         except P.ProtocolError as exc:
             self.stats.intake_errors += 1
             # A broken feed must not flood the log: the first ten, then every thousandth (all are counted in stats).
@@ -529,36 +637,91 @@ class BridgeServer:
             )
 
     def _take_intake(self) -> None:
+        """Accept what the follower handed over; an item the journal or the backlog refuses waits for a retry."""
         taken = 0
-        while True:
+        while not self._backlog_full():
+            item, self._intake_retry = self._intake_retry, None
+            if item is None:
+                try:
+                    item = self._intake.get_nowait()
+                except queue.Empty:
+                    break
             try:
-                item = self._intake.get_nowait()
-            except queue.Empty:
+                taken += self._accept(item, sync=False) != "duplicate"
+            except P.ProtocolError:
+                self._intake_retry = item  # from a file: nothing may be lost, so it is tried again later
                 break
-            taken += self._accept(item, sync=False)
-        if taken and self.journal is not None:
-            self.journal.sync()
+        if taken:
+            self._group_commit()
 
     # -- news and analysis -------------------------------------------------------------------------------------
 
-    def _accept(self, item: NewsItem, sync: bool = True) -> bool:
-        """Journal (fsync unless the caller commits a group) and queue a new item; False for a duplicate id."""
-        if item.id in self.state:
+    def _accept(self, item: NewsItem, sync: bool = True) -> str:
+        """Journal (fsync unless the caller commits a group) and queue an item: ``accepted``, ``duplicate`` (an id
+        seen before with the same figures) or ``revised`` (a held item's new version: it replaces the earlier one,
+        analysis included). ``ProtocolError`` ``busy`` or ``storage`` when it cannot be taken now."""
+        revision = item.id in self.state
+        if revision and self.state.items.get(item.id) in (None, item):
             self.stats.news_duplicate += 1
-            return False
+            return "duplicate"
+        if self._backlog_full():
+            self.stats.busy += 1
+            raise P.ProtocolError(
+                P.E_BUSY, f"{MAX_PENDING} items are waiting for analysis; send it again later"
+            )
         if self.journal is not None:
-            self.journal.append_news(item, sync=sync)
-        self.state.add_item(item)
+            try:
+                self.journal.append_news(
+                    item, sync=sync
+                )  # the revision's record replaces the first on restart
+            except StorageError as exc:
+                self._storage_failed(exc)
+                raise P.ProtocolError(
+                    P.E_STORAGE, "the journal cannot be written (disk full?); the item was not accepted"
+                ) from None
+            self._storage_recovered()
+        if revision:
+            self.state.revise(item)
+            self.stats.revisions += 1
+        else:
+            self.state.add_item(item)
+            self.stats.news_accepted += 1
         self.analyzer.observe([item])
-        self.stats.news_accepted += 1
         self._queue_for_analysis(item)
-        log.info(
-            "news accepted",
-            extra={
-                "fields": {"news_id": item.id, "time": item.time.isoformat(), "headline": item.headline[:80]}
-            },
-        )
-        return True
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "news revised" if revision else "news accepted",
+                extra={
+                    "fields": {
+                        "news_id": item.id,
+                        "time": item.time.isoformat(),
+                        "headline": item.headline[:80],
+                    }
+                },
+            )
+        return "revised" if revision else "accepted"
+
+    def _storage_failed(self, exc: Exception) -> None:
+        """Count a journal write that failed; log it at most once a minute (a full disk fails every item)."""
+        self.stats.storage_errors += 1
+        now = time.monotonic()
+        if self._storage_down_since is None:
+            self._storage_down_since = now
+        if now - self._last_storage_log >= SUMMARY_S:
+            self._last_storage_log = now
+            log.error(
+                "journal write failed; news is refused with 'storage' until it can be written",
+                extra={"fields": {"error": str(exc), "refused": self.stats.storage_errors}},
+            )
+
+    def _storage_recovered(self) -> None:
+        if self._storage_down_since is not None:
+            log.warning(
+                "journal writable again",
+                extra={"fields": {"down_s": round(time.monotonic() - self._storage_down_since, 1)}},
+            )
+            self._storage_down_since = None
+            self._last_storage_log = 0.0
 
     def _queue_for_analysis(self, item: NewsItem) -> None:
         self._pending_times[item.id] = item.time.value
@@ -615,8 +778,13 @@ class BridgeServer:
             except queue.Empty:
                 break
             for item, analysis in pairs:
+                if self.state.items.get(item.id) != item:
+                    continue  # an earlier version of a revised item (its new version is queued), or pruned
                 if self.journal is not None:
-                    self.journal.append_analysis(item.id, analysis)
+                    try:
+                        self.journal.append_analysis(item.id, analysis)
+                    except StorageError as exc:  # not fatal: an analysis missing from the journal is redone
+                        self._storage_failed(exc)
                 self.state.add_analysis(item.id, analysis)
                 self._pending_times.pop(item.id, None)
                 self.stats.news_analysed += 1
@@ -634,13 +802,29 @@ class BridgeServer:
                 if out is not None:
                     self._send(envelope, out)
         if self.pub is not None and self.clock == "server":
-            self._publish_changes()
+            self._dirty = sorted(self._watched)  # re-checked a few per loop turn by _publish_some
 
-    def _publish_changes(self, direction_only: bool = False) -> None:
-        """Publish the target of every watched symbol whose target changed since it was last published (only its
-        direction when ``direction_only``: decay alone moves the strength every second)."""
+    def _publish_some(self) -> None:
+        """Re-check up to ``PUBLISH_PER_LOOP`` watched symbols after an analysis, so that however many symbols are
+        watched a request never waits for more than a few target computations."""
+        if not self._dirty:
+            return
+        batch, self._dirty = self._dirty[:PUBLISH_PER_LOOP], self._dirty[PUBLISH_PER_LOOP:]
+        self._publish_changes(symbols=batch)
+
+    def _watch(self, symbol: str) -> None:
+        if symbol in self._watched:
+            return
+        if len(self._watched) >= MAX_WATCHED:
+            self.stats.watch_refused += 1
+            return
+        self._watched.add(symbol)
+
+    def _publish_changes(self, direction_only: bool = False, symbols: Iterable[str] | None = None) -> None:
+        """Publish the target of every watched symbol (or of ``symbols``) whose target changed since it was last
+        published (only its direction when ``direction_only``: decay alone moves the strength every second)."""
         now = pd.Timestamp.now(tz="UTC")
-        for symbol in sorted(self._watched):
+        for symbol in sorted(self._watched) if symbols is None else symbols:
             tgt = self.state.target(symbol, now)
             key = (tgt.direction, round(tgt.strength, 6))
             last = self._published.get(symbol)
@@ -658,7 +842,9 @@ class BridgeServer:
     def watch(self, symbols: Iterable[str]) -> None:
         """Symbols whose target is published on change, besides those the EAs name in ``hello`` and ``signal``."""
         for s in symbols:
-            split_symbol(s)
+            pair_of(s)
+            if len(self._watched) >= MAX_WATCHED:
+                raise ValueError(f"at most {MAX_WATCHED} watched symbols")
             self._watched.add(s)
 
     def stats_dict(self) -> dict:
@@ -678,5 +864,30 @@ class BridgeServer:
             "symbols": len(self._watched),
             "published": s.published,
             "intake_errors": s.intake_errors,
+            "intake_refused": s.intake_refused,
+            "busy": s.busy,
+            "storage_errors": s.storage_errors,
+            "storage_ok": self._storage_down_since is None,
+            "replies_dropped": s.replies_dropped,
+            "revisions": s.revisions,
+            "watch_refused": s.watch_refused,
+            "analysis_errors": s.analysis_errors,
+            "log_dropped": logqueue.dropped(),
+            "followers": [f.status() for f in self.followers],
             "analyzer": getattr(self.analyzer, "name", type(self.analyzer).__name__),
+            # each bound as [in use, limit]
+            "bounds": {
+                "analysis_queue": [len(self._pending_times), MAX_PENDING],
+                "intake_queue": [self._intake.qsize(), INTAKE_QUEUE],
+                "watched": [len(self._watched), MAX_WATCHED],
+                "clients": [len(self._clients), MAX_CLIENTS],
+                "rate_buckets": [len(self.limiter), self.limiter.max_clients],
+                "deferred": [len(self._deferred), MAX_DEFERRED],
+                "reply_cache": [len(self._reply_cache), REPLY_CACHE],
+                "effects_cache": [len(self.state._effects), self.state._effects.limit],
+                "target_cache": [len(self.state._targets), self.state._targets.limit],
+                "log_queue": [logqueue.size(), logqueue.LOG_QUEUE],
+            },
+            # ZeroMQ's queues, whose use the server cannot read: replies per peer, intake messages
+            "hwm": {"reply": REPLY_HWM, "intake": INTAKE_HWM},
         }

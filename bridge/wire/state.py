@@ -2,10 +2,16 @@
 
 The target comes from ``bridge.policy`` (``effects_frame`` + ``target_for``), the same pure functions the backtester
 runs, so a reply as of time ``t`` uses only news published at or before ``t``. This module only adds state: the
-items, which of them are analysed, and caches (the effects frame per symbol, invalidated when an analysis lands).
+items, which of them are analysed, and caches (the effects frame per currency pair, invalidated when an analysis
+lands). Every cache is a bounded LRU keyed by the canonical pair (``EURUSD`` for ``m.EURUSD`` and ``EURUSD.pro``
+alike), so a stream of invented symbol names cannot grow memory.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from typing import Generic, TypeVar
 
 import pandas as pd
 
@@ -13,6 +19,44 @@ from bridge.policy import PolicyConfig, effects_frame, target_for
 from bridge.schema import Schema, load_schema
 from bridge.symbols import split_symbol
 from bridge.types import Analysis, NewsItem, Target
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+MAX_EFFECT_FRAMES = (
+    256  # pairs whose effects frame is kept (33 known codes make ~1,000 pairs; few are traded)
+)
+MAX_TARGETS = 4096  # (pair, second) answers kept
+
+
+class LRU(Generic[K, V]):
+    """A dict with at most ``limit`` entries; the least recently used one goes first. ``evicted`` counts them."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.evicted = 0
+        self._d: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._d.get(key)
+        if value is not None:
+            self._d.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._d[key] = value
+        self._d.move_to_end(key)
+        while len(self._d) > self.limit:
+            self._d.popitem(last=False)
+            self.evicted += 1
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+def pair_of(symbol: str) -> str:
+    """The canonical pair of a symbol (``m.EURUSD`` -> ``EURUSD``); ValueError when it is none."""
+    return "".join(split_symbol(symbol))
 
 
 class NewsState:
@@ -27,8 +71,9 @@ class NewsState:
         )  # every id ever accepted, pruned ones included: duplicates stay duplicates
         self.analyses: dict[str, Analysis] = {}
         self.version = 0  # bumped on every new analysis; caches keyed by it
-        self._effects: dict[str, tuple[int, pd.DataFrame]] = {}
-        self._targets: dict[tuple[str, int], tuple[int, Target]] = {}
+        self._effects: LRU[str, tuple[int, pd.DataFrame]] = LRU(MAX_EFFECT_FRAMES)
+        self._targets: LRU[tuple[str, int], tuple[int, Target]] = LRU(MAX_TARGETS)
+        self.revisions = 0
 
     def __contains__(self, news_id: str) -> bool:
         return news_id in self._ids
@@ -39,6 +84,18 @@ class NewsState:
             return False
         self._ids.add(item.id)
         self.items[item.id] = item
+        return True
+
+    def revise(self, item: NewsItem) -> bool:
+        """Replace a held item by a new version with the same id (a corrected figure); its analysis is dropped and
+        it is pending again. False (nothing changes) when the id is unknown, pruned, or the figures are the same."""
+        old = self.items.get(item.id)
+        if old is None or old == item:
+            return False
+        self.items[item.id] = item
+        if self.analyses.pop(item.id, None) is not None:
+            self.version += 1
+        self.revisions += 1
         return True
 
     def prune(self, before: pd.Timestamp) -> int:
@@ -67,13 +124,14 @@ class NewsState:
         return sorted((it for i, it in self.items.items() if i not in self.analyses), key=lambda it: it.time)
 
     def effects(self, symbol: str) -> pd.DataFrame:
-        """The policy's effects frame for ``symbol`` over all analysed items (cached until the next analysis)."""
-        cached = self._effects.get(symbol)
+        """The policy's effects frame for ``symbol``'s pair over all analysed items (cached until the next analysis)."""
+        pair = pair_of(symbol)
+        cached = self._effects.get(pair)
         if cached is not None and cached[0] == self.version:
             return cached[1]
         pairs = ((self.items[i], a) for i, a in self.analyses.items())
-        frame = effects_frame(symbol, pairs, self.config, self.schema)
-        self._effects[symbol] = (self.version, frame)
+        frame = effects_frame(pair, pairs, self.config, self.schema)
+        self._effects.put(pair, (self.version, frame))
         return frame
 
     def target(self, symbol: str, now: pd.Timestamp) -> Target:
@@ -82,15 +140,14 @@ class NewsState:
         Answers for the same symbol, state and second are served from a cache: a live EA asks every timer tick, and
         the decayed sum changes meaningfully only over minutes.
         """
-        split_symbol(symbol)
+        pair = pair_of(symbol)
         now = pd.Timestamp(now)
         second = int(now.value // 1_000_000_000)
-        key = (symbol, second)
+        key = (pair, second)
         hit = self._targets.get(key)
-        if hit is not None and hit[0] == self.version:
-            return hit[1]
-        tgt = target_for(symbol, pd.Timestamp(second, unit="s", tz="UTC"), self.effects(symbol), self.config)
-        if len(self._targets) > 4096:
-            self._targets.clear()
-        self._targets[key] = (self.version, tgt)
-        return tgt
+        if hit is None or hit[0] != self.version:
+            tgt = target_for(pair, pd.Timestamp(second, unit="s", tz="UTC"), self.effects(pair), self.config)
+            hit = (self.version, tgt)
+            self._targets.put(key, hit)
+        tgt = hit[1]
+        return tgt if tgt.symbol == symbol else dataclasses.replace(tgt, symbol=symbol)

@@ -49,6 +49,8 @@
 #define BRIDGE_E_MISSING_FIELD    "missing_field"
 #define BRIDGE_E_BAD_FIELD        "bad_field"
 #define BRIDGE_E_RATE_LIMITED     "rate_limited"
+#define BRIDGE_E_BUSY             "busy"          // analysis backlog full: send the news again later
+#define BRIDGE_E_STORAGE          "storage"       // server journal not writable: news not accepted
 #define BRIDGE_E_INTERNAL         "internal"
 
 #endif
