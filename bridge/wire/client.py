@@ -207,8 +207,10 @@ def main(argv=None) -> int:
                 args.headline,
                 currency=args.currency,
                 source=args.source,
-                time=args.time,
-                utc_offset=0 if args.time is not None else None,
+                # Always a time: without one the server derives the id from the content, but a resend of a
+                # headline an hour later is then a duplicate too; the time the user pushed it is the better id.
+                time=args.time if args.time is not None else int(time.time()),
+                utc_offset=0,
                 actual=args.actual,
                 forecast=args.forecast,
                 previous=args.previous,

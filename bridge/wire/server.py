@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -43,7 +44,7 @@ from bridge.wire import logqueue
 from bridge.wire import protocol as P
 from bridge.wire.journal import Journal, StorageError
 from bridge.wire.ratelimit import RateLimiter
-from bridge.wire.state import NewsState, pair_of
+from bridge.wire.state import NewsState, figures, pair_of
 
 log = logging.getLogger("bridge.wire.server")
 
@@ -111,6 +112,24 @@ def load_curve_keys(directory: str | Path) -> tuple[bytes, bytes, Path]:
         raise UserError(f"cannot read the server key: {exc}", path=secret, hint=hint) from None
     if not secret_key:
         raise UserError("file holds no secret key", path=secret, hint=hint)
+    if os.name == "posix" and secret.stat().st_mode & 0o077:
+        log.warning(
+            "server secret key is readable by other users; chmod 600 it",
+            extra={"fields": {"path": str(secret), "mode": oct(secret.stat().st_mode & 0o777)}},
+        )
+    # The authenticator thread reads the folder itself, and one unreadable file there makes it refuse everyone,
+    # listed clients included: check every file now and refuse to start naming the bad one.
+    for key_file in sorted(allowed.glob("*.key")):
+        try:
+            client_public, _ = zmq.auth.load_certificate(key_file)
+            if len(client_public or b"") != 40:
+                raise ValueError("no 40-character public key")
+        except (ValueError, OSError, UnicodeDecodeError) as exc:
+            raise UserError(
+                f"not a readable client public key: {exc}",
+                path=key_file,
+                hint="replace it with a key from python -m bridge.keys generate, or remove it",
+            ) from None
     return public, secret_key, allowed
 
 
@@ -658,10 +677,11 @@ class BridgeServer:
 
     def _accept(self, item: NewsItem, sync: bool = True) -> str:
         """Journal (fsync unless the caller commits a group) and queue an item: ``accepted``, ``duplicate`` (an id
-        seen before with the same figures) or ``revised`` (a held item's new version: it replaces the earlier one,
+        seen before with the same figures) or ``revised`` (a held item with the same id and new figures: it replaces the earlier one,
         analysis included). ``ProtocolError`` ``busy`` or ``storage`` when it cannot be taken now."""
         revision = item.id in self.state
-        if revision and self.state.items.get(item.id) in (None, item):
+        held = self.state.items.get(item.id)
+        if revision and (held is None or figures(held) == figures(item)):
             self.stats.news_duplicate += 1
             return "duplicate"
         if self._backlog_full():

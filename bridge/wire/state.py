@@ -54,6 +54,11 @@ class LRU(Generic[K, V]):
         return len(self._d)
 
 
+def figures(item: NewsItem) -> tuple:
+    """What a revision changes: the calendar figures. The same id with the same figures is a duplicate."""
+    return (item.actual, item.forecast, item.previous)
+
+
 def pair_of(symbol: str) -> str:
     """The canonical pair of a symbol (``m.EURUSD`` -> ``EURUSD``); ValueError when it is none."""
     return "".join(split_symbol(symbol))
@@ -90,7 +95,7 @@ class NewsState:
         """Replace a held item by a new version with the same id (a corrected figure); its analysis is dropped and
         it is pending again. False (nothing changes) when the id is unknown, pruned, or the figures are the same."""
         old = self.items.get(item.id)
-        if old is None or old == item:
+        if old is None or figures(old) == figures(item):
             return False
         self.items[item.id] = item
         if self.analyses.pop(item.id, None) is not None:
