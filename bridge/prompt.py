@@ -55,13 +55,28 @@ def related_entries(raw: str) -> tuple[list[str], int]:
     return list(dict.fromkeys(t.upper() for t in pieces if is_instrument(t))), len(pieces)
 
 
+# What a template or an answer is made of: "### Response:", "Labels:", "sentiment: ...". Item text carrying these
+# could write the model's answer for it, so they are neutralised in the one place item text enters a prompt.
+_MARKER = re.compile(
+    r"#{2,}|\b(instruction|input|response|news|labels|event|market|sector|sentiment|related)\s*:",
+    re.IGNORECASE,
+)
+
+
+def neutralise(text: str) -> str:
+    """Item text with template markers taken out: ``###`` runs removed, ``Response:`` becomes ``Response``."""
+    return " ".join(_MARKER.sub(lambda m: m.group(1) or " ", text).split())
+
+
 def format_input(item: NewsItem) -> str:
-    """The ``input`` text for one news item: headline, then the optional body and the calendar currency."""
-    parts = [" ".join(item.headline.split())]
+    """The ``input`` text for one news item: headline, then the optional body and the calendar currency.
+
+    Item text is whitespace-collapsed (no line of its own can start a template section) and ``neutralise``d."""
+    parts = [neutralise(item.headline)]
     if item.currency:
-        parts.append(f"Currency: {item.currency}")
+        parts.append(f"Currency: {neutralise(item.currency)}")
     if item.body:
-        parts.append(" ".join(item.body.split())[:1000])
+        parts.append(neutralise(item.body[:4000])[:1000])
     return "\n".join(parts)
 
 
