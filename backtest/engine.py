@@ -23,7 +23,15 @@ Cost model (all prices are the bars' prices, read as mid prices):
   value is given;
 * ``commission`` is in account currency **per lot per side** (MetaTrader's convention), so a round trip of ``L`` lots
   costs ``2 * L * commission``;
-* profit is in the quote currency of the symbol (USD for EURUSD), which is taken as the account currency.
+* profit is in the quote currency of the symbol (USD for EURUSD), which is taken as the account currency;
+* **news-time costs** (``run_backtest(..., news_times=...)``, the times of high-impact releases): a bar whose open
+  lies within ``news_window_before_s`` before to ``news_window_after_s`` after a release pays the spread times
+  ``news_spread_mult`` and ``news_slippage`` more on market fills. Releases are scheduled in advance, so widening a
+  bar before one is not look-ahead. ``news_spread_mult=1`` and ``news_slippage=0`` switch it off;
+* **swap**: a position held over the daily rollover (17:00 New York) is credited or charged ``swap_long`` /
+  ``swap_short`` points per lot per night, signed as brokers quote them (negative = the trader pays); Wednesday's
+  rollover counts three nights (the weekend), as in MetaTrader's default for FX; no rollover on Saturday or Sunday.
+  Swap is booked at the trade's exit.
 
 Stops are checked inside every bar from the entry price: a long is stopped when the bar's bid low (``Low - spread/2``)
 reaches ``entry - sl`` and takes profit when the bid high reaches ``entry + tp``; when both are reached in one bar the
@@ -70,6 +78,18 @@ class EngineConfig:
         default=0.0, metadata={"help": "take-profit distance from entry, price units (0 = none)"}
     )
     point: float = field(default=0.00001, metadata={"help": "price of one point, converts the Spread column"})
+    news_spread_mult: float = field(
+        default=1.0, metadata={"help": "spread multiplier inside the window around a high-impact release"}
+    )
+    news_slippage: float = field(
+        default=0.0, metadata={"help": "extra adverse price units on market fills inside that window"}
+    )
+    news_window_before_s: float = field(default=60.0, metadata={"help": "window start, seconds before"})
+    news_window_after_s: float = field(default=180.0, metadata={"help": "window end, seconds after"})
+    swap_long: float = field(default=0.0, metadata={"help": "points per lot per night held long (+ credit)"})
+    swap_short: float = field(
+        default=0.0, metadata={"help": "points per lot per night held short (+ credit)"}
+    )
 
     def __post_init__(self):
         if not self.cash > 0:
@@ -88,6 +108,11 @@ class EngineConfig:
             raise ValueError(f"spread must be >= 0, got {self.spread}")
         if not self.point > 0 or not self.contract_size > 0 or not self.lot_step > 0:
             raise ValueError("point, contract_size and lot_step must be > 0")
+        if not self.news_spread_mult >= 1:
+            raise ValueError(f"news_spread_mult must be >= 1, got {self.news_spread_mult}")
+        for name in ("news_slippage", "news_window_before_s", "news_window_after_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,6 +145,7 @@ TRADE_COLUMNS = [
     "TP",
     "PnL",
     "Commission",
+    "Swap",
     "ReturnPct",
     "EntryTime",
     "ExitTime",
@@ -228,10 +254,54 @@ def _segments(target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return change[keep], ends[keep], d[keep].astype(np.float64)
 
 
-def run_backtest(bars: pd.DataFrame, target, config: EngineConfig | None = None) -> Result:
+def news_window_mask(bar_times_ns: np.ndarray, news_times_ns, config: EngineConfig) -> np.ndarray:
+    """True for bars whose open lies within ``[t - before, t + after]`` of some release time ``t``."""
+    bar_times_ns = np.asarray(bar_times_ns, dtype=np.int64)
+    ev = np.sort(np.asarray(news_times_ns, dtype=np.int64))
+    if not len(ev):
+        return np.zeros(len(bar_times_ns), dtype=bool)
+    before = int(round(config.news_window_before_s * 1e9))
+    after = int(round(config.news_window_after_s * 1e9))
+    # The first release at or after (open - after): the bar is in its window when that release is <= open + before.
+    j = np.searchsorted(ev, bar_times_ns - after, side="left")
+    nxt = ev[np.minimum(j, len(ev) - 1)]
+    return (j < len(ev)) & (nxt <= bar_times_ns + before)
+
+
+ROLLOVER_ZONE = "America/New_York"
+ROLLOVER_HOUR = 17
+# Nights charged per rollover by weekday of the rollover (Mon..Sun): Wednesday carries the weekend, no rollover at
+# the weekend itself. A week holds 7 nights.
+_NIGHTS = np.array([1, 1, 3, 1, 1, 0, 0], dtype=np.int64)
+_NIGHTS_CUM = np.concatenate([[0], np.cumsum(_NIGHTS)])
+
+
+def _nights_through(day: np.ndarray) -> np.ndarray:
+    """Nights charged by the rollovers of days 0 .. ``day`` (days since 1970-01-05, a Monday)."""
+    weeks, rem = np.divmod(day, 7)
+    return weeks * 7 + _NIGHTS_CUM[rem + 1]
+
+
+def rollover_nights(entry: pd.DatetimeIndex, exit: pd.DatetimeIndex) -> np.ndarray:
+    """Swap nights for positions held from ``entry`` to ``exit``: the 17:00 New York rollovers in (entry, exit]."""
+    if not len(entry):
+        return np.zeros(0, dtype=np.int64)
+
+    def rollover_day(t: pd.DatetimeIndex) -> np.ndarray:
+        # New York wall time minus 17 h: a rollover falls on the day this shifted clock starts.
+        local = t.tz_convert(ROLLOVER_ZONE).tz_localize(None) - pd.Timedelta(hours=ROLLOVER_HOUR)
+        days = local.as_unit("ns").asi8 // (86_400 * 10**9)
+        return days - 4  # 1970-01-05 (a Monday) is day 0
+
+    d0, d1 = rollover_day(pd.DatetimeIndex(entry)), rollover_day(pd.DatetimeIndex(exit))
+    return np.maximum(_nights_through(d1) - _nights_through(d0), 0)
+
+
+def run_backtest(bars: pd.DataFrame, target, config: EngineConfig | None = None, news_times=None) -> Result:
     """Replay a per-bar ``target`` (-1/0/+1 wanted at each bar's open) over ``bars`` and return the trades and equity.
 
     ``target`` is an array or a Series aligned with ``bars`` (a Series is reindexed to the bars, missing = flat).
+    ``news_times``: release times (int64 ns UTC or a DatetimeIndex) around which the news-time costs apply.
     """
     config = config or EngineConfig()
     df = validate_bars(bars)
@@ -256,12 +326,17 @@ def run_backtest(bars: pd.DataFrame, target, config: EngineConfig | None = None)
 
     o, h, lo, c = (df[k].to_numpy() for k in OHLC)
     spread, _ = bar_spread(df, config)
+    slip = np.full(n, float(config.slippage))
+    if news_times is not None and (config.news_spread_mult > 1 or config.news_slippage > 0):
+        nt = news_times.as_unit("ns").asi8 if isinstance(news_times, pd.DatetimeIndex) else news_times
+        in_window = news_window_mask(bar_open_ns(df), nt, config)
+        spread = np.where(in_window, spread * config.news_spread_mult, spread)
+        slip = np.where(in_window, slip + config.news_slippage, slip)
     half = spread / 2.0
-    slip = config.slippage
 
     s, e, d = _segments(tgt)
     m = len(s)
-    entry = o[s] + d * (half[s] + slip)
+    entry = o[s] + d * (half[s] + slip[s])
     stop = entry - d * config.sl if config.sl > 0 else np.full(m, np.nan)
     take = entry + d * config.tp if config.tp > 0 else np.full(m, np.nan)
 
@@ -276,8 +351,8 @@ def run_backtest(bars: pd.DataFrame, target, config: EngineConfig | None = None)
     exit_bar = np.where(e < n, e, n - 1).astype(np.int64)
     exit_price = np.empty(m)
     inner = e < n
-    exit_price[inner] = o[e[inner]] - d[inner] * (half[e[inner]] + slip)
-    exit_price[~inner] = c[n - 1] - d[~inner] * (half[n - 1] + slip)
+    exit_price[inner] = o[e[inner]] - d[inner] * (half[e[inner]] + slip[e[inner]])
+    exit_price[~inner] = c[n - 1] - d[~inner] * (half[n - 1] + slip[n - 1])
     reason = np.where(inner, "target", "end").astype(object)
 
     if m and (config.sl > 0 or config.tp > 0):
@@ -298,7 +373,7 @@ def run_backtest(bars: pd.DataFrame, target, config: EngineConfig | None = None)
             is_sl = sl_hit[k_local]  # adverse first when both are touched in one bar
             dd = d[first_seg]
             open_close = o[k] - dd * half[k]  # the bar's open on the closing side
-            sl_px = dd * np.minimum(dd * open_close, dd * stop[first_seg]) - dd * slip
+            sl_px = dd * np.minimum(dd * open_close, dd * stop[first_seg]) - dd * slip[k]
             tp_px = dd * np.maximum(dd * open_close, dd * take[first_seg])
             exit_price[first_seg] = np.where(is_sl, sl_px, tp_px)
             exit_bar[first_seg] = k
@@ -308,7 +383,13 @@ def run_backtest(bars: pd.DataFrame, target, config: EngineConfig | None = None)
     lots = _sizes(per_unit, entry, config, m)
     units = lots * config.contract_size
     commission = 2.0 * lots * config.commission
-    pnl = units * per_unit - commission
+    times = df.index
+    swap = np.zeros(m)
+    if m and (config.swap_long or config.swap_short):
+        nights = rollover_nights(times[s], times[exit_bar])
+        rate = np.where(d > 0, config.swap_long, config.swap_short)
+        swap = lots * config.contract_size * config.point * rate * nights
+    pnl = units * per_unit - commission + swap
 
     # Equity at each close: cash + realised P&L of trades closed so far + open trade marked at its closing price.
     realised = np.zeros(n)
@@ -324,7 +405,6 @@ def run_backtest(bars: pd.DataFrame, target, config: EngineConfig | None = None)
         equity = equity + np.where(held, unreal, 0.0)
         position = np.where(held, units[j] * d[j], 0.0)
 
-    times = df.index
     trades = pd.DataFrame(
         {
             "Size": units * d,
@@ -337,6 +417,7 @@ def run_backtest(bars: pd.DataFrame, target, config: EngineConfig | None = None)
             "TP": take,
             "PnL": pnl,
             "Commission": commission,
+            "Swap": swap,
             "ReturnPct": np.divide(pnl, units * entry, out=np.zeros(m), where=units > 0),
             "EntryTime": times[s],
             "ExitTime": times[exit_bar],

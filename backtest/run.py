@@ -32,13 +32,23 @@ from backtest.engine import (
     targets_from_effects,
     targets_from_signals,
 )
-from backtest.event_study import DEFAULT_HORIZONS, EventStudy, event_study, headline_summary
+from backtest.event_study import (
+    DEFAULT_HORIZONS,
+    DEFAULT_PERMUTATIONS,
+    EventStudy,
+    breakdown,
+    event_study,
+    headline_summary,
+)
+from backtest.linkage import analyses_table, link_trades, release_times
 from backtest.pipeline import (
     DEFAULT_LOTS,
     DEMO_NEWS,
+    NEWS_COST_SOURCE,
     add_cost_arguments,
     add_model_arguments,
     add_news_arguments,
+    add_news_cost_arguments,
     add_progress_argument,
     analyse,
     baselines,
@@ -47,6 +57,7 @@ from backtest.pipeline import (
     load_all_news,
     load_bars_for_run,
     news_analyzer,
+    news_cost_options,
     news_in_range,
 )
 from backtest.signals import load_signals
@@ -68,7 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--symbol", default="EURUSD", help="symbol traded; its currencies select the news that matter"
     )
     d.add_argument(
-        "--bars", type=Path, default=None, help="bars file (default: the bundled EURUSD H1 2017 demo)"
+        "--bars",
+        type=Path,
+        action="append",
+        default=None,
+        help="bars file, repeatable: monthly files join into one series, overlaps and gaps reported "
+        "(default: the bundled EURUSD H1 2017 demo)",
     )
     d.add_argument("--bars-format", default="auto", help="auto, mt5, histdata, dukascopy or csv")
     d.add_argument(
@@ -88,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = p.add_argument_group("execution and costs")
     add_cost_arguments(x)
+    add_news_cost_arguments(p.add_argument_group("news-time costs and swap (see backtest.engine)"))
     size = x.add_mutually_exclusive_group()
     size.add_argument(
         "--lots", type=float, default=DEFAULT_LOTS, help="fixed size in lots (100,000 units of the base)"
@@ -102,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     o.add_argument(
         "--horizons", default=",".join(map(str, DEFAULT_HORIZONS)), help="event-study horizons, minutes"
+    )
+    o.add_argument(
+        "--permutations",
+        type=int,
+        default=DEFAULT_PERMUTATIONS,
+        help="label shuffles of the event study's permutation test",
     )
     o.add_argument("--seed", type=int, default=0, help="seed of the shuffled baselines")
     add_progress_argument(o)
@@ -132,29 +155,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeframe=args.timeframe,
     )
     times = bar_open_ns(bars)
-    notes: list[str] = []
+    notes: list[str] = list(bars.attrs.get("joined", []))
     pairs: list[tuple[NewsItem, Analysis]] = []
+    all_items: list[NewsItem] = []
+    releases = np.zeros(0, dtype=np.int64)
     if args.signals is not None:
         target, source = _signal_targets(args, bars, times)
     else:
-        pairs, source, note = _news_pairs(args, bars, policy.ttl)
+        pairs, source, note, all_items = _news_pairs(args, bars, policy.ttl)
         notes += [note] if note else []
         target = _news_targets(args.symbol, pairs, times, policy, args.latency)
+        releases = release_times(news_in_range(all_items, bars, policy.ttl), args.symbol)
 
-    result = run_backtest(bars, target, config)
+    result = run_backtest(bars, target, config, news_times=releases)
+    if pairs:
+        result.trades = link_trades(result.trades, bars.index, args.symbol, pairs, policy, args.latency)
     _, spread_note = bar_spread(bars, config)
     stats = compute_stats(result.trades, result.equity, bars)
-    base = baselines(bars, result.target.to_numpy(), config, args.seed)
+    base = baselines(bars, result.target.to_numpy(), config, args.seed, news_times=releases)
     base_stats = {k: compute_stats(r.trades, r.equity, bars) for k, r in base.items()}
-    study = event_study(bars, pairs, args.symbol, horizons, policy, seed=args.seed) if pairs else None
+    study = (
+        event_study(
+            bars,
+            pairs,
+            args.symbol,
+            horizons,
+            policy,
+            seed=args.seed,
+            n_permutations=args.permutations,
+            history=all_items,
+        )
+        if pairs
+        else None
+    )
     _print_results(args.symbol, bars, spread_note, {"Strategy": stats, **base_stats}, study)
+    analyses = (
+        analyses_table(pairs, args.symbol, policy, bars.index, args.latency, result.trades) if pairs else None
+    )
 
     if args.out is not None:
         from backtest.report import write_report
 
         run_config = {
             "symbol": args.symbol,
-            "bars": str(args.bars or demo_bars_path()),
+            "bars": [str(p) for p in (args.bars or [demo_bars_path()])],
             "bars_format": args.bars_format,
             "bars_tz": args.bars_tz,
             "from": args.start,
@@ -163,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "model": args.model,
             "latency_s": args.latency,
             "spread_source": spread_note,
+            "news_cost_releases": int(len(releases)),
+            "news_cost_source": NEWS_COST_SOURCE,
             "policy": policy.to_dict(),
             "engine": config.to_dict(),
             "horizons_min": horizons,
@@ -180,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             baselines={k: r.equity for k, r in base.items()},
             baseline_stats=base_stats,
             notes=notes,
+            analyses=analyses,
+            pairs=pairs,
         )
         print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0
@@ -199,6 +247,7 @@ def _settings(args) -> tuple[PolicyConfig, EngineConfig, list[int]]:
             commission=args.commission,
             sl=args.sl,
             tp=args.tp,
+            **news_cost_options(args),
         )
         horizons = [int(h) for h in str(args.horizons).split(",") if h.strip()]
     except ValueError as exc:
@@ -235,7 +284,7 @@ def _news_pairs(args, bars: pd.DataFrame, ttl_min: float):
         if analyzer.cache is not None:
             analyzer.cache.close()
     source = {"news": [str(p) for p in (args.news or [DEMO_NEWS])], "items_in_range": len(items), **info}
-    return pairs, source, note
+    return pairs, source, note, all_items
 
 
 def _news_targets(symbol, pairs, times, policy, latency) -> np.ndarray:
@@ -253,8 +302,15 @@ def _print_results(symbol, bars, spread_note, stats: dict[str, pd.Series], study
     print(f"{symbol}: {len(bars)} bars {bars.index[0]} .. {bars.index[-1]}; spread from {spread_note}")
     print(comparison_table(stats).map(_fmt).to_string())
     if study is not None and not study.table.empty:
-        print("\nEvent study (move in the predicted direction, bp; model vs shuffled labels):")
+        print("\nEvent study (move in the predicted direction, bp; model vs shuffled labels; one-sided")
+        print("permutation p-values of the hit rate and of the mean directed move):")
         print(headline_summary(study).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        first = list(study.horizons)[:2]
+        for by in ("impact", "surprise"):
+            table = breakdown(study, by, first)
+            if not table.empty:
+                print(f"\nby {by}, {' and '.join(f'{h} min' for h in first)}:")
+                print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,11 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libzmq\.so ' && [ "$(id -u)" = 0 ] && co
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libzmq3-dev g++ >/dev/null) \
     || echo "warning: could not install libzmq3-dev; the MQL5 harness tests will be skipped"
 fi
+# The report's browser test opens the HTML in Debian's headless Chromium; it skips with a reason where it is absent.
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "warning: could not install chromium; the report's browser test will be skipped"
+fi
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
