@@ -59,6 +59,23 @@ def setup_logging(level: str = "info") -> None:
     logqueue.install(root, logging.StreamHandler(sys.stderr), JsonLogFormatter())
     root.setLevel(level.upper())
     root.propagate = False
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """Keep what is not the user's business out of the terminal and the JSON log: libraries' FutureWarnings and
+    deprecation notices, transformers' and the hub's progress bars and advice."""
+    import os
+    import warnings
+
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        for module in ("transformers", "peft", "torch", "huggingface_hub", "onnxruntime", "accelerate"):
+            warnings.filterwarnings("ignore", category=category, module=module)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for name in ("transformers", "huggingface_hub", "peft"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 class NewsFollower(threading.Thread):
@@ -184,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_policy_arguments(ap.add_argument_group("policy"))
     ap.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    ap.add_argument(
+        "--status-http",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve a read-only status page and Prometheus /metrics on this loopback address, "
+        "e.g. 127.0.0.1:8765 (off by default)",
+    )
     return ap
 
 
@@ -236,7 +260,7 @@ def serve(args: argparse.Namespace, analyzer=None, calendar_analyzer=None) -> in
         from bridge.news.loading import load_news
 
         items = load_news(args.replay, format=args.news_format, tz=args.news_tz)
-        n = server.preload(items, progress=True)
+        n = server.preload(items, progress=False)  # a progress bar on stderr would mix into the JSON log
         log.info("replay news loaded", extra={"fields": {"path": args.replay, "items": n}})
     server.restore()
     follower = None
@@ -244,6 +268,13 @@ def serve(args: argparse.Namespace, analyzer=None, calendar_analyzer=None) -> in
         follower = NewsFollower(server, args.news, args.news_format, args.news_tz)
         follower.poll_once()  # a bad file is reported now, as a clear error, not later in a log
     server.bind()
+    status = None
+    if args.status_http:
+        from bridge.wire.status_page import StatusPage
+
+        server.monitor.wanted = True
+        server.monitor.publish(server.stats_dict)
+        status = StatusPage(server.monitor.published, args.status_http).start()
 
     def _stop(signum, _frame):
         log.info("shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
@@ -253,7 +284,11 @@ def serve(args: argparse.Namespace, analyzer=None, calendar_analyzer=None) -> in
     signal.signal(signal.SIGTERM, _stop)
     if follower is not None:
         follower.start()
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        if status is not None:
+            status.close()
     return 0
 
 

@@ -43,6 +43,7 @@ from bridge.types import Analysis, NewsItem
 from bridge.wire import logqueue
 from bridge.wire import protocol as P
 from bridge.wire.journal import Journal, StorageError
+from bridge.wire.monitor import Monitor
 from bridge.wire.ratelimit import RateLimiter
 from bridge.wire.state import NewsState, figures, pair_of
 
@@ -199,6 +200,7 @@ class BridgeServer:
         self.batch_size = max(1, int(batch_size))
         self.ctx = context or zmq.Context.instance()
         self.stats = Stats()
+        self.monitor = Monitor()  # last analyses, latency, targets for stats and the status page
         self.endpoints: dict[str, str] = {}
         self.stop_event = threading.Event()
         self._work: queue.Queue[NewsItem | None] = queue.Queue()
@@ -378,6 +380,7 @@ class BridgeServer:
                     self._group_commit()
                 self._publish_some()
                 self._housekeeping()
+                self.monitor.publish(self.stats_dict)
         finally:
             self.close()
 
@@ -784,6 +787,7 @@ class BridgeServer:
                     batch.append(nxt)
                 t0 = time.perf_counter()
                 analyses = self._analyze(batch)
+                self.monitor.batch_done(len(batch), time.perf_counter() - t0)
                 log.debug(
                     "batch analysed",
                     extra={"fields": {"n": len(batch), "ms": round(1e3 * (time.perf_counter() - t0), 2)}},
@@ -813,6 +817,7 @@ class BridgeServer:
                 self._pending_times.pop(item.id, None)
                 self.stats.news_analysed += 1
                 self.stats.analysis_fallbacks += int(analysis.fallback)
+                self.monitor.analysed(item, analysis)
                 changed = True
         if not changed:
             return
@@ -914,4 +919,14 @@ class BridgeServer:
             },
             # ZeroMQ's queues, whose use the server cannot read: replies per peer, intake messages
             "hwm": {"reply": REPLY_HWM, "intake": INTAKE_HWM},
+            # What a trader watches (bridge.wire.monitor): targets with reasons, last analyses, latency, queues.
+            "targets": self.monitor.targets(self.state, self._watched, pd.Timestamp.now(tz="UTC")),
+            "recent_analyses": list(self.monitor.recent),
+            "analysis_latency_ms": self.monitor.latency_percentiles(),
+            "queues": {
+                "analysis": len(self._pending_times),
+                "intake": self._intake.qsize(),
+                "deferred": len(self._deferred),
+            },
+            "analysis_log_suppressed": self.monitor.log_suppressed,
         }
