@@ -109,3 +109,14 @@ def test_status_page_binds_to_loopback_only():
         parse_address("0.0.0.0:8765")
     with pytest.raises(UserError, match="HOST:PORT"):
         parse_address("8765")
+
+
+def test_each_analysis_is_logged_compactly_at_info_without_overriding_the_log_level(watched, caplog):
+    server, _, client = watched
+    with caplog.at_level("INFO", logger="bridge.wire.analyses"):
+        _feed(client)
+        _wait(lambda: server.stats.news_analysed >= 2)
+        _wait(lambda: len([r for r in caplog.records if r.name == "bridge.wire.analyses"]) >= 2)
+    rec = [r for r in caplog.records if r.name == "bridge.wire.analyses"][0]
+    assert rec.levelname == "INFO" and rec.getMessage().startswith("analysed +2 ")
+    assert "level" not in rec.fields and rec.fields["sentiment"] == 2

@@ -65,7 +65,9 @@ class Monitor:
             self.log_suppressed += 1
             return
         self._tokens -= 1
-        fields = {k: row[k] for k in ("id", "level", "confidence", "analyzer")}
+        # "sentiment", not "level": the JSON log's own "level" is the record's (info).
+        fields = {"id": row["id"], "sentiment": row["level"], "confidence": row["confidence"]}
+        fields["analyzer"] = row["analyzer"]
         if self.log_suppressed:
             fields["suppressed_before"], self.log_suppressed = self.log_suppressed, 0
         log.info(
