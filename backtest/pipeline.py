@@ -21,6 +21,7 @@ from backtest.bars.loading import demo_bars_path, resample_bars
 from backtest.cache import AnalysisCache, default_cache_dir
 from backtest.engine import DEFAULT_SPREAD_POINTS, EngineConfig, Result, run_backtest
 from bridge.analysis import NOT_ANALYSED, NewsAnalyzer, add_analysis_arguments, build_analyzer
+from bridge.cli import finite_float, non_negative_float
 from bridge.errors import DataError, UserError
 from bridge.news.loading import load_news
 from bridge.symbols import point_size, split_symbol, symbol_in_name
@@ -66,20 +67,28 @@ def add_progress_argument(group: argparse._ActionsContainer) -> None:
 
 def add_cost_arguments(group: argparse._ActionsContainer) -> None:
     group.add_argument(
-        "--latency", type=float, default=DEFAULT_LATENCY_S, help="seconds from news time to acting on it"
+        "--latency",
+        type=non_negative_float,
+        default=DEFAULT_LATENCY_S,
+        help="seconds from news time to acting on it",
     )
     group.add_argument(
         "--spread",
-        type=float,
+        type=non_negative_float,
         default=None,
         help=f"spread in points; default: the bars' Spread column, else {DEFAULT_SPREAD_POINTS:g} points",
     )
     group.add_argument(
-        "--slippage", type=float, default=0.0, help="points of adverse slippage on every market fill"
+        "--slippage",
+        type=non_negative_float,
+        default=0.0,
+        help="points of adverse slippage on every market fill",
     )
-    group.add_argument("--commission", type=float, default=0.0, help="account currency per lot per side")
     group.add_argument(
-        "--cash", type=float, default=DEFAULT_CASH, help="starting equity in the quote currency"
+        "--commission", type=non_negative_float, default=0.0, help="account currency per lot per side"
+    )
+    group.add_argument(
+        "--cash", type=finite_float, default=DEFAULT_CASH, help="starting equity in the quote currency"
     )
 
 
@@ -98,20 +107,20 @@ def add_news_cost_arguments(group: argparse._ActionsContainer) -> None:
     """Options of the news-time cost model and swap (``backtest.engine``'s module docstring)."""
     group.add_argument(
         "--news-spread-mult",
-        type=float,
+        type=non_negative_float,
         default=NEWS_SPREAD_MULT,
         help="spread multiplier around high-impact releases of the symbol's currencies (broker measurement: "
         "x18 peak for seconds, normal after ~90 s; " + NEWS_COST_SOURCE + ")",
     )
     group.add_argument(
         "--news-slippage",
-        type=float,
+        type=non_negative_float,
         default=NEWS_SLIPPAGE_POINTS,
         help="extra points of slippage on market fills in that window",
     )
     group.add_argument(
         "--news-window",
-        type=float,
+        type=non_negative_float,
         nargs=2,
         metavar=("BEFORE_S", "AFTER_S"),
         default=list(NEWS_WINDOW_S),
@@ -122,12 +131,15 @@ def add_news_cost_arguments(group: argparse._ActionsContainer) -> None:
     )
     group.add_argument(
         "--swap-long",
-        type=float,
+        type=finite_float,
         default=0.0,
         help="points per lot per night held long, signed as the broker quotes it (MT5: symbol specification)",
     )
     group.add_argument(
-        "--swap-short", type=float, default=0.0, help="points per lot per night held short (Wednesday x3)"
+        "--swap-short",
+        type=finite_float,
+        default=0.0,
+        help="points per lot per night held short (Wednesday x3)",
     )
 
 

@@ -62,7 +62,7 @@ from backtest.pipeline import (
 )
 from backtest.signals import load_signals
 from backtest.stats import compute_stats
-from bridge.cli import HelpFormatter
+from bridge.cli import HelpFormatter, finite_float
 from bridge.errors import DataError, UserError, run_main
 from bridge.policy import PolicyConfig, add_policy_arguments, effects_frame, policy_from_args
 from bridge.types import Analysis, NewsItem
@@ -107,10 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_news_cost_arguments(p.add_argument_group("news-time costs and swap (see backtest.engine)"))
     size = x.add_mutually_exclusive_group()
     size.add_argument(
-        "--lots", type=float, default=DEFAULT_LOTS, help="fixed size in lots (100,000 units of the base)"
+        "--lots",
+        type=finite_float,
+        default=DEFAULT_LOTS,
+        help="fixed size in lots (100,000 units of the base)",
     )
     size.add_argument(
-        "--risk", type=float, default=None, help="size each trade to lose this equity fraction at --sl"
+        "--risk", type=finite_float, default=None, help="size each trade to lose this equity fraction at --sl"
     )
 
     o = p.add_argument_group("output")

@@ -41,7 +41,7 @@ from backtest.pipeline import (
     news_in_range,
 )
 from backtest.stats import compute_stats
-from bridge.cli import HelpFormatter
+from bridge.cli import HelpFormatter, finite_float
 from bridge.errors import UserError, run_main
 from bridge.policy import PolicyConfig, effects_frame
 
@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
             f"--{name.replace('_', '-')}", default=str(defaults[name]), help=f"comma-separated {name} values"
         )
     add_cost_arguments(p)
-    p.add_argument("--lots", type=float, default=0.1, help="fixed size in lots")
+    p.add_argument("--lots", type=finite_float, default=0.1, help="fixed size in lots")
     p.add_argument("--folds", type=int, default=4, help="consecutive windows of the walk-forward")
     p.add_argument(
         "--train-folds", type=int, default=0, help="in-sample windows per test window (0 = all before)"

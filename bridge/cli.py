@@ -4,6 +4,7 @@ typed dataclass config (one ``--flag`` per field, its help and default), and the
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import fields
 
 
@@ -18,7 +19,27 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-_TYPES = {"int": int, "float": float, "str": str}
+def finite_float(text: str) -> float:
+    """An option's number: NaN and infinities are refused (they would pass every ``<``/``>`` check and silently
+    trade nothing, or everything)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (a latency, a cost, a distance)."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+_TYPES = {"int": int, "float": finite_float, "str": str}
 
 
 def add_dataclass_arguments(group: argparse._ActionsContainer, cls, prefix: str = "") -> None:

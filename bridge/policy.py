@@ -11,8 +11,9 @@ else flat; its strength is the size capped at 1.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,9 @@ class PolicyConfig:
     tp: float = field(default=0.0060, metadata={"help": "take-profit distance in price units (0 = none)"})
 
     def __post_init__(self):
+        bad = [f.name for f in fields(self) if not math.isfinite(getattr(self, f.name))]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} must be finite numbers")
         if self.half_life <= 0:
             raise ValueError(f"half_life must be > 0 minutes, got {self.half_life}")
         if self.ttl <= 0:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from bridge.analysis import NO_MODEL, add_analysis_arguments, build_analyzer
-from bridge.cli import HelpFormatter
+from bridge.cli import HelpFormatter, non_negative_float
 from bridge.errors import UserError, run_main
 from bridge.policy import add_policy_arguments, policy_from_args
 from bridge.wire import logqueue
@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     net.add_argument(
         "--rate-limit",
-        type=float,
+        type=non_negative_float,
         default=None,
         help=f"requests per second per client (0 = off; default {P.DEFAULT_RATE_LIMIT:g} live, off with --replay, "
         "where the Strategy Tester asks as fast as it simulates)",

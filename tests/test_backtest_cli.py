@@ -152,7 +152,7 @@ def test_empty_news_file_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "news.csv").write_text("time_utc,source,currency,headline\n")
     rc, _, err = _run(["--news", str(tmp_path / "news.csv"), "--quiet", "--cache", str(tmp_path)], capsys)
     assert rc == 3
-    assert "no news items" in err and "Traceback" not in err
+    assert "news.csv: the file has no news rows" in err and "Traceback" not in err
 
 
 def test_signals_out_of_order_name_the_line(tmp_path, capsys):
