@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+from bridge.errors import UserError
 from bridge.types import Analysis, NewsItem
 
 
@@ -40,14 +41,22 @@ class AnalysisCache:
             path = Path(path)
             if path.is_dir() or path.suffix == "":
                 path = path / "analyses.sqlite"
-            path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(str(path))
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS analyses (analyzer TEXT, news_id TEXT, content TEXT, analysis TEXT,"
-            " PRIMARY KEY (analyzer, news_id, content))"
-        )
-        self._db.commit()
+        try:
+            if str(path) != ":memory:":
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path))
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS analyses (analyzer TEXT, news_id TEXT, content TEXT, analysis TEXT,"
+                " PRIMARY KEY (analyzer, news_id, content))"
+            )
+            self._db.commit()
+        except (OSError, sqlite3.Error) as exc:
+            raise UserError(
+                f"cannot use the analysis cache: {exc}",
+                path=path,
+                hint="give --cache a folder (or an SQLite file) you can write, or use --no-cache",
+            ) from None
 
     def close(self) -> None:
         self._db.close()

@@ -194,6 +194,24 @@ def news_cost_options(args: argparse.Namespace) -> dict:
     }
 
 
+def prepare_output_dir(path: Path | None) -> None:
+    """Create ``--out`` before any work, so a path that cannot be a folder is one line now, not after the run."""
+    if path is None:
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(
+            "--out must be a folder, but it or one of its parents is a file",
+            path=path,
+            hint="pick another --out",
+        ) from None
+    except OSError as exc:
+        raise UserError(
+            f"cannot create --out: {exc.strerror}", path=path, hint="pick a folder you can write"
+        ) from None
+
+
 # -- data ------------------------------------------------------------------------------------------------------
 
 

@@ -59,6 +59,7 @@ from backtest.pipeline import (
     news_analyzer,
     news_cost_options,
     news_in_range,
+    prepare_output_dir,
 )
 from backtest.signals import load_signals
 from backtest.stats import compute_stats
@@ -148,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
     policy, config, horizons = _settings(args)
+    prepare_output_dir(args.out)
     bars = load_bars_for_run(
         args.bars,
         args.symbol,

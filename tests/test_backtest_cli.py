@@ -253,3 +253,21 @@ def test_symbol_that_differs_from_the_bars_file_name_is_warned_about(tmp_path, c
     rc, _, err = _run(["--symbol", "USDJPY", "--model", "none", "--quiet", "--cache", str(tmp_path)], capsys)
     assert rc == 0
     assert "file name suggests EURUSD but --symbol is USDJPY" in err
+
+
+def test_unusable_out_and_cache_paths_are_one_line_errors(tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    not_db = tmp_path / "notes.sqlite"
+    not_db.write_text("not a database")
+    cases = [
+        (["--out", str(a_file)], "--out must be a folder"),
+        (["--out", str(a_file / "sub")], "--out must be a folder"),
+        (["--cache", str(not_db)], "file is not a database"),
+        (["--cache", str(a_file / "cache")], "cannot use the analysis cache"),
+    ]
+    for extra, message in cases:
+        rc, _, err = _run(
+            ["--model", "none", "--no-progress", "--cache", str(tmp_path / "c"), *extra], capsys
+        )
+        assert rc == 2 and message in err and "Traceback" not in err, (extra, err)
