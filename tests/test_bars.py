@@ -699,3 +699,20 @@ def test_inspect_reports_repairs(tmp_path, capsys):
     assert data_cli.main(["inspect", str(path), "--format", "histdata"]) == 0
     out = capsys.readouterr().out
     assert "out of time order at line 3; sorted" in out
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("9999-12-31 00:00,1.05,1.06,1.04,1.05", "cannot parse time '9999-12-31 00:00'"),
+        ("1700-01-02 00:00,1.05,1.06,1.04,1.05", "cannot parse time '1700-01-02 00:00'"),
+        ("2017-01-02 01:00,inf,inf,1.04,1.05", "a price is infinite"),
+        ("2017-01-02 01:00,1.05,1e308,1.04,1.05", "a price is infinite or above"),
+    ],
+)
+def test_dates_outside_pandas_range_and_absurd_prices_name_the_line(tmp_path, row, message):
+    p = tmp_path / "bars.csv"
+    p.write_text("Date,Open,High,Low,Close\n2017-01-02 00:00,1.05,1.06,1.04,1.05\n" + row + "\n")
+    with pytest.raises(DataError, match=message) as exc:
+        load_bars(p, tz="UTC")
+    assert exc.value.line == 3

@@ -52,6 +52,8 @@ _SNIFF_LINES = 200
 _MAX_LISTED = 5  # line numbers quoted in one message
 _NS = 1_000_000_000
 _DAY_NS = 86_400 * _NS
+MAX_PRICE = 1e9  # no traded instrument is quoted above this; inf and 1e308 are broken rows
+_YEARS = (1900, 2200)  # bar dates outside these years are typing errors (and overflow ns timestamps)
 
 # Header names, normalised (lower case, letters and digits only), by role. Order is preference.
 _TIME_NAMES = ("datetime", "timestamp", "gmttime", "localtime", "dateandtime", "datetimeutc", "timeutc")
@@ -754,8 +756,10 @@ def _parse_one(values: np.ndarray, fmt: str, clock_only: bool = False) -> tuple[
         parsed = pd.to_datetime("1970-01-01 " + series.astype(str), format="%Y-%m-%d " + fmt, errors="coerce")
     else:
         parsed = pd.to_datetime(series, format=fmt, errors="coerce")
-    bad = parsed.isna().to_numpy()
-    ns = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    # pandas parses year 9999 at a coarser unit; turned into ns it would wrap round to 1816 without a word.
+    years = parsed.dt.year.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = parsed.isna().to_numpy() | ~((years >= _YEARS[0]) & (years <= _YEARS[1]))
+    ns = parsed.where(~bad).to_numpy(dtype="datetime64[ns]").astype(np.int64)
     return np.where(bad, 0, ns), bad
 
 
@@ -867,7 +871,7 @@ def _compose(year, month, day, hour, minute, second) -> tuple[np.ndarray, np.nda
 
 def _days_since_epoch(year, month, day) -> tuple[np.ndarray, np.ndarray]:
     """Days since 1970-01-01 for calendar dates, and a mask of impossible ones (31 April, 29 February 2017)."""
-    bad = (month < 1) | (month > 12) | (day < 1) | (year < 1900) | (year > 2200)
+    bad = (month < 1) | (month > 12) | (day < 1) | (year < _YEARS[0]) | (year > _YEARS[1])
     m = np.clip(month, 1, 12)
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     bad |= day > _DAYS_IN_MONTH[m] + (leap & (m == 2))
@@ -911,6 +915,14 @@ def _check_prices(source: str, values: dict[str, np.ndarray], lines: np.ndarray)
         (
             (o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0),
             "a price is zero or negative",
+            "fix or delete these rows",
+        ),
+        (
+            ~(np.abs(o) < MAX_PRICE)
+            | ~(np.abs(h) < MAX_PRICE)
+            | ~(np.abs(lo) < MAX_PRICE)
+            | ~(np.abs(c) < MAX_PRICE),
+            f"a price is infinite or above {MAX_PRICE:g}",
             "fix or delete these rows",
         ),
         (h < lo, "High is below Low", "check the column order (Open, High, Low, Close) or fix these rows"),
