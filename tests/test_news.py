@@ -509,3 +509,14 @@ def test_headline_file_with_calendar_columns_keeps_the_figures(tmp_path):
         "high",
     )
     assert nfp.is_calendar and not fed.is_calendar and fed.actual is None
+
+
+def test_an_unclosed_quote_refuses_the_file_naming_its_line(tmp_path):
+    rows = [f"2017-01-0{i} 10:00:00,wire,USD,Headline {i}" for i in range(1, 4)]
+    rows += ['2017-01-04 10:00:00,wire,USD,"Broken quote here']
+    rows += [f"2017-01-0{i} 10:00:00,wire,USD,Headline {i}" for i in range(5, 9)]
+    p = _write(tmp_path, "quote.csv", "time_utc,source,currency,headline\n" + "\n".join(rows) + "\n")
+    # Read leniently, the quote would swallow the four good rows after it into one headline, with true-looking counts.
+    with pytest.raises(DataError, match="never closed") as exc:
+        load_news(p)
+    assert exc.value.line == 5

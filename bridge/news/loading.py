@@ -225,11 +225,16 @@ def _read_table(path: Path, report: LoadReport, delimiter: str | None = None) ->
     first = body.split("\n", 1)[0]
     delim = delimiter or _sniff_delimiter(first)
     report.delimiter = delim
-    reader = csv.reader(io.StringIO(body, newline=""), delimiter=delim)
+    # strict: an unclosed quote is an error naming its line, not a field that silently swallows every later row
+    reader = csv.reader(io.StringIO(body, newline=""), delimiter=delim, strict=True)
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
         raise DataError("the file has no header line", path=path) from None
+    except csv.Error as exc:
+        raise DataError(
+            f"unreadable header line: {exc}", path=path, line=1 + offset, hint="check its quoting"
+        ) from None
     if header and header[0] == "":
         header[0] = "_index"  # pandas' unnamed index column
     rows, lines = [], []
@@ -256,11 +261,13 @@ def _read_table(path: Path, report: LoadReport, delimiter: str | None = None) ->
             rows.append({h: c.strip() for h, c in zip(header, rec, strict=True)})
             lines.append(start)
     except csv.Error as exc:
+        unclosed = "unexpected end of data" in str(exc)
         raise DataError(
-            f"unreadable CSV: {exc}",
+            "a quote opened on this line is never closed" if unclosed else f"unreadable CSV: {exc}",
             path=path,
             line=prev_end + 1 + offset,
-            hint="check quoting; fix or remove the line",
+            hint='close the quote (a quote inside a field is written twice: "") or remove the line; '
+            "no row after it was read",
         ) from None
     return _Table(header, rows, lines, delim, comments)
 
