@@ -7,8 +7,8 @@ Rows, all in the same run on the same ``--items`` records:
 
 - ``before``: batches of 8 in file order (what ``finetune.evaluate`` did: no length grouping), torch;
 - ``grouped b16`` / ``grouped b32``: batches of 16 / 32 grouped by prompt length (``LMAnalyzer.analyze_texts``,
-  ``finetune.evaluate``'s default is 16), torch;
-- ``onnx grouped b16``: the same through ONNX Runtime, when the model directory has an export with a passing parity
+  ``finetune.evaluate``'s default is 32), torch;
+- ``onnx grouped b16`` / ``b32``: the same through ONNX Runtime, when the model directory has an export with a passing parity
   check (``python -m finetune.export DIR --onnx``; export a copy of ``bridge/models/default``, not the folder itself).
 
 Each row reports seconds, items/s and the time 2,500 such items would take at that rate (linear: every batch is
@@ -72,9 +72,11 @@ def measure(args) -> dict:
         answers = row(f"grouped b{bs}", lambda: an.analyze_texts(texts), an)
         rows[-1]["answers_differing"] = sum(a != b for a, b in zip(answers, base, strict=True))
     if args.onnx:
-        ox = LMAnalyzer(args.model, backend="onnx", batch_size=16)
-        answers = row("onnx grouped b16", lambda: ox.analyze_texts(texts), ox)
-        rows[-1]["answers_differing"] = sum(a != b for a, b in zip(answers, base, strict=True))
+        ox = LMAnalyzer(args.model, backend="onnx")
+        for bs in (16, 32):
+            ox.batch_size = bs
+            answers = row(f"onnx grouped b{bs}", lambda: ox.analyze_texts(texts), ox)
+            rows[-1]["answers_differing"] = sum(a != b for a, b in zip(answers, base, strict=True))
     for r in rows:
         r["x_before"] = r["items_per_s"] / rows[0]["items_per_s"]
         r[f"minutes_for_{EXTRAPOLATE_TO}"] = EXTRAPOLATE_TO / r["items_per_s"] / 60

@@ -30,7 +30,7 @@ def evaluate(
     model: str | Path,
     data: str | Path,
     backend: str = "torch",
-    batch_size: int = 8,
+    batch_size: int = 32,
     limit: int | None = None,
     latency_items: int = 16,
     int8: bool = False,
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--int8", action="store_true", help="with the onnx backend: the dynamically quantized export"
     )
-    ap.add_argument("--batch-size", type=int, default=16, help="items per batch")
+    ap.add_argument("--batch-size", type=int, default=32, help="items per batch")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--limit", type=int, default=None, help="evaluate only the first N records")
     ap.add_argument("--latency-items", type=int, default=16, help="items timed one at a time for p50/p95")
