@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from bridge.errors import run_main
+from bridge.cli import run_command
 
 
 def run() -> int:
-    from backtest.run import main
-
-    return run_main(main)
+    return run_command("backtest.run")
 
 
 def sweep() -> int:
-    from backtest.sweep import main
-
-    return run_main(main)
+    return run_command("backtest.sweep")
 
 
 def bars() -> int:
-    from backtest.bars.inspect import main
-
-    return run_main(main)
+    return run_command("backtest.bars.inspect")

@@ -69,7 +69,8 @@ def dataclass_from_arguments(cls, args: argparse.Namespace, prefix: str = ""):
 # ``run_main``, so a user mistake is one line and an exit code, never a traceback.
 
 
-def _run(module: str) -> int:
+def run_command(module: str) -> int:
+    """Run ``module.main`` under ``run_main`` (a console script's body)."""
     from importlib import import_module
 
     from bridge.errors import run_main
@@ -78,20 +79,20 @@ def _run(module: str) -> int:
 
 
 def serve() -> int:
-    return _run("bridge.serve")
+    return run_command("bridge.serve")
 
 
 def client() -> int:
-    return _run("bridge.wire.client")
+    return run_command("bridge.wire.client")
 
 
 def news() -> int:
-    return _run("bridge.news.loading")
+    return run_command("bridge.news.loading")
 
 
 def keys() -> int:
-    return _run("bridge.wire.keys")
+    return run_command("bridge.wire.keys")
 
 
 def install_ea() -> int:
-    return _run("bridge.install_ea")
+    return run_command("bridge.install_ea")

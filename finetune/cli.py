@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-from importlib import import_module
-
-from bridge.errors import run_main
-
-
-def _run(name: str) -> int:
-    return run_main(import_module(f"finetune.{name}").main)
+from bridge.cli import run_command
 
 
 def data() -> int:
-    return _run("data")
+    return run_command("finetune.data")
 
 
 def train() -> int:
-    return _run("train")
+    return run_command("finetune.train")
 
 
 def evaluate() -> int:
-    return _run("evaluate")
+    return run_command("finetune.evaluate")
 
 
 def compare() -> int:
-    return _run("compare")
+    return run_command("finetune.compare")
 
 
 def export() -> int:
-    return _run("export")
+    return run_command("finetune.export")

@@ -68,3 +68,14 @@ def test_help_of_every_command_and_subcommand_exits_zero(target):
     _check(text, target)
     for sub in _subcommands(text):
         _check(_help(target, sub), f"{target} {sub}")
+
+
+def test_every_console_script_points_at_a_command():
+    import importlib
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert len(scripts) == len(MODULES)
+    for name, target in scripts.items():
+        module, _, func = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), func)), name
