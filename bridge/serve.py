@@ -107,6 +107,14 @@ class NewsFollower(threading.Thread):
             "last_error": self.last_error,
         }
 
+    def check(self) -> None:
+        """Read the file once, so a bad file is a clear error at start. Its items go to the server from the thread
+        (``run``): handed over here, before the server serves, a file larger than the bounded intake would wait
+        for a reader that has not started."""
+        from bridge.news.loading import load_news_report
+
+        load_news_report(self.path, format=self.fmt, tz=self.tz)
+
     def poll_once(self) -> int:
         """Submit the items not seen yet when the file changed; returns how many were submitted."""
         from bridge.news.loading import load_news_report
@@ -140,7 +148,7 @@ class NewsFollower(threading.Thread):
         return len(new)
 
     def run(self) -> None:
-        while not self.server.stop_event.wait(FOLLOW_INTERVAL_S):
+        while not self.server.stop_event.is_set():
             try:
                 self.poll_once()
             except Exception as exc:  # noqa: BLE001 - the follower must outlive any file; the failure is shown
@@ -154,6 +162,8 @@ class NewsFollower(threading.Thread):
                     extra={"fields": {"path": str(self.path), "error": str(exc)}},
                     exc_info=level == logging.ERROR,
                 )
+            if self.server.stop_event.wait(FOLLOW_INTERVAL_S):
+                return
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,7 +276,7 @@ def serve(args: argparse.Namespace, analyzer=None, calendar_analyzer=None) -> in
     follower = None
     if args.news:
         follower = NewsFollower(server, args.news, args.news_format, args.news_tz)
-        follower.poll_once()  # a bad file is reported now, as a clear error, not later in a log
+        follower.check()  # a bad file is reported now, as a clear error, not later in a log
     server.bind()
     status = None
     if args.status_http:
