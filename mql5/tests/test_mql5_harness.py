@@ -382,7 +382,7 @@ def _backtest_positions(shared_data: Path, times: np.ndarray, out: Path) -> np.n
     """The position series ``backtest.run`` computes for the same bars, news and settings, one value per bar.
 
     Same analyzer as the server (the surprise rule, ``--model none``), the policy and latency defaults (5 s; the EA's
-    InpTesterLatencySeconds has the same default), a fixed spread of SPREAD_POINTS; read back from its trades table: a
+    InpTesterLatencySeconds has the same default), a fixed spread of SPREAD_POINTS with no news-time widening; read back from its trades table: a
     trade holds the bars from its entry up to, not including, its exit bar, as the engine's position series does.
     """
     from backtest.run import main as backtest_main
@@ -399,7 +399,8 @@ def _backtest_positions(shared_data: Path, times: np.ndarray, out: Path) -> np.n
         "--to",
         f"{last:%Y-%m-%dT%H:%M}",
     ]
-    argv += ["--no-cache", "--quiet", "--out", str(out)]
+    # The harness's simulated broker quotes one fixed spread; the backtest's news-time costs would widen it at releases.
+    argv += ["--no-news-costs", "--no-cache", "--no-progress", "--out", str(out)]
     assert backtest_main(argv) == 0
     trades = pd.read_csv(out / "trades.csv")
     utc = pd.to_datetime(times - UTC_OFFSET_H * 3600, unit="s", utc=True)
