@@ -156,9 +156,7 @@ def time_vectorbt(bars: pd.DataFrame, target: np.ndarray, repeat: int) -> tuple[
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--changes", type=int, default=10_000, help="position changes in the target series")
     p.add_argument(
         "--repeat", type=int, default=3, help="timed runs per size (best kept) for ours and vectorbt"

@@ -302,9 +302,7 @@ def analyzer_baseline(kind: str, backend: str, make, n_single: int, batch: int) 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     ap.add_argument("--requests", type=int, default=20_000, help="round trips for the latency figure")
     ap.add_argument("--clients", type=int, default=50, help="concurrent clients for the throughput figure")
     ap.add_argument("--per-client", type=int, default=2_000, help="requests per client")

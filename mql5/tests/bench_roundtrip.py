@@ -80,9 +80,7 @@ def python_client(endpoint: str, n: int, warmup: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("--requests", type=int, default=10_000, help="timed requests per client")
     parser.add_argument("--warmup", type=int, default=200, help="untimed requests first, per client")
     parser.add_argument(
