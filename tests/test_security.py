@@ -48,7 +48,8 @@ def curve_client(endpoint: str, server_pub: str, client_secret: str) -> LazyPira
     return LazyPirateClient(endpoint, timeout_ms=500, retries=2, curve=(spub, cpub, csec))
 
 
-def test_listed_client_works_unlisted_gets_nothing(curve_setup):
+def test_listed_client_works_unlisted_gets_nothing(curve_setup, caplog):
+    caplog.set_level(logging.WARNING, logger="bridge.auth")
     server, d = curve_setup
     ep = server.endpoints["bind"]
     with curve_client(ep, d / "server/server.key", d / "ea1/ea1.key_secret") as ok:
@@ -62,6 +63,11 @@ def test_listed_client_works_unlisted_gets_nothing(curve_setup):
     assert (
         server.stats.requests == 2
     )  # the stranger's and the plain client's requests never reached the server
+    # the operator sees the refused key once, not once per retry
+    refused = [r for r in caplog.records if r.name == "bridge.auth" and r.getMessage() == "client refused"]
+    stranger_key = (d / "stranger" / "stranger.key").read_text()
+    assert len(refused) == 1 and "DENIED" in refused[0].fields["detail"]
+    assert refused[0].fields["detail"].rsplit("client_key=", 1)[-1] in stranger_key
 
 
 def test_keys_cli_refuses_overwrite_and_bad_names(tmp_path):

@@ -65,6 +65,7 @@ REPLY_HWM = 100  # replies queued to one peer that is not reading; more are drop
 REQUEST_HWM = 1_000  # requests queued from one peer before ZeroMQ stops reading it
 MAX_WATCHED = 64  # symbols whose target is published on change, over all clients
 MAX_CLIENTS = 10_000  # identities remembered for ``stats``
+AUTH_LOG_S = 60.0  # a refused CURVE client is logged again after this many seconds
 MAX_DEFERRED = 10_000  # replay: signal requests waiting for the analysis of an earlier item
 REPLY_CACHE = 4_096  # encoded target replies kept (symbol, second)
 PUBLISH_PER_LOOP = (
@@ -155,6 +156,29 @@ class Stats:
     replies_dropped: int = 0  # replies to peers that were gone or not reading
     revisions: int = 0  # items that replaced an earlier version with the same id (corrected figures)
     watch_refused: int = 0  # symbols not watched because the watched set was full
+
+
+class AuthLog(logging.LoggerAdapter):
+    """pyzmq's authenticator logs every decision at DEBUG; a refused client is the operator's business, so each
+    ``DENIED`` line becomes a WARNING, at most once per client key per ``AUTH_LOG_S`` (a refused peer retries)."""
+
+    def __init__(self, logger: logging.Logger):
+        super().__init__(logger, {})
+        self._last: dict[str, float] = {}
+
+    def debug(self, msg, *args, **kwargs) -> None:
+        args = tuple(a.decode(errors="replace") if isinstance(a, bytes) else a for a in args)  # z85 keys
+        text = msg % args if args else str(msg)
+        if not text.startswith("DENIED"):
+            self.logger.debug(text)
+            return
+        key = text.rsplit("client_key=", 1)[-1]
+        now = time.monotonic()
+        if now - self._last.get(key, -AUTH_LOG_S) >= AUTH_LOG_S:
+            if len(self._last) > MAX_CLIENTS:
+                self._last.clear()
+            self._last[key] = now
+            self.logger.warning("client refused", extra={"fields": {"detail": text}})
 
 
 class BridgeServer:
@@ -298,7 +322,7 @@ class BridgeServer:
             from zmq.auth.thread import ThreadAuthenticator
 
             public, secret, allowed = load_curve_keys(self.curve_keys)
-            self._auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("bridge.auth"))
+            self._auth = ThreadAuthenticator(self.ctx, log=AuthLog(logging.getLogger("bridge.auth")))
             self._auth.start()
             self._auth.configure_curve(domain="*", location=str(allowed))
             curve = (public, secret)
