@@ -303,9 +303,8 @@ def test_golden_storage_reply_is_what_the_server_sends(tmp_path):
     def full(*_a, **_k):
         raise StorageError("No space left on device")
 
-    srv.journal.append_news = (
-        full  # the real full disk is tested in test_journal.py; here only the reply shape
-    )
+    # the real full disk is tested in test_journal.py; here only the reply shape
+    srv.journal.append_news = full
     try:
         s = zmq.Context.instance().socket(zmq.REQ)
         s.linger = 0

@@ -198,9 +198,8 @@ def _reject_surrogates(msg: Any) -> None:
     """The one place text that cannot be encoded again is refused: a lone surrogate (``\\ud800``) parses as JSON but
     no reply, journal record or log line can carry it, so it is a ``bad_utf8`` error at the door."""
     stack = [msg]
-    while (
-        stack
-    ):  # iterative: the JSON parser already bounds the depth, this walk must not add recursion of its own
+    # iterative: the JSON parser already bounds the depth, this walk must not add recursion of its own
+    while stack:
         node = stack.pop()
         if isinstance(node, dict):
             stack.extend(node.keys())

@@ -55,9 +55,8 @@ MAX_DRAIN = 256  # requests handled per socket before the loop looks at the othe
 HOUSEKEEPING_S = 1.0  # live mode: how often targets are re-checked for a change by decay or expiry
 PRUNE_S = 60.0  # live mode: how often items older than the TTL are dropped from memory (their ids are kept)
 PRUNE_MARGIN = pd.Timedelta(hours=1)  # keep a little longer than the TTL, for EAs whose clocks run behind
-SUMMARY_S = (
-    60.0  # the periodic INFO line (per-item lines are DEBUG) and the most often a storage error is logged
-)
+# the periodic INFO line (per-item lines are DEBUG) and the most often a storage error is logged
+SUMMARY_S = 60.0
 MAX_PENDING = 10_000  # items accepted but not analysed yet; beyond this news is refused with ``busy``
 INTAKE_QUEUE = 1_000  # items handed over by the --news follower, waiting for the request thread
 INTAKE_HWM = 10_000  # messages ZeroMQ holds on the PULL socket (then the feed's PUSH blocks or drops)
@@ -68,9 +67,8 @@ MAX_CLIENTS = 10_000  # identities remembered for ``stats``
 AUTH_LOG_S = 60.0  # a refused CURVE client is logged again after this many seconds
 MAX_DEFERRED = 10_000  # replay: signal requests waiting for the analysis of an earlier item
 REPLY_CACHE = 4_096  # encoded target replies kept (symbol, second)
-PUBLISH_PER_LOOP = (
-    8  # watched targets recomputed per loop turn, so publishing never holds up a request for long
-)
+# watched targets recomputed per loop turn, so publishing never holds up a request for long
+PUBLISH_PER_LOOP = 8
 
 
 def content_id(msg: dict) -> str:

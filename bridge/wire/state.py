@@ -23,9 +23,8 @@ from bridge.types import Analysis, NewsItem, Target
 K = TypeVar("K")
 V = TypeVar("V")
 
-MAX_EFFECT_FRAMES = (
-    256  # pairs whose effects frame is kept (33 known codes make ~1,000 pairs; few are traded)
-)
+# pairs whose effects frame is kept (33 known codes make ~1,000 pairs; few are traded)
+MAX_EFFECT_FRAMES = 256
 MAX_TARGETS = 4096  # (pair, second) answers kept
 
 
@@ -71,9 +70,8 @@ class NewsState:
         self.config = config or PolicyConfig()
         self.schema = schema or load_schema()
         self.items: dict[str, NewsItem] = {}
-        self._ids: set[str] = (
-            set()
-        )  # every id ever accepted, pruned ones included: duplicates stay duplicates
+        # every id ever accepted, pruned ones included: duplicates stay duplicates
+        self._ids: set[str] = set()
         self.analyses: dict[str, Analysis] = {}
         self.version = 0  # bumped on every new analysis; caches keyed by it
         self._effects: LRU[str, tuple[int, pd.DataFrame]] = LRU(MAX_EFFECT_FRAMES)
