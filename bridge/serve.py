@@ -52,11 +52,24 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is at each write, not as it was at start: an embedding program (or a test
+    runner capturing output) may swap it, and a handler holding the old, closed stream would print errors."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(level: str = "info") -> None:
     """JSON-lines logging on stderr for the ``bridge`` loggers, through a bounded queue: a stderr nobody reads
     makes the server drop log lines (counted in ``stats`` as ``log_dropped``), never stop serving."""
     root = logging.getLogger("bridge")
-    logqueue.install(root, logging.StreamHandler(sys.stderr), JsonLogFormatter())
+    logqueue.install(root, StderrHandler(), JsonLogFormatter())
     root.setLevel(level.upper())
     root.propagate = False
     quiet_libraries()
