@@ -201,26 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is not None:
         from backtest.report import write_report
 
-        run_config = {
-            "symbol": args.symbol,
-            "bars": [str(p) for p in (args.bars or [demo_bars_path()])],
-            "bars_format": args.bars_format,
-            "bars_tz": args.bars_tz,
-            "from": args.start,
-            "to": args.end,
-            "timeframe": args.timeframe,
-            "model": args.model,
-            "latency_s": args.latency,
-            "spread_source": spread_note,
-            "news_cost_releases": int(len(releases)),
-            "news_cost_source": NEWS_COST_SOURCE,
-            "policy": policy.to_dict(),
-            "engine": config.to_dict(),
-            "horizons_min": horizons,
-            "seed": args.seed,
-            "source": source,
-            "argv": list(argv) if argv is not None else sys.argv[1:],
-        }
+        run_config = _run_config(args, argv, policy, config, horizons, spread_note, source, len(releases))
         paths = write_report(
             args.out,
             stats,
@@ -236,6 +217,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0
+
+
+def _run_config(args, argv, policy, config, horizons, spread_note, source, n_releases: int) -> dict:
+    """What made the run, recorded in stats.json and the report."""
+    return {
+        "symbol": args.symbol,
+        "bars": [str(p) for p in (args.bars or [demo_bars_path()])],
+        "bars_format": args.bars_format,
+        "bars_tz": args.bars_tz,
+        "from": args.start,
+        "to": args.end,
+        "timeframe": args.timeframe,
+        "model": args.model,
+        "latency_s": args.latency,
+        "spread_source": spread_note,
+        "news_cost_releases": n_releases,
+        "news_cost_source": NEWS_COST_SOURCE,
+        "policy": policy.to_dict(),
+        "engine": config.to_dict(),
+        "horizons_min": horizons,
+        "seed": args.seed,
+        "source": source,
+        "argv": list(argv) if argv is not None else sys.argv[1:],
+    }
 
 
 def _settings(args) -> tuple[PolicyConfig, EngineConfig, list[int]]:
