@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -272,32 +273,31 @@ def test_busy_when_the_analysis_backlog_is_full(monkeypatch):
         srv.stop()
 
 
-def test_golden_busy_reply_is_what_the_server_sends(monkeypatch):
-    from pathlib import Path
-
+def _golden_exchange(srv, name: str) -> tuple[dict, dict]:
+    """Send ``golden/<name>_request.json`` to ``srv`` (then stop it); the reply and ``golden/<name>_reply.json``."""
     golden = Path(__file__).parent / "golden"
-    monkeypatch.setattr(S, "MAX_PENDING", 0)
-    srv = start_server(clock="server")
     try:
         s = zmq.Context.instance().socket(zmq.REQ)
         s.linger = 0
         s.connect(srv.endpoints["bind"])
-        got = _req(s, (golden / "error_busy_request.json").read_bytes())
+        got = _req(s, (golden / f"{name}_request.json").read_bytes())
         s.close(0)
     finally:
         srv.stop()
-    want = json.loads((golden / "error_busy_reply.json").read_text())
+    return got, json.loads((golden / f"{name}_reply.json").read_text())
+
+
+def test_golden_busy_reply_is_what_the_server_sends(monkeypatch):
+    monkeypatch.setattr(S, "MAX_PENDING", 0)
+    got, want = _golden_exchange(start_server(clock="server"), "error_busy")
     assert set(got) == set(want) and {k: got[k] for k in ("v", "type", "id", "code")} == {
         k: want[k] for k in ("v", "type", "id", "code")
     }
 
 
 def test_golden_storage_reply_is_what_the_server_sends(tmp_path):
-    from pathlib import Path
-
     from bridge.wire.journal import StorageError
 
-    golden = Path(__file__).parent / "golden"
     srv = start_server(clock="server", journal=tmp_path / "j.jsonl")
 
     def full(*_a, **_k):
@@ -305,15 +305,7 @@ def test_golden_storage_reply_is_what_the_server_sends(tmp_path):
 
     # the real full disk is tested in test_journal.py; here only the reply shape
     srv.journal.append_news = full
-    try:
-        s = zmq.Context.instance().socket(zmq.REQ)
-        s.linger = 0
-        s.connect(srv.endpoints["bind"])
-        got = _req(s, (golden / "error_storage_request.json").read_bytes())
-        s.close(0)
-    finally:
-        srv.stop()
-    want = json.loads((golden / "error_storage_reply.json").read_text())
+    got, want = _golden_exchange(srv, "error_storage")
     assert got == want
 
 
