@@ -542,14 +542,20 @@ def test_fault_cases_no_trade_no_block_and_recovery(harness, market, server, tmp
         rogue_ctx.destroy(linger=0)
 
 
-def test_calendar_values_are_forwarded_and_move_the_target(harness, market, server, tmp_path):
-    """Live, with InpForwardCalendar, a released MT5 calendar value reaches the server as a news request and the
-    next bar's target reflects it (here a strong US payrolls beat: USD up, so EURUSD short)."""
-    bars, calendar = market
+def _quiet_bars(bars: pd.DataFrame, server: Server) -> tuple[list, int, int]:
+    """The bars as rows, the first bar that and whose successor have a flat target on ``server``, and its time: a
+    place where one forwarded news item visibly moves the target."""
     targets = _server_targets(server.endpoint, bars["time"])
     quiet = next(i for i in range(len(targets) - 1) if targets[i] == 0 and targets[i + 1] == 0)
     rows = list(bars.itertuples())
-    t = int(rows[quiet].time)
+    return rows, quiet, int(rows[quiet].time)
+
+
+def test_calendar_values_are_forwarded_and_move_the_target(harness, market, server, tmp_path):
+    """Live, with InpForwardCalendar, a released MT5 calendar value reaches the server as a news request and the
+    next bar's target reflects it (here a strong US payrolls beat: USD up, so EURUSD short)."""
+    calendar = market[1]
+    rows, quiet, t = _quiet_bars(market[0], server)
     own = Server(calendar, _free_port()).start()  # forwarded news change a server's state: not the shared one
     try:
         lines = [_bar(rows[quiet]), "TICK 10 20", f"CAL {t}|US|USD|Nonfarm Payrolls|3|7|1|0|500|150|173|"]
@@ -571,11 +577,8 @@ def test_reinit_keeps_globals_but_starts_a_clean_run(harness, market, server, tm
     """Issue 12 item 2: new inputs or a new chart symbol re-run OnDeinit/OnInit without resetting globals. A news
     request in flight at that moment must not make the next signal reply be read as its ack, and the old symbol's
     queued calendar values must not be sent for the new one."""
-    bars, calendar = market
-    targets = _server_targets(server.endpoint, bars["time"])
-    quiet = next(i for i in range(len(targets) - 1) if targets[i] == 0 and targets[i + 1] == 0)
-    rows = list(bars.itertuples())
-    t = int(rows[quiet].time)
+    calendar = market[1]
+    rows, quiet, t = _quiet_bars(market[0], server)
     own = Server(calendar, _free_port()).start()  # forwarded news change a server's state: not the shared one
     try:
         lines = [_bar(rows[quiet]), "TICK 60 20"]  # asked, answered, and the calendar looked at once
@@ -603,11 +606,8 @@ def test_reinit_keeps_globals_but_starts_a_clean_run(harness, market, server, tm
 def test_calendar_revisions_are_not_forwarded_again(harness, market, server, tmp_path):
     """CalendarValueLast returns changed values as well as new ones: a value announced without an actual figure is
     forwarded when its actual is published, and not again when that figure is revised."""
-    bars, calendar = market
-    targets = _server_targets(server.endpoint, bars["time"])
-    quiet = next(i for i in range(len(targets) - 1) if targets[i] == 0 and targets[i + 1] == 0)
-    rows = list(bars.itertuples())
-    t = int(rows[quiet].time)
+    calendar = market[1]
+    rows, quiet, t = _quiet_bars(market[0], server)
     own = Server(calendar, _free_port()).start()
     try:
         lines = [_bar(rows[quiet]), "TICK 10 20", f"CAL {t}|US|USD|Nonfarm Payrolls|3|7|1|0||150|173|"]
