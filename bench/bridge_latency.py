@@ -2,6 +2,7 @@
 
     python bench/bridge_latency.py                     # full run (a few minutes on 2 cores)
     python bench/bridge_latency.py --quick             # smaller counts, for a smoke run
+    python bench/bridge_latency.py --only-flood        # figure 4 alone
 
 Figures (servers run in their own processes, clients in this one or in worker processes):
 
@@ -13,6 +14,11 @@ Figures (servers run in their own processes, clients in this one or in worker pr
    journal, analysis, policy, publish), single items and batches, against the analyzer's own ``analyze()`` time for the
    same items. With the shipped LM: torch and ONNX; without it (not installed yet): the calendar surprise rule, said so
    in the output.
+
+4. Signals under an intake flood: an EA asks for a ``signal`` every 10 ms on an idle server, then while 100,000
+   calendar items (then, on a fresh server, 100,000 headlines) are PUSHed at its intake as fast as it takes them, until
+   all are analysed (surprise analyzer). Goal: p99 under the flood within 5x the same server's idle p99, and the
+   server's peak RSS under 300 MB.
 
 Prints a table and writes JSON (config, library versions, every figure) to ``--out``.
 """
@@ -279,6 +285,103 @@ def news_to_target(ep: dict, make, n_single: int, batch: int, n_batches: int) ->
     }
 
 
+def _flood(endpoint: str, style: str, n: int, done: mp.Event) -> None:
+    """Push ``n`` news items as fast as the server's intake takes them (ZeroMQ's high-water mark paces it)."""
+    make = calendar_news if style == "calendar" else headline_news
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.linger = -1  # every item is delivered before this process ends
+    push.connect(endpoint)
+    now = int(time.time())
+    for i in range(n):
+        msg = make(i, now)
+        msg["headline"] += " flood"  # not the ids the latency runs used
+        push.send(P.encode(msg))
+    push.close()
+    ctx.term()
+    done.set()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (Linux VmHWM), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def signals_under_flood(
+    ep: dict, pid: int, style: str, n_flood: int, interval_ms: float, idle_s: float
+) -> dict:
+    """An EA's ``signal`` every ``interval_ms`` on an idle server, then while ``n_flood`` items flood its intake (until
+    every one of them is analysed): round-trip percentiles of both, the peak RSS, how the flood was taken."""
+    ctx = zmq.Context.instance()
+    req, ask = ctx.socket(zmq.REQ), ctx.socket(zmq.REQ)
+    for s in (req, ask):
+        s.linger = 0
+        s.connect(ep["bind"])
+    payload = P.encode(SIGNAL)
+
+    def stats() -> dict:
+        ask.send(P.encode({"v": 1, "type": "stats", "id": "s"}))
+        return json.loads(ask.recv())["stats"]
+
+    def ticks(until) -> list[float]:
+        out, nxt = [], time.perf_counter()
+        while not until():
+            t0 = time.perf_counter_ns()
+            req.send(payload)
+            req.recv()
+            out.append((time.perf_counter_ns() - t0) / 1e3)
+            nxt += interval_ms / 1e3
+            time.sleep(max(0.0, nxt - time.perf_counter()))
+        return out
+
+    start = stats()
+    t_end = time.perf_counter() + idle_s
+    idle = ticks(lambda: time.perf_counter() > t_end)
+    done = mp.Event()
+    flood = mp.Process(target=_flood, args=(ep["pull"], style, n_flood, done), daemon=True)
+    t0 = time.perf_counter()
+    flood.start()
+    checked = [0.0, False]
+
+    def finished() -> bool:  # all sent, and nothing left to take or analyse (looked at twice a second)
+        if time.perf_counter() - checked[0] < 0.5:
+            return False
+        checked[0] = time.perf_counter()
+        if not done.is_set():
+            return False
+        st = stats()
+        return st["news_analysed"] - start["news_analysed"] >= st["news_accepted"] - start[
+            "news_accepted"
+        ] and (
+            st["news_accepted"] + st["news_duplicate"] + st["intake_refused"] + st["intake_errors"]
+            >= n_flood + start["news_accepted"]
+        )
+
+    loaded = ticks(finished)
+    wall = time.perf_counter() - t0
+    flood.join(30)
+    end = stats()
+    for s in (req, ask):
+        s.close(0)
+
+    def pct(xs):
+        return {"p50": float(np.median(xs)), "p99": float(np.percentile(xs, 99)), "n": len(xs)}
+
+    return {
+        "idle_us": pct(idle),
+        "flood_us": pct(loaded),
+        "flood_items": n_flood,
+        "flood_wall_s": wall,
+        "accepted": end["news_accepted"] - start["news_accepted"],
+        "refused": end["intake_refused"] - start["intake_refused"],
+        "analysed": end["news_analysed"] - start["news_analysed"],
+        "peak_rss_mb": peak_rss_mb(pid),
+    }
+
+
 def analyzer_baseline(kind: str, backend: str, make, n_single: int, batch: int) -> dict:
     """The analyzer alone on the same items: ms per single item, items/s in batches."""
     from bridge.wire.server import BridgeServer
@@ -301,29 +404,8 @@ def analyzer_baseline(kind: str, backend: str, make, n_single: int, batch: int) 
     return {"single_ms_p50": float(np.median(t)), "batch_items_per_s": float(np.median(rates))}
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
-    ap.add_argument("--requests", type=int, default=20_000, help="round trips for the latency figure")
-    ap.add_argument("--clients", type=int, default=50, help="concurrent clients for the throughput figure")
-    ap.add_argument("--per-client", type=int, default=2_000, help="requests per client")
-    ap.add_argument("--procs", type=int, default=5, help="client worker processes")
-    ap.add_argument("--news", type=int, default=50, help="single news items timed")
-    ap.add_argument("--batch", type=int, default=32, help="news batch size")
-    ap.add_argument("--batches", type=int, default=5, help="news batches timed")
-    ap.add_argument("--quick", action="store_true", help="small counts for a smoke run")
-    ap.add_argument(
-        "--out",
-        default=str(default_results_dir("bridge_latency") / "bridge_latency.json"),
-        help="JSON results file",
-    )
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.requests, args.per_client, args.news, args.batches = 2_000, 200, 10, 2
-    mp.set_start_method("spawn", force=True)
-    tmp = tempfile.mkdtemp(prefix="bridge-bench-")
-    results: dict = {"config": vars(args), "versions": {**library_versions(), "libzmq": zmq.zmq_version()}}
-
-    # Which analyzers: the shipped LM (torch and ONNX) when installed, else the surprise rule.
+def analyzer_runs(results: dict) -> list[tuple[str, str, str]]:
+    """Which analyzers the news figures use: the shipped LM (torch and ONNX) when installed, else the surprise rule."""
     runs: list[tuple[str, str, str]] = []
     try:
         make_analyzer("lm", "torch")
@@ -336,7 +418,12 @@ def main(argv=None) -> int:
     except Exception as exc:
         results["lm_unavailable"] = f"{type(exc).__name__}: {exc}"
         runs.append(("surprise", "-", "calendar"))
+    return runs
 
+
+def request_figures(args, results: dict, tmp: str) -> list[tuple[str, float, float, str]]:
+    """Round trip and throughput against bare echoes, and news to target against the analyzer alone."""
+    runs = analyzer_runs(results)
     first = runs[0]
     payload = P.encode(SIGNAL)
     echo = Spawned(_echo_rep)
@@ -413,6 +500,70 @@ def main(argv=None) -> int:
                 "analyze() alone, same batch",
             )
         )
+    return rows
+
+
+def flood_figures(args, results: dict, tmp: str) -> list[tuple[str, float, float, str]]:
+    """Signal latency under an intake flood of calendar items and of headlines (surprise analyzer, a fresh server
+    each), against the same server's idle latency measured just before."""
+    rows = []
+    results["flood"] = {}
+    for style in ("calendar", "headline"):
+        srv = Spawned(_bridge, "surprise", "-", str(Path(tmp) / f"journal-flood-{style}.jsonl"))
+        try:
+            r = signals_under_flood(
+                srv.endpoint, srv.proc.pid, style, args.flood, args.signal_interval_ms, args.idle_s
+            )
+        finally:
+            srv.close()
+        results["flood"][style] = r
+        name = f"{args.flood:,} {style} items"
+        rows.append(
+            (
+                f"signal p99 (us) under {name}",
+                r["flood_us"]["p99"],
+                r["idle_us"]["p99"],
+                "same server idle p99 (goal <= 5x)",
+            )
+        )
+        rows.append((f"signal p50 (us) under {name}", r["flood_us"]["p50"], r["idle_us"]["p50"], "idle p50"))
+        rows.append((f"server peak RSS (MB), {name}", r["peak_rss_mb"], 300.0, "limit 300 MB"))
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    ap.add_argument("--requests", type=int, default=20_000, help="round trips for the latency figure")
+    ap.add_argument("--clients", type=int, default=50, help="concurrent clients for the throughput figure")
+    ap.add_argument("--per-client", type=int, default=2_000, help="requests per client")
+    ap.add_argument("--procs", type=int, default=5, help="client worker processes")
+    ap.add_argument("--news", type=int, default=50, help="single news items timed")
+    ap.add_argument("--batch", type=int, default=32, help="news batch size")
+    ap.add_argument("--batches", type=int, default=5, help="news batches timed")
+    ap.add_argument("--flood", type=int, default=100_000, help="news items in each intake flood (0: none)")
+    ap.add_argument(
+        "--signal-interval-ms", type=float, default=10.0, help="the EA's signal period in the flood runs"
+    )
+    ap.add_argument("--idle-s", type=float, default=10.0, help="seconds of idle signals before each flood")
+    ap.add_argument("--only-flood", action="store_true", help="run the flood figures alone")
+    ap.add_argument("--quick", action="store_true", help="small counts for a smoke run")
+    ap.add_argument(
+        "--out",
+        default=str(default_results_dir("bridge_latency") / "bridge_latency.json"),
+        help="JSON results file",
+    )
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.requests, args.per_client, args.news, args.batches = 2_000, 200, 10, 2
+        args.flood, args.idle_s = 5_000, 2.0
+    mp.set_start_method("spawn", force=True)
+    tmp = tempfile.mkdtemp(prefix="bridge-bench-")
+    results: dict = {"config": vars(args), "versions": {**library_versions(), "libzmq": zmq.zmq_version()}}
+    rows: list[tuple[str, float, float, str]] = []
+    if not args.only_flood:
+        rows += request_figures(args, results, tmp)
+    if args.flood:
+        rows += flood_figures(args, results, tmp)
     results["table"] = [
         {"figure": a, "bridge": v, "baseline": bl, "ratio": v / bl if bl else None, "baseline_is": d}
         for a, v, bl, d in rows

@@ -109,7 +109,14 @@ def signal_at(
     last = np.searchsorted(event_times, times, side="right") - 1
     first = np.searchsorted(event_times, times - ttl_ns, side="right")
     total = np.zeros(len(times))
-    if len(event_times):
+    if len(times) == 1 and len(event_times):
+        # One query (the live server): one vectorised pass over its window, newest first and summed in order (a
+        # cumulative sum is sequential), so the result is bit for bit what the lag-by-lag loop below gives.
+        lo, hi = int(first[0]), int(last[0]) + 1
+        if hi > lo:
+            age = (times[0] - event_times[lo:hi][::-1]).astype(np.float64)
+            total[0] = np.cumsum(effects[lo:hi][::-1] * np.exp2(-age / half_ns))[-1]
+    elif len(event_times):
         # Window sizes are small (news within the TTL), so sum lag by lag: O(bars x max window) numpy work.
         width = int(np.max(last - first + 1, initial=0))
         for k in range(width):
@@ -123,6 +130,17 @@ def signal_at(
     return total, direction, newest
 
 
+def largest(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest values, largest first, ties by position: a stable descending argsort's first
+    ``k``, found in linear time (a window can hold a flood of news)."""
+    if len(values) <= k:
+        return np.argsort(-values, kind="stable")
+    kth = np.partition(values, len(values) - k)[len(values) - k]
+    above = np.flatnonzero(values > kth)
+    picked = np.concatenate([above, np.flatnonzero(values == kth)[: k - len(above)]])
+    return picked[np.lexsort((picked, -values[picked]))]
+
+
 def target_for(
     symbol: str,
     now: pd.Timestamp,
@@ -131,24 +149,46 @@ def target_for(
     max_reasons: int = 3,
 ) -> Target:
     """The target for ``symbol`` as of ``now`` from an ``effects_frame`` (items after ``now`` are ignored)."""
-    now = pd.Timestamp(now)
-    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
     ev_times = (
         effects["time"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
         if len(effects)
         else np.array([], np.int64)
     )
-    total, direction, newest = signal_at(
-        ev_times, effects["effect"].to_numpy(), np.array([now.value]), config
+    return target_from_events(
+        symbol,
+        now,
+        ev_times,
+        effects["effect"].to_numpy(dtype=np.float64),
+        effects["id"].to_numpy(),
+        effects["headline"].to_numpy(),
+        config,
+        max_reasons,
     )
+
+
+def target_from_events(
+    symbol: str,
+    now: pd.Timestamp,
+    event_times: np.ndarray,
+    effects: np.ndarray,
+    ids: Sequence[str],
+    headlines: Sequence[str],
+    config: PolicyConfig,
+    max_reasons: int = 3,
+) -> Target:
+    """The target as of ``now`` from time-sorted events (int64 ns UTC, effect, id, headline): ``target_for``'s core,
+    which the server calls with just the events inside the TTL window, so a reply costs the same however much
+    news it holds. The ``max_reasons`` largest effects in the window are the reasons."""
+    now = pd.Timestamp(now)
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    total, direction, newest = signal_at(event_times, effects, np.array([now.value]), config)
     reasons: Sequence[str] = ()
     expires = None
     if newest[0] >= 0:
-        lo = np.searchsorted(ev_times, now.value - int(config.ttl * 60e9), side="right")
-        window = effects.iloc[lo : newest[0] + 1]
-        top = window.reindex(window["effect"].abs().sort_values(ascending=False).index).head(max_reasons)
-        reasons = tuple(f"{r.id} {r.effect:+.2f} {r.headline[:80]}" for r in top.itertuples())
-        expires = pd.Timestamp(int(ev_times[newest[0]]), tz="UTC") + pd.Timedelta(minutes=config.ttl)
+        lo = int(np.searchsorted(event_times, now.value - int(config.ttl * 60e9), side="right"))
+        order = lo + largest(np.abs(effects[lo : int(newest[0]) + 1]), max_reasons)
+        reasons = tuple(f"{ids[k]} {effects[k]:+.2f} {headlines[k][:80]}" for k in order)
+        expires = pd.Timestamp(int(event_times[newest[0]]), tz="UTC") + pd.Timedelta(minutes=config.ttl)
     d = int(direction[0])
     return Target(
         symbol=symbol,

@@ -180,3 +180,67 @@ def test_a_cut_off_last_line_is_dropped_but_a_bad_middle_line_is_named(tmp_path)
 def test_journal_path_that_is_a_folder_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="not a regular file"):
         Journal(tmp_path).load()
+
+
+ANALYSIS = Analysis({"event": "central_bank", "market": "EU"}, 2, analyzer="t")
+
+
+def test_compaction_keeps_what_it_is_given_and_the_writers_lock(tmp_path):
+    pytest.importorskip("fcntl")
+    path = tmp_path / "j.jsonl"
+    j = Journal(path)
+    items = [_item(f"ECB item {i}") for i in range(10)]
+    for it in items:
+        j.append_news(it)
+        j.append_analysis(it.id, ANALYSIS)
+    j.compact([items[3], items[7]], {items[3].id: ANALYSIS})
+    later = _item("ECB item after compaction")
+    j.append_news(later)  # appends go to the new file
+    contents = Journal(path).load()
+    assert contents.items == [items[3], items[7], later] and contents.analyses == {items[3].id: ANALYSIS}
+    with pytest.raises(UserError, match="in use by another running server"):
+        Journal(path).append_news(_item("a second writer"))
+    assert not path.with_name("j.jsonl.compact").exists()
+    j.close()
+
+
+def test_a_failed_compaction_leaves_the_old_journal_whole_and_in_use(tmp_path):
+    from bridge.wire.journal import StorageError
+
+    path = tmp_path / "j.jsonl"
+    j = Journal(path)
+    items = [_item(f"ECB item {i}") for i in range(3)]
+    for it in items:
+        j.append_news(it)
+    path.with_name("j.jsonl.compact").mkdir()  # the new file cannot be created
+    with pytest.raises(StorageError, match="cannot compact"):
+        j.compact(items[:1], {})
+    j.append_news(later := _item("ECB item after the failure"))
+    j.close()
+    assert Journal(path).load().items == [*items, later]
+
+
+def test_a_live_server_restarts_from_a_snapshot_of_the_news_it_still_holds(tmp_path, monkeypatch):
+    """Old news is pruned at restore and the journal rewritten as what is left, so the next restart reads that."""
+    from doubles import KeywordAnalyzer
+
+    from bridge.wire import server as server_module
+
+    monkeypatch.setattr(server_module, "COMPACT_MIN_BYTES", 1)
+    path = tmp_path / "j.jsonl"
+    j = Journal(path, fsync=False)
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    old = [NewsItem(time=now - pd.Timedelta(days=2, minutes=i), headline=f"ECB old {i}") for i in range(500)]
+    recent = [NewsItem(time=now - pd.Timedelta(minutes=i), headline=f"ECB recent {i}") for i in range(5)]
+    for it in old + recent:
+        j.append_news(it)
+        j.append_analysis(it.id, ANALYSIS)
+    j.close()
+    before = path.stat().st_size
+    server = server_module.BridgeServer(KeywordAnalyzer(), bind="tcp://127.0.0.1:*", journal=path)
+    assert server.restore() == 505
+    assert set(server.state.items) == {it.id for it in recent}
+    server.journal.close()
+    contents = Journal(path).load()
+    assert contents.items == recent and set(contents.analyses) == {it.id for it in recent}
+    assert path.stat().st_size < before / 50

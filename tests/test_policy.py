@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.policy import PolicyConfig, effects_frame, signal_at, target_for
+from bridge.policy import PolicyConfig, effects_frame, largest, signal_at, target_for
 from bridge.symbols import split_symbol
 from bridge.types import Analysis, NewsItem
 
@@ -107,3 +107,25 @@ def test_news_after_query_time_never_changes_the_target(before, query, after):
     a = target_for("EURUSD", now, effects_frame("EURUSD", base, cfg), cfg)
     b = target_for("EURUSD", now, effects_frame("EURUSD", base + future, cfg), cfg)
     assert (a.direction, a.strength, a.expires) == (b.direction, b.strength, b.expires)
+
+
+def test_one_query_sums_exactly_as_the_vectorised_loop():
+    """The server asks for one time, the backtester for many; the two code paths must agree bit for bit, or a
+    target at the threshold could differ between them."""
+    rng = np.random.default_rng(3)
+    config = PolicyConfig(half_life=30, ttl=240)
+    events = np.sort(rng.integers(0, 10 * 3600, 400)) * 1_000_000_000
+    effects = rng.normal(0, 0.7, 400)
+    times = rng.integers(0, 11 * 3600, 50) * 1_000_000_000
+    many = signal_at(events, effects, times, config)
+    for k, t in enumerate(times):
+        one = signal_at(events, effects, np.array([t]), config)
+        assert one[0][0] == many[0][k] and one[1][0] == many[1][k] and one[2][0] == many[2][k]
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_largest_is_a_stable_descending_argsort_prefix(k):
+    rng = np.random.default_rng(k)
+    for n in (0, 1, 2, 3, 7, 100):
+        values = rng.integers(0, 4, n).astype(float)  # many ties on purpose
+        assert list(largest(values, k)) == list(np.argsort(-values, kind="stable")[:k])

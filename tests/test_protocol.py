@@ -155,7 +155,7 @@ def test_news_state_duplicates_cache_and_as_of():
         s.add_analysis("nope", _analysis(0))
 
 
-def test_news_state_prune_keeps_ids_and_pending_items():
+def test_news_state_prune_forgets_old_items_and_keeps_pending_ones():
     s = NewsState()
     a, b, c = _item(0), _item(10, "ECB cuts rates"), _item(300, "ECB holds rates")
     for it in (a, b, c):
@@ -165,8 +165,49 @@ def test_news_state_prune_keeps_ids_and_pending_items():
     assert (
         s.prune(a.time + pd.Timedelta(minutes=60)) == 1
     )  # a dropped; b is old but still waiting for analysis
-    assert set(s.items) == {b.id, c.id} and a.id in s and not s.add_item(_item(0))
+    assert set(s.items) == {b.id, c.id} and a.id not in s
     assert s.target("EURUSD", a.time + pd.Timedelta(minutes=1)).direction == 0
+    assert s.add_item(_item(0))  # a late copy is held again (pending), and counts for nothing until analysed
+    assert s.target("EURUSD", a.time + pd.Timedelta(minutes=1)).direction == 0
+
+
+def test_news_state_kept_up_to_date_equals_the_policy_over_all_news():
+    """The server's effects are updated in place (analysis, revision, prune); its targets must equal the policy run
+    from scratch over every analysed item, as the backtester does, whatever the order of events."""
+    import random
+
+    from bridge.policy import effects_frame, target_for
+
+    rng = random.Random(7)
+    s = NewsState()
+    pairs = ["EURUSD", "USDJPY", "GBPUSD", "EURGBP"]
+    s.target("EURUSD", _item(0).time)  # followed from the start; the others are built mid-stream
+    clock = 0
+    for step in range(600):
+        clock += rng.choice([0, 0, 1, 5, 20])  # ties in time on purpose
+        cur = rng.choice(["EUR", "USD", "GBP", "JPY", "CHF"])
+        item = _item(clock, f"item {step}", cur)
+        s.add_item(item)
+        s.add_analysis(item.id, _analysis(rng.randint(-3, 3)))
+        roll = rng.random()
+        if roll < 0.05 and s.analyses:  # a corrected figure: the analysis goes, then a new one lands
+            old = s.items[rng.choice(list(s.analyses))]
+            revised = NewsItem(**{**old.__dict__, "actual": float(step)})
+            assert s.revise(revised)
+            s.add_analysis(old.id, _analysis(rng.randint(-3, 3)))
+        elif roll < 0.08:
+            s.prune(_item(clock - 300).time)
+        if step % 25 == 0:
+            now = _item(clock + rng.choice([0, 1, 30, 200])).time
+            for pair in pairs:
+                frame = effects_frame(
+                    pair, ((s.items[i], a) for i, a in s.analyses.items()), s.config, s.schema
+                )
+                want = target_for(pair, now, frame, s.config)
+                got = s.target(pair, now)
+                assert (got.direction, got.expires) == (want.direction, want.expires), (step, pair)
+                assert got.strength == pytest.approx(want.strength, abs=1e-12), (step, pair)
+                assert got.reasons == want.reasons, (step, pair)
 
 
 def test_journal_refuses_a_second_writer(tmp_path):

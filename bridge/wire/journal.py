@@ -13,12 +13,18 @@ record of the wrong shape included, is a ``DataError`` naming the line.
 A second news record with an id already in the journal is a revision (a corrected calendar figure): it replaces the
 earlier version and drops the earlier version's analysis.
 
+The journal is compacted (``compact``) so that restart time and memory follow the live state, not the uptime: the
+server rewrites it as the records of the items it still holds (a snapshot) once pruning has left most of the file
+dead, into a new file that replaces the old one atomically (write, fsync, rename, fsync the folder): a crash at any
+moment leaves either the old journal or the new one, whole.
+
 A write that fails (disk full, I/O error) or is short raises ``StorageError`` and the partial record is cut off again,
 so the file never holds a half record that was acknowledged; the caller refuses the item and the next append retries.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -48,6 +54,12 @@ _ITEM_TYPES = {
 
 
 TAIL_BYTES = 1 << 20  # how much of the end of the file the tail repair reads
+
+
+def _discard(path: Path) -> None:
+    """Remove a half-made file; what cannot be removed (a folder in its place) is overwritten next time."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 class StorageError(OSError):
@@ -210,12 +222,7 @@ class Journal:
 
     def _append(self, rec: dict, sync: bool) -> None:
         fh = self.open()
-        try:
-            data = json.dumps(rec, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
-        except (
-            UnicodeEncodeError
-        ):  # a lone surrogate from a file loader: escaped, the record stays valid JSON
-            data = json.dumps(rec, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
+        data = self._encode(rec)
         start = fh.tell()
         try:
             written = fh.write(data)
@@ -226,6 +233,15 @@ class Journal:
         except OSError as exc:
             self._cut(start)
             raise StorageError(f"journal {self.path}: cannot write a record: {exc}") from None
+
+    @staticmethod
+    def _encode(rec: dict) -> bytes:
+        try:
+            return json.dumps(rec, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+        except (
+            UnicodeEncodeError
+        ):  # a lone surrogate from a file loader: escaped, the record stays valid JSON
+            return json.dumps(rec, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
 
     def _cut(self, size: int) -> None:
         """Drop a partly written record, so what follows starts on a line of its own and no half record stays."""
@@ -255,6 +271,56 @@ class Journal:
         its durability is worth less than the milliseconds an fsync per analysis would add to news-to-target latency.
         """
         self._append({"kind": "analysis", "id": news_id, "analysis": analysis.to_dict()}, sync)
+
+    def size(self) -> int:
+        """Bytes in the journal (what restart reads)."""
+        if self._fh is not None:
+            return self._fh.tell()
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def compact(self, items: list[NewsItem], analyses: dict[str, Analysis]) -> None:
+        """Replace the journal by the records of ``items`` (in order) and their ``analyses``, atomically.
+
+        The new file is locked before it takes the journal's name, so no second server can slip in between; on any
+        failure it is removed and the old journal stays in use (``StorageError``).
+        """
+        self.open()
+        tmp = self.path.with_name(self.path.name + ".compact")
+        try:
+            with open(tmp, "wb") as out:
+                for item in items:
+                    out.write(self._encode({"kind": "news", "item": item.to_dict()}))
+                    if item.id in analyses:
+                        rec = {"kind": "analysis", "id": item.id, "analysis": analyses[item.id].to_dict()}
+                        out.write(self._encode(rec))
+                out.flush()
+                os.fsync(out.fileno())
+            fh = open(tmp, "ab", buffering=0)  # noqa: SIM115 - becomes the journal's handle
+        except OSError as exc:
+            _discard(tmp)
+            raise StorageError(f"journal {self.path}: cannot compact: {exc}") from None
+        old, self._fh = self._fh, fh
+        try:
+            self._lock()
+            os.replace(tmp, self.path)
+            self._sync_folder()
+        except (
+            OSError,
+            UserError,
+        ) as exc:  # (on Windows a file open elsewhere cannot be replaced: this path)
+            fh.close()
+            self._fh = old
+            _discard(tmp)
+            raise StorageError(f"journal {self.path}: cannot compact: {exc}") from None
+        old.close()
+
+    def _sync_folder(self) -> None:
+        if os.name == "posix":  # the rename itself must survive a crash
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
         if self._fh is not None:

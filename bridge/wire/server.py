@@ -9,24 +9,31 @@ Sockets (endpoints in ``bridge.wire.protocol``):
 One thread owns the sockets and the state, so a ``signal`` is answered from memory without locks. A worker thread
 analyses queued news in batches and hands the results back through a queue plus an ``inproc`` wake-up; the main thread
 journals each analysis, updates the state and publishes. Nothing blocks the request loop but the journal's fsync of an
-accepted news item, which is what makes its ``ack`` a promise.
+accepted news item, which is what makes its ``ack`` a promise. The loop reads requests first and again between small
+slices of other work (intake, applying analyses, publishing coalesced to one re-check per 20 ms), so under a flood
+of news a ``signal`` waits for one slice at most, and the state answers it from the TTL window alone.
 
 Every resource is bounded and counted in ``stats`` (``bounds``): the analysis backlog (``MAX_PENDING``; beyond it
 ``news`` gets ``busy`` and the intake socket is left to ZeroMQ's high-water mark), replies queued to a peer that does
 not read (``REPLY_HWM``, then dropped and counted), watched symbols, clients, caches. A journal that cannot be written
-refuses items with ``storage`` and recovers by itself when the disk does.
+refuses items with ``storage`` and recovers by itself when the disk does. In live mode news older than the TTL is
+forgotten and the journal compacted to a snapshot of what is held, so memory and restart time follow the live news,
+not the uptime.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import queue
+import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +46,7 @@ from bridge.errors import UserError
 from bridge.policy import PolicyConfig
 from bridge.schema import load_schema
 from bridge.symbols import split_symbol
-from bridge.types import Analysis, NewsItem
+from bridge.types import Analysis, NewsItem, Target
 from bridge.wire import logqueue
 from bridge.wire import protocol as P
 from bridge.wire.journal import Journal, StorageError
@@ -52,9 +59,16 @@ log = logging.getLogger("bridge.wire.server")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 POLL_MS = 100  # how often the loop looks at its stop flag when idle
 MAX_DRAIN = 256  # requests handled per socket before the loop looks at the others again
+INTAKE_PER_TURN = 8  # intake messages taken per loop turn, between two looks at the request socket
+APPLY_PER_TURN = 8  # analyses applied per loop turn, likewise
+SWITCH_INTERVAL_S = 0.0002  # the longest a request waits for the GIL held by the analysis thread
 HOUSEKEEPING_S = 1.0  # live mode: how often targets are re-checked for a change by decay or expiry
 PRUNE_S = 60.0  # live mode: how often items older than the TTL are dropped from memory (their ids are kept)
 PRUNE_MARGIN = pd.Timedelta(hours=1)  # keep a little longer than the TTL, for EAs whose clocks run behind
+# live mode: the journal is rewritten as a snapshot of the items held once it is this many times the size of the
+# last snapshot (and at least COMPACT_MIN_BYTES), so restart reads about the live state whatever the uptime
+COMPACT_RATIO = 2
+COMPACT_MIN_BYTES = 8 << 20
 # the periodic INFO line (per-item lines are DEBUG) and the most often a storage error is logged
 SUMMARY_S = 60.0
 MAX_PENDING = 10_000  # items accepted but not analysed yet; beyond this news is refused with ``busy``
@@ -69,6 +83,9 @@ MAX_DEFERRED = 10_000  # replay: signal requests waiting for the analysis of an 
 REPLY_CACHE = 4_096  # encoded target replies kept (symbol, second)
 # watched targets recomputed per loop turn, so publishing never holds up a request for long
 PUBLISH_PER_LOOP = 8
+# the most often watched targets are re-checked while analyses stream in: a flood of news is coalesced into at most
+# this many publishes per second and symbol, not one target computation per analysis
+PUBLISH_EVERY_S = 0.02
 
 
 def content_id(msg: dict) -> str:
@@ -227,12 +244,15 @@ class BridgeServer:
         self.stop_event = threading.Event()
         self._work: queue.Queue[NewsItem | None] = queue.Queue()
         self._results: queue.Queue[list[tuple[NewsItem, Analysis]]] = queue.Queue()
+        self._analysed: deque[tuple[NewsItem, Analysis]] = deque()  # taken from _results, not applied yet
         self._intake: queue.Queue[NewsItem] = queue.Queue(INTAKE_QUEUE)
         self._intake_retry: NewsItem | None = None  # a follower item the journal refused, tried again first
         self._pending_times: dict[str, int] = {}  # news id -> UTC ns, accepted but not analysed yet
         self._deferred: list[tuple[list[bytes], dict]] = []
         self._pairs: set[str] = set()  # symbols already checked to be currency pairs
-        self._reply_cache: dict[tuple, tuple[int, bytes]] = {}
+        self._reply_cache: dict[
+            tuple, tuple[int, Target, bytes]
+        ] = {}  # (symbol, pair, second) -> stamp, target, JSON
         self._watched: set[str] = set()
         self._dirty: list[
             str
@@ -245,6 +265,8 @@ class BridgeServer:
         self._published: dict[str, tuple[int, float]] = {}
         self._clients: set[bytes] = set()
         self._pub_seq = 0
+        self._next_publish = 0.0
+        self._live_journal_bytes = 0  # the journal's size after its last compaction
         self._last_tick = self._last_prune = time.monotonic()
         self._wake_endpoint = f"inproc://bridge-wake-{id(self)}"
         self._sockets: list[zmq.Socket] = []
@@ -262,6 +284,7 @@ class BridgeServer:
         """Rebuild the state from the journal; queue items whose analysis never made it. Returns items restored."""
         if self.journal is None:
             return 0
+        t0 = time.monotonic()
         contents = self.journal.load()
         self.analyzer.observe(contents.items)
         for item in contents.items:
@@ -272,13 +295,12 @@ class BridgeServer:
         for item in self.state.pending():
             self._queue_for_analysis(item)
         if self.clock == "server":
-            self.state.prune(
-                pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=self.config.ttl) - PRUNE_MARGIN
-            )
+            self._forget_old_news()
         log.info(
             "journal restored",
             extra={
                 "fields": {
+                    "ms": round(1e3 * (time.monotonic() - t0), 1),
                     "items": len(contents.items),
                     "analysed": len(contents.analyses),
                     "requeued": len(self._pending_times),
@@ -387,18 +409,38 @@ class BridgeServer:
         poller.register(self.wake, zmq.POLLIN)
         if self.pull is not None:
             poller.register(self.pull, zmq.POLLIN)
+        # The analysis thread holds the GIL while it computes; a request arriving then waits for Python's switch
+        # interval (5 ms by default) before this thread can even read it. A shorter interval bounds that wait.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         try:
             while not self.stop_event.is_set():
-                events = dict(poller.poll(POLL_MS))
+                # Work left over from the last turn (results, intake that can be taken now) means look again at
+                # once, not after POLL_MS; a full backlog or a full disk waits for the poll, never spins.
+                busy = (
+                    bool(self._analysed)
+                    or not self._results.empty()
+                    or (
+                        (not self._intake.empty() or self._intake_retry is not None)
+                        and not self._backlog_full()
+                        and self._storage_down_since is None
+                    )
+                )
+                wait_ms = 0 if busy else POLL_MS
+                if self._dirty:  # a publish held back by PUBLISH_EVERY_S is due then
+                    wait_ms = min(wait_ms, max(0, int(1e3 * (self._next_publish - time.monotonic())) + 1))
+                events = dict(poller.poll(wait_ms))
                 if self.wake in events:
                     self._drain(self.wake, lambda frames: None)
+                # Requests first and again between the slices of other work, so a flood of news (or of results)
+                # delays a signal by one slice at most.
+                self._drain(self.router, self._on_request)
                 self._take_intake()
                 self._apply_results()
-                if self.router in events:
-                    self._drain(self.router, self._on_request)
+                self._drain(self.router, self._on_request)
                 # A full backlog leaves intake in ZeroMQ's queue (its high-water mark then holds the feed back).
-                if self.pull is not None and self.pull in events and not self._backlog_full():
-                    self._drain(self.pull, self._on_intake)
+                if self.pull is not None and self._drain(
+                    self.pull, self._on_intake, INTAKE_PER_TURN, self._backlog_full
+                ):
                     self._group_commit()
                 self._publish_some()
                 self._housekeeping()
@@ -444,14 +486,47 @@ class BridgeServer:
         self._last_tick = now
         if self.pub is not None:
             self._publish_changes(direction_only=True)
-        if now - self._last_prune >= PRUNE_S:
+        # A fast feed can fill the journal between two prunes: reaching the compaction size prunes at once.
+        if now - self._last_prune >= PRUNE_S or self._journal_bytes() >= self._compact_at():
             self._last_prune = now
-            cutoff = pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=self.config.ttl) - PRUNE_MARGIN
-            dropped = self.state.prune(cutoff)
-            if dropped:
-                log.info(
-                    "old news forgotten", extra={"fields": {"items": dropped, "before": cutoff.isoformat()}}
-                )
+            self._forget_old_news()
+
+    def _journal_bytes(self) -> int:
+        return self.journal.size() if self.journal is not None else 0
+
+    def _compact_at(self) -> int:
+        """The journal size at which it is next compacted: twice its live part, and at least COMPACT_MIN_BYTES."""
+        return max(COMPACT_MIN_BYTES, COMPACT_RATIO * self._live_journal_bytes)
+
+    def _forget_old_news(self) -> None:
+        """Live mode: drop analysed items too old to count, then compact the journal if most of it is now dead."""
+        cutoff = pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=self.config.ttl) - PRUNE_MARGIN
+        dropped = self.state.prune(cutoff)
+        if dropped:
+            log.info("old news forgotten", extra={"fields": {"items": dropped, "before": cutoff.isoformat()}})
+        if self.journal is None:
+            return
+        before = self.journal.size()
+        if before < self._compact_at():
+            return
+        t0 = time.monotonic()
+        try:
+            self.journal.compact(list(self.state.items.values()), self.state.analyses)
+        except StorageError as exc:  # the old journal stays in use, whole; tried again at the next prune
+            log.error("journal compaction failed", extra={"fields": {"error": str(exc)}})
+            return
+        self._live_journal_bytes = self.journal.size()
+        log.info(
+            "journal compacted",
+            extra={
+                "fields": {
+                    "bytes_before": before,
+                    "bytes_after": self._live_journal_bytes,
+                    "items": len(self.state.items),
+                    "ms": round(1e3 * (time.monotonic() - t0), 1),
+                }
+            },
+        )
 
     def start(self) -> threading.Thread:
         """Bind and serve in a background thread (tests, benchmarks); ``stop()`` ends it."""
@@ -496,13 +571,18 @@ class BridgeServer:
                 continue
         return False
 
-    def _drain(self, sock: zmq.Socket, handle) -> None:
-        for _ in range(MAX_DRAIN):
+    def _drain(self, sock: zmq.Socket, handle, limit: int = MAX_DRAIN, full=lambda: False) -> int:
+        """Handle up to ``limit`` waiting messages, fewer when ``full()`` says to stop (what is left stays in ZeroMQ's
+        queue); returns how many were handled."""
+        for n in range(limit):
+            if full():
+                return n
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                return n
             handle(frames)
+        return limit
 
     # -- requests ----------------------------------------------------------------------------------------------
 
@@ -616,24 +696,29 @@ class BridgeServer:
             second = int(time.time())
         return self._target_reply(symbol, second, msg["id"], pair)
 
-    def _target_reply(self, symbol: str, second: int, rid: str, pair: str | None = None) -> bytes:
-        """The encoded ``target`` reply; the fields' JSON is cached per symbol, second and state version, because
-        every chart of every EA asks each timer tick and only the ``id`` differs between their replies. ``pair``
-        (``EURUSD``), when the request named the symbol's currencies, is what the policy is asked about."""
+    def _target(self, symbol: str, second: int, pair: str | None = None) -> tuple[Target, bytes]:
+        """The target for ``symbol`` as of ``second`` and its reply fields' JSON, cached per symbol and second until
+        news moving its pair lands: every chart of every EA asks each timer tick, the publisher re-checks after each
+        analysis, and one computation serves them all. ``pair`` (``EURUSD``), when the request named the symbol's
+        currencies, is what the policy is asked about."""
         key = (symbol, pair, second)
         hit = self._reply_cache.get(key)
-        if hit is None or hit[0] != self.state.version:
+        stamp = self.state.stamp(pair or symbol)
+        if hit is None or hit[0] != stamp:
             tgt = self.state.target(pair or symbol, pd.Timestamp(second * 1_000_000_000, tz="UTC"))
-            fields = P.target_fields(tgt)
-            fields["symbol"] = symbol  # the reply names the symbol as the EA asked
-            body = P.encode(fields)
+            tgt = dataclasses.replace(tgt, symbol=symbol)  # the reply names the symbol as the EA asked
             if len(self._reply_cache) >= REPLY_CACHE:
                 self._reply_cache.clear()  # bounded; refilled within a second by the symbols actually asked
-            hit = (self.state.version, body)
+            hit = (stamp, tgt, P.encode(P.target_fields(tgt)))
             self._reply_cache[key] = hit
+        return hit[1], hit[2]
+
+    def _target_reply(self, symbol: str, second: int, rid: str, pair: str | None = None) -> bytes:
+        """The encoded ``target`` reply to request ``rid``."""
+        _, body = self._target(symbol, second, pair)
         # Byte for byte what P.encode(P.reply(TARGET, rid, **fields)) gives, without re-serialising the fields.
         head = b'{"v":%d,"type":"target","id":' % P.PROTOCOL_VERSION
-        return head + json.dumps(rid, ensure_ascii=False).encode() + b"," + hit[1][1:]
+        return head + json.dumps(rid, ensure_ascii=False).encode() + b"," + body[1:]
 
     def _news_item(self, msg: dict) -> NewsItem:
         cur = msg.get("currency")
@@ -683,7 +768,9 @@ class BridgeServer:
     def _take_intake(self) -> None:
         """Accept what the follower handed over; an item the journal or the backlog refuses waits for a retry."""
         taken = 0
-        while not self._backlog_full():
+        for _ in range(INTAKE_PER_TURN):  # the rest next turn: requests are looked at in between
+            if self._backlog_full():
+                break
             item, self._intake_retry = self._intake_retry, None
             if item is None:
                 try:
@@ -820,27 +907,29 @@ class BridgeServer:
         finally:
             wake.close(0)
 
-    def _apply_results(self) -> None:
-        changed = False
-        while True:
+    def _apply_results(self, limit: int = APPLY_PER_TURN) -> None:
+        """Journal and apply up to ``limit`` finished analyses; the rest wait for the next loop turn."""
+        while len(self._analysed) < limit:
             try:
-                pairs = self._results.get_nowait()
+                self._analysed.extend(self._results.get_nowait())
             except queue.Empty:
                 break
-            for item, analysis in pairs:
-                if self.state.items.get(item.id) != item:
-                    continue  # an earlier version of a revised item (its new version is queued), or pruned
-                if self.journal is not None:
-                    try:
-                        self.journal.append_analysis(item.id, analysis)
-                    except StorageError as exc:  # not fatal: an analysis missing from the journal is redone
-                        self._storage_failed(exc)
-                self.state.add_analysis(item.id, analysis)
-                self._pending_times.pop(item.id, None)
-                self.stats.news_analysed += 1
-                self.stats.analysis_fallbacks += int(analysis.fallback)
-                self.monitor.analysed(item, analysis)
-                changed = True
+        changed = False
+        for _ in range(min(limit, len(self._analysed))):
+            item, analysis = self._analysed.popleft()
+            if self.state.items.get(item.id) != item:
+                continue  # an earlier version of a revised item (its new version is queued), or pruned
+            if self.journal is not None:
+                try:
+                    self.journal.append_analysis(item.id, analysis)
+                except StorageError as exc:  # not fatal: an analysis missing from the journal is redone
+                    self._storage_failed(exc)
+            self.state.add_analysis(item.id, analysis)
+            self._pending_times.pop(item.id, None)
+            self.stats.news_analysed += 1
+            self.stats.analysis_fallbacks += int(analysis.fallback)
+            self.monitor.analysed(item, analysis)
+            changed = True
         if not changed:
             return
         if self._deferred:
@@ -858,8 +947,10 @@ class BridgeServer:
     def _publish_some(self) -> None:
         """Re-check up to ``PUBLISH_PER_LOOP`` watched symbols after an analysis, so that however many symbols are
         watched a request never waits for more than a few target computations."""
-        if not self._dirty:
+        now = time.monotonic()
+        if not self._dirty or now < self._next_publish:
             return
+        self._next_publish = now + PUBLISH_EVERY_S
         batch, self._dirty = self._dirty[:PUBLISH_PER_LOOP], self._dirty[PUBLISH_PER_LOOP:]
         self._publish_changes(symbols=batch)
 
@@ -874,9 +965,9 @@ class BridgeServer:
     def _publish_changes(self, direction_only: bool = False, symbols: Iterable[str] | None = None) -> None:
         """Publish the target of every watched symbol (or of ``symbols``) whose target changed since it was last
         published (only its direction when ``direction_only``: decay alone moves the strength every second)."""
-        now = pd.Timestamp.now(tz="UTC")
+        now = int(time.time())
         for symbol in sorted(self._watched) if symbols is None else symbols:
-            tgt = self.state.target(symbol, now)
+            tgt, _ = self._target(symbol, now)
             key = (tgt.direction, round(tgt.strength, 6))
             last = self._published.get(symbol)
             if last == key or (direction_only and (last is None or last[0] == key[0])):
@@ -936,8 +1027,9 @@ class BridgeServer:
                 "deferred": [len(self._deferred), MAX_DEFERRED],
                 "reply_cache": [len(self._reply_cache), REPLY_CACHE],
                 "effects_cache": [len(self.state._effects), self.state._effects.limit],
-                "target_cache": [len(self.state._targets), self.state._targets.limit],
                 "log_queue": [logqueue.size(), logqueue.LOG_QUEUE],
+                # bytes now, and the size at which the next compaction rewrites it (live mode)
+                "journal_bytes": [self._journal_bytes(), self._compact_at()],
             },
             # ZeroMQ's queues, whose use the server cannot read: replies per peer, intake messages
             "hwm": {"reply": REPLY_HWM, "intake": INTAKE_HWM},

@@ -1,21 +1,26 @@
 """The server's news state: accepted items, their analyses, and the policy target per symbol as of any time.
 
-The target comes from ``bridge.policy`` (``effects_frame`` + ``target_for``), the same pure functions the backtester
-runs, so a reply as of time ``t`` uses only news published at or before ``t``. This module only adds state: the
-items, which of them are analysed, and caches (the effects frame per currency pair, invalidated when an analysis
-lands). Every cache is a bounded LRU keyed by the canonical pair (``EURUSD`` for ``m.EURUSD`` and ``EURUSD.pro``
-alike), so a stream of invented symbol names cannot grow memory.
+The target comes from ``bridge.policy`` (``effect_on`` + ``target_from_events``), the same pure functions the
+backtester runs, so a reply as of time ``t`` uses only news published at or before ``t``. This module only adds state:
+the items, which of them are analysed, and per currency pair the time-sorted effects of the analysed items
+(``PairEffects``). Those are built once when a pair is first asked about and then kept up to date as each analysis
+lands, revision drops or prune forgets: an analysis costs one insertion per cached pair and a ``signal`` only reads the
+events inside the TTL window, so neither slows down as news piles up (an intake flood cannot make replies slow). The
+cache is a bounded LRU keyed by the canonical pair (``EURUSD`` for ``m.EURUSD`` and ``EURUSD.pro`` alike), so a stream
+of invented symbol names cannot grow memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections import OrderedDict
 from typing import Generic, TypeVar
 
+import numpy as np
 import pandas as pd
 
-from bridge.policy import PolicyConfig, effects_frame, target_for
+from bridge.policy import PolicyConfig, effect_on, news_currency, target_from_events
 from bridge.schema import Schema, load_schema
 from bridge.symbols import split_symbol
 from bridge.types import Analysis, NewsItem, Target
@@ -23,9 +28,8 @@ from bridge.types import Analysis, NewsItem, Target
 K = TypeVar("K")
 V = TypeVar("V")
 
-# pairs whose effects frame is kept (33 known codes make ~1,000 pairs; few are traded)
-MAX_EFFECT_FRAMES = 256
-MAX_TARGETS = 4096  # (pair, second) answers kept
+# pairs whose effects are kept up to date (33 known codes make ~1,000 pairs; few are traded)
+MAX_EFFECT_PAIRS = 256
 
 
 class LRU(Generic[K, V]):
@@ -49,6 +53,9 @@ class LRU(Generic[K, V]):
             self._d.popitem(last=False)
             self.evicted += 1
 
+    def items(self):
+        return self._d.items()
+
     def __len__(self) -> int:
         return len(self._d)
 
@@ -63,6 +70,81 @@ def pair_of(symbol: str) -> str:
     return "".join(split_symbol(symbol))
 
 
+# Change stamps of PairEffects: unique over the process, so a pair evicted and rebuilt never reuses a stamp a cached
+# reply was keyed by.
+_stamps = itertools.count(1)
+
+
+class PairEffects:
+    """The non-zero effects of analysed items on one pair, sorted by time and, at equal times, by the order their
+    analyses landed; updated in place.
+
+    Times and effects live in numpy arrays that grow by doubling, so a new item (nearly always the newest) is an
+    append and a target reads a view, never a copy. ``stamp`` changes whenever an event is added or removed: a reply
+    cached under it is still right.
+    """
+
+    def __init__(self):
+        self._times = np.empty(64, np.int64)
+        self._effects = np.empty(64, np.float64)
+        self.ids: list[str] = []
+        self.headlines: list[str] = []
+        self.stamp = next(_stamps)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def times(self) -> np.ndarray:
+        return self._times[: len(self)]
+
+    @property
+    def effects(self) -> np.ndarray:
+        return self._effects[: len(self)]
+
+    @classmethod
+    def build(cls, rows: list[tuple[int, float, str, str]]) -> PairEffects:
+        """From (time ns, effect, id, headline) rows in the order their analyses landed: one stable sort."""
+        out = cls()
+        if rows:
+            order = np.argsort(np.array([r[0] for r in rows], np.int64), kind="stable")
+            rows = [rows[k] for k in order]
+            out._times = np.array([r[0] for r in rows], np.int64)
+            out._effects = np.array([r[1] for r in rows], np.float64)
+            out.ids = [r[2] for r in rows]
+            out.headlines = [r[3] for r in rows]
+        return out
+
+    def add(self, time_ns: int, effect: float, news_id: str, headline: str) -> None:
+        """Add the newest analysis's effect: after every event at the same time or earlier."""
+        n = len(self)
+        if n == len(self._times):
+            self._times = np.resize(self._times, 2 * n)
+            self._effects = np.resize(self._effects, 2 * n)
+        at = (
+            n
+            if n == 0 or self._times[n - 1] <= time_ns
+            else int(np.searchsorted(self.times, time_ns, "right"))
+        )
+        self._times[at + 1 : n + 1] = self._times[at:n]  # numpy copies overlapping slices safely
+        self._effects[at + 1 : n + 1] = self._effects[at:n]
+        self._times[at], self._effects[at] = time_ns, effect
+        self.ids.insert(at, news_id)
+        self.headlines.insert(at, headline)
+        self.stamp = next(_stamps)
+
+    def remove(self, news_ids: set[str]) -> None:
+        keep = [k for k, i in enumerate(self.ids) if i not in news_ids]
+        if len(keep) == len(self):
+            return
+        n = len(keep)
+        self._times[:n] = self._times[keep]
+        self._effects[:n] = self._effects[keep]
+        self.ids = [self.ids[k] for k in keep]
+        self.headlines = [self.headlines[k] for k in keep]
+        self.stamp = next(_stamps)
+
+
 class NewsState:
     """Accepted news items and their analyses; ``target(symbol, now)`` answers as of ``now``."""
 
@@ -70,22 +152,17 @@ class NewsState:
         self.config = config or PolicyConfig()
         self.schema = schema or load_schema()
         self.items: dict[str, NewsItem] = {}
-        # every id ever accepted, pruned ones included: duplicates stay duplicates
-        self._ids: set[str] = set()
         self.analyses: dict[str, Analysis] = {}
-        self.version = 0  # bumped on every new analysis; caches keyed by it
-        self._effects: LRU[str, tuple[int, pd.DataFrame]] = LRU(MAX_EFFECT_FRAMES)
-        self._targets: LRU[tuple[str, int], tuple[int, Target]] = LRU(MAX_TARGETS)
+        self._effects: LRU[str, PairEffects] = LRU(MAX_EFFECT_PAIRS)
         self.revisions = 0
 
     def __contains__(self, news_id: str) -> bool:
-        return news_id in self._ids
+        return news_id in self.items
 
     def add_item(self, item: NewsItem) -> bool:
-        """Accept an item; False (and nothing changes) when an item with the same id was ever accepted."""
-        if item.id in self._ids:
+        """Accept an item; False (and nothing changes) when an item with the same id is held."""
+        if item.id in self.items:
             return False
-        self._ids.add(item.id)
         self.items[item.id] = item
         return True
 
@@ -97,60 +174,71 @@ class NewsState:
             return False
         self.items[item.id] = item
         if self.analyses.pop(item.id, None) is not None:
-            self.version += 1
+            self._forget_effects([item.id])
         self.revisions += 1
         return True
 
     def prune(self, before: pd.Timestamp) -> int:
         """Forget analysed items published before ``before`` (live mode: they are past the TTL and cannot count).
 
-        Their ids are kept, so a late copy is still a duplicate. Items waiting for analysis are kept. Returns how
-        many items were dropped.
+        Their ids go too, so memory is bounded by the news of one TTL however long the server runs: a copy that
+        arrives later is accepted again, and being older than the TTL it cannot move a target. Items waiting for
+        analysis are kept. Returns how many items were dropped.
         """
         old = [i for i, it in self.items.items() if it.time < before and i in self.analyses]
         for i in old:
             del self.items[i]
             del self.analyses[i]
-        if old:
-            self.version += 1
+        self._forget_effects(old)
         return len(old)
 
     def add_analysis(self, news_id: str, analysis: Analysis) -> None:
-        """Attach the analysis of an accepted item; the targets it may change are recomputed on demand."""
-        if news_id not in self.items:
+        """Attach the analysis of an accepted item and add its effect to every pair being followed."""
+        item = self.items.get(news_id)
+        if item is None:
             raise KeyError(f"analysis for unknown news id {news_id}")
-        self.analyses[news_id] = analysis
-        self.version += 1
+        if self.analyses.pop(news_id, None) is not None:
+            self._forget_effects([news_id])
+        self.analyses[news_id] = analysis  # last in the dict: the order effects keep at equal times
+        for pair, effects in self._effects.items():
+            e = self._effect(pair, item, analysis)
+            if e != 0.0:
+                effects.add(item.time.value, e, item.id, item.headline)
 
     def pending(self) -> list[NewsItem]:
         """Accepted items still waiting for their analysis, oldest first."""
         return sorted((it for i, it in self.items.items() if i not in self.analyses), key=lambda it: it.time)
 
-    def effects(self, symbol: str) -> pd.DataFrame:
-        """The policy's effects frame for ``symbol``'s pair over all analysed items (cached until the next analysis)."""
+    def effects(self, symbol: str) -> PairEffects:
+        """The effects on ``symbol``'s pair of all analysed items (built on first use, then kept up to date)."""
         pair = pair_of(symbol)
-        cached = self._effects.get(pair)
-        if cached is not None and cached[0] == self.version:
-            return cached[1]
-        pairs = ((self.items[i], a) for i, a in self.analyses.items())
-        frame = effects_frame(pair, pairs, self.config, self.schema)
-        self._effects.put(pair, (self.version, frame))
-        return frame
+        effects = self._effects.get(pair)
+        if effects is None:
+            rows = []
+            for news_id, analysis in self.analyses.items():
+                item = self.items[news_id]
+                e = self._effect(pair, item, analysis)
+                if e != 0.0:
+                    rows.append((item.time.value, e, item.id, item.headline))
+            effects = PairEffects.build(rows)
+            self._effects.put(pair, effects)
+        return effects
+
+    def stamp(self, symbol: str) -> int:
+        """Changes whenever ``symbol``'s target may have, other than by the passing of time."""
+        return self.effects(symbol).stamp
 
     def target(self, symbol: str, now: pd.Timestamp) -> Target:
-        """The policy target for ``symbol`` as of ``now`` (UTC); raises ValueError for a symbol that is not a pair.
+        """The policy target for ``symbol`` as of ``now`` (UTC); raises ValueError for a symbol that is not a pair."""
+        e = self.effects(symbol)
+        tgt = target_from_events(pair_of(symbol), now, e.times, e.effects, e.ids, e.headlines, self.config)
+        return dataclasses.replace(tgt, symbol=symbol)
 
-        Answers for the same symbol, state and second are served from a cache: a live EA asks every timer tick, and
-        the decayed sum changes meaningfully only over minutes.
-        """
-        pair = pair_of(symbol)
-        now = pd.Timestamp(now)
-        second = int(now.value // 1_000_000_000)
-        key = (pair, second)
-        hit = self._targets.get(key)
-        if hit is None or hit[0] != self.version:
-            tgt = target_for(pair, pd.Timestamp(second, unit="s", tz="UTC"), self.effects(pair), self.config)
-            hit = (self.version, tgt)
-            self._targets.put(key, hit)
-        tgt = hit[1]
-        return tgt if tgt.symbol == symbol else dataclasses.replace(tgt, symbol=symbol)
+    def _effect(self, pair: str, item: NewsItem, analysis: Analysis) -> float:
+        return effect_on(pair, news_currency(item, analysis, self.schema), analysis, self.config)
+
+    def _forget_effects(self, news_ids: list[str]) -> None:
+        if news_ids:
+            gone = set(news_ids)
+            for _, effects in self._effects.items():
+                effects.remove(gone)
