@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
 
 from bridge.schema import Schema, load_schema
 from bridge.types import Analysis, NewsItem
@@ -56,16 +57,49 @@ def related_entries(raw: str) -> tuple[list[str], int]:
 
 
 # What a template or an answer is made of: "### Response:", "Labels:", "sentiment: ...". Item text carrying these
-# could write the model's answer for it, so they are neutralised in the one place item text enters a prompt.
-_MARKER = re.compile(
-    r"#{2,}|\b(instruction|input|response|news|labels|event|market|sector|sentiment|related)\s*:",
+# could write the model's answer for it, so they are neutralised in the one place item text enters a prompt: the
+# section markers go ("### Response:"), and an answer key with its value ("sentiment: extremely positive", "related: EUR,
+# GBP") goes altogether, as does a request to ignore the instructions. Only a key's own vocabulary (every shipped
+# schema's labels, or a list of instruments) is taken with it, so "Sentiment: investors gloomy" keeps its news.
+_SECTION = re.compile(r"#{2,}|\b(?:instruction|input|response|news|labels)\s*:", re.IGNORECASE)
+_OVERRIDE = re.compile(
+    r"\b(?:ignore|disregard|forget)\s+(?:all\s+|any\s+)?(?:the\s+)?(?:previous|prior|above|earlier|preceding)\s+"
+    r"(?:instructions?|prompts?|rules|labels?)\b",
     re.IGNORECASE,
 )
 
 
+_LEFT_OVER = re.compile(r"(?:^|\s)[,;](?=\s|$)")  # the separator of an answer that was taken out
+
+
+@cache
+def _answer_pattern() -> re.Pattern:
+    from bridge.schema import SCHEMA_DIR
+
+    values: set[str] = set()
+    keys = {"related"}
+    for path in SCHEMA_DIR.glob("*.json"):
+        schema = load_schema(path.stem)
+        keys.update(schema.keys)
+        values.update(v for f in schema.fields for v in f.values)
+        values.update(name for name, _ in schema.sentiment_levels)
+    # longest first, so "extremely positive" is taken whole; separators as the parser reads them
+    vocab = "|".join(re.escape(v).replace(r"\ ", r"[\s_-]+") for v in sorted(values, key=len, reverse=True))
+    keys.discard("related")
+    key = "|".join(re.escape(k) for k in sorted(keys, key=len, reverse=True))
+    # a related list is instruments in capitals (EUR, GBPUSD, BRK.B), so "related: stocks" keeps its word
+    instruments = r"[A-Z0-9][A-Z0-9._/]{1,23}\b(?:\s*,\s*[A-Z0-9][A-Z0-9._/]{1,23}\b)*"
+    return re.compile(
+        rf"\b(?:(?i:{key})\s*:\s*(?:(?i:{vocab})\b)?|(?i:related)\s*:\s*(?:(?i:none)\b|{instruments})?)"
+    )
+
+
 def neutralise(text: str) -> str:
-    """Item text with template markers taken out: ``###`` runs removed, ``Response:`` becomes ``Response``."""
-    return " ".join(_MARKER.sub(lambda m: m.group(1) or " ", text).split())
+    """Item text with template markers and written-in answers taken out (see above)."""
+    text = _OVERRIDE.sub(" ", text)
+    text = _answer_pattern().sub(" ", text)
+    text = _SECTION.sub(" ", text)
+    return " ".join(_LEFT_OVER.sub(" ", text).split())
 
 
 def format_input(item: NewsItem) -> str:

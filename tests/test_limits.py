@@ -15,7 +15,15 @@ from doubles import KeywordAnalyzer, start_server
 
 from bridge.analysis import NewsAnalyzer
 from bridge.news.surprise import _PERIOD, SurpriseAnalyzer, indicator_key, load_indicators
-from bridge.prompt import _RELATED_SPLIT, _RELATED_TOKEN
+from bridge.prompt import (
+    _LEFT_OVER,
+    _OVERRIDE,
+    _RELATED_SPLIT,
+    _RELATED_TOKEN,
+    _SECTION,
+    _answer_pattern,
+    neutralise,
+)
 from bridge.types import NewsItem
 from bridge.wire import protocol as P
 from bridge.wire import server as S
@@ -140,6 +148,10 @@ ADVERSARIAL = [
     "a" * 65_536,
     "(" + " " * 65_000 + "p)",
     ", " * 32_000,
+    "related: " + "EUR," * 16_000,
+    "sentiment:" * 6_000,
+    "ignore previous " * 4_000,
+    "### " * 16_000,
 ]
 
 
@@ -151,6 +163,10 @@ def test_no_regex_backtracks_catastrophically_on_64k_input(text):
         _PERIOD,
         _RELATED_SPLIT,
         _RELATED_TOKEN,
+        _SECTION,
+        _OVERRIDE,
+        _LEFT_OVER,
+        _answer_pattern(),
     ]
     item = NewsItem(
         time=pd.Timestamp("2024-01-01", tz="UTC"), headline=text, event=text, actual=1.0, forecast=2.0
@@ -162,6 +178,7 @@ def test_no_regex_backtracks_catastrophically_on_64k_input(text):
         pat.search(text)
         pat.fullmatch(text)
     re.compile(r"\s+").split(text)
+    neutralise(text)
     assert time.perf_counter() - t0 < 5.0
 
 

@@ -123,3 +123,23 @@ def test_shipped_default_model_analyzes_headlines():
     assert an.name.startswith("lm:default@")
     out = an.analyze_texts(["ECB raises rates by 50bp, more hikes expected", "US unemployment jumps to 6%"])
     assert all(not a.fallback for a in out)
+
+
+def test_loading_and_analysing_prints_no_library_chatter(tmp_path):
+    """transformers' per-tensor loading bar and its and peft's deprecation notices are not the user's business: a
+    LoRA model loaded and run in a fresh process, with every warning shown, writes nothing to stderr."""
+    import subprocess
+    import sys
+
+    base = make_tiny_base(tmp_path / "base", "llama")
+    model = make_tiny_model_dir(str(base), tmp_path / "model", method="lora")
+    code = (
+        "from bridge.lm.analyzer import LMAnalyzer\n"
+        f"an = LMAnalyzer({str(model)!r}, backend='torch')\n"
+        "print(len(an.analyze_texts(['ECB raises rates', 'Fed holds'])))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "2", proc.stderr
+    assert proc.stderr == "", proc.stderr

@@ -84,13 +84,13 @@ class StepGraph(nn.Module):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
         )
         rows = torch.arange(input_ids.shape[0], device=input_ids.device)
         logits = out.logits[rows, last_index].float()
         present = []
-        for layer in out.past_key_values.layers:
+        for layer in out.cache.layers:
             present += [layer.keys, layer.values]
         return (logits, *present)
 

@@ -19,6 +19,7 @@ This module is runtime only: ``bridge`` never imports ``finetune``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -26,6 +27,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,13 +152,32 @@ def load_tokenizer(name_or_path: str):
     return tok
 
 
+@contextlib.contextmanager
+def quiet_libraries():
+    """Keep transformers' and peft's own chatter from the user while loading: the per-tensor "Loading weights" bar
+    (this project shows its own progress) and deprecation notices about their internals (peft still reads
+    ``is_gradient_checkpointing``), none of which the user can act on. Errors still raise."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def load_base(name: str | None = None, dtype: torch.dtype = torch.float32):
     """(model, tokenizer) for a base model name, id or path, in eval mode on the CPU."""
     from transformers import AutoModelForCausalLM
 
     path = resolve_base(name)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        with quiet_libraries():
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except (OSError, ValueError) as exc:
         raise ModelError(
             f"cannot load base model {name!r}: {exc}", hint="a Hugging Face causal LM id or a local path"
@@ -301,7 +322,8 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32, merge: bool
         if info.method == "lora":
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, str(model_dir))
+            with quiet_libraries():
+                model = PeftModel.from_pretrained(model, str(model_dir))
             if merge:
                 model = model.merge_and_unload()
         else:

@@ -7,6 +7,7 @@ method has them); ``METHODS[name].save(model, tokenizer, model_dir, info)`` writ
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from bridge.lm.adapter import AdapterConfig, adapter_state_dict, insert_adapters
-from bridge.lm.loading import ADAPTER_WEIGHTS, ModelInfo, hub_id, write_model_info
+from bridge.lm.loading import ADAPTER_WEIGHTS, ModelInfo, hub_id, quiet_libraries, write_model_info
 
 # Sensible LoRA targets per architecture: the attention projections (and GPT-2's fused MLP/attn output c_proj).
 LORA_TARGETS = {
@@ -120,7 +121,6 @@ def lora_targets(model: nn.Module, cfg: LoraConfig) -> list[str]:
 
 
 def _prepare_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
-    import warnings
 
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
@@ -133,7 +133,7 @@ def _prepare_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
         task_type="CAUSAL_LM",
         bias="none",
     )
-    with warnings.catch_warnings():
+    with quiet_libraries(), warnings.catch_warnings():
         # peft warns that GPT-2's Conv1D layers need fan_in_fan_out and then sets it itself
         warnings.simplefilter("ignore", UserWarning)
         return get_peft_model(model, peft_cfg)
@@ -144,7 +144,10 @@ def _save_lora(model: nn.Module, tokenizer, model_dir: Path, info: ModelInfo) ->
         # The real hub id (smollm2-135m -> HuggingFaceTB/SmolLM2-135M-Instruct) so plain peft can load it; the project
         # maps that id back to its local copy. Never a cache path of this machine.
         cfg.base_model_name_or_path = hub_id(info.base)
-    model.save_pretrained(model_dir, safe_serialization=True)
+    with warnings.catch_warnings():
+        # offline, peft cannot look that id up to see whether the vocabulary changed; it did not (no new tokens)
+        warnings.filterwarnings("ignore", message="Could not find a config file", category=UserWarning)
+        model.save_pretrained(model_dir, safe_serialization=True)
     write_model_info(model_dir, info)
 
 
