@@ -145,15 +145,18 @@ def build_analyzer(
     history: Iterable[NewsItem] = (),
     missing_model_ok: bool = False,
     cache=None,
+    live: bool = False,
 ) -> tuple[NewsAnalyzer, str | None]:
     """The analyzer for ``--model``/``--backend``, its surprise rule primed with ``history``; and a note or None.
 
-    ``model=None`` is the shipped model; ``cache`` keeps the model's analyses (see ``NewsAnalyzer``). If it is not installed, ``missing_model_ok`` serves calendar items only
-    (the note says so); otherwise that is a ``ModelError`` with the way out.
+    ``model=None`` is the shipped model; ``cache`` keeps the model's analyses (see ``NewsAnalyzer``). If it is not
+    installed, ``missing_model_ok`` serves calendar items only (the note says so); otherwise that is a ``ModelError``
+    with the way out. ``live`` bounds the surprise rule's memory (``SurpriseAnalyzer(bounded=True)``).
     """
     from bridge.news.surprise import SurpriseAnalyzer
 
-    calendar = SurpriseAnalyzer(history=history)
+    # live (the server): the surprise rule keeps a bounded history, as an uptime of months must not grow memory
+    calendar = SurpriseAnalyzer(history=history, bounded=live)
     if model is not None and model.lower() == NO_MODEL:
         return NewsAnalyzer(None, calendar, cache=cache), None
     from bridge.lm.analyzer import load_analyzer

@@ -254,7 +254,8 @@ def build_server(args: argparse.Namespace, analyzer=None, calendar_analyzer=None
         raise UserError("use either --replay (historical, request clock) or --news (live), not both")
     if analyzer is None:
         model = NO_MODEL if args.analyzer == "surprise" else args.model
-        analyzer, _ = build_analyzer(model, args.backend)
+        # Live, the surprise rule forgets old history as it goes; a replay analyses old items and keeps it all.
+        analyzer, _ = build_analyzer(model, args.backend, live=not args.replay)
     journal = args.journal
     if journal is None:
         journal = None if args.replay else DEFAULT_JOURNAL

@@ -277,3 +277,50 @@ def test_causal_scale_on_a_real_year(shared_data):
     assert scales[:3] == [None, None, None] and all(s and s > 0 for s in scales[4:])
     levels = [a.sentiment for a in analyzer.analyze(nfp)]
     assert all((lv > 0) == (it.actual > it.forecast) for lv, it in zip(levels, nfp, strict=True) if lv)
+
+
+def _releases(n: int, event: str = "Initial Jobless Claims", start: str = "2010-01-07") -> list[NewsItem]:
+    """Weekly releases whose surprise grows, so the median of any window says which releases it holds."""
+    t0 = pd.Timestamp(start, tz="UTC")
+    return [
+        NewsItem(
+            time=t0 + pd.Timedelta(weeks=k),
+            headline=f"USD {event}",
+            event=event,
+            currency="USD",
+            actual=float(200 + k % 7 + k / 10),
+            forecast=200.0,
+        )  # fmt: skip
+        for k in range(n)
+    ]
+
+
+def test_the_typical_surprise_is_the_median_of_the_last_releases_before_the_item(monkeypatch):
+    from bridge.news import surprise as mod
+
+    monkeypatch.setattr(mod, "RECENT", 5)
+    items = _releases(40)
+    full = SurpriseAnalyzer(history=items)
+    last_five = sorted(size for _, _, size in mod._surprises(items[25:30]))
+    assert full.scale_for(items[30]) == pytest.approx(last_five[2])  # releases 25..29, not 0..29
+    assert full.scale_for(items[2]) is None  # fewer than MIN_HISTORY before it
+
+
+def test_live_history_is_bounded_and_gives_new_releases_the_backtests_scale(monkeypatch):
+    """An uptime of months, or a feed inventing event names, must not grow the surprise rule's memory; a release that
+    arrives after its history still gets exactly the scale the backtester (whole history) gives it."""
+    from bridge.news import surprise as mod
+
+    monkeypatch.setattr(mod, "RECENT", 8)
+    monkeypatch.setattr(mod, "KEEP_INDICATORS", 3)
+    items = _releases(200)
+    backtest = SurpriseAnalyzer(history=items)
+    live = SurpriseAnalyzer(bounded=True)
+    for item in items:  # the server observes each item as it is accepted, then analyses it
+        live.observe([item])
+        assert live.scale_for(item) == backtest.scale_for(item)
+    assert len(live._history["USD|initial jobless claims"]) == 16 and len(live._seen) == 16
+    for k in range(10):  # invented indicators: the least recently updated go first
+        live.observe(_releases(2, event=f"Invented Index {k}"))
+    assert len(live._history) == 3 and len(live._seen) <= 3 * 16
+    assert "USD|initial jobless claims" not in live._history

@@ -31,6 +31,7 @@ import math
 import re
 import threading
 from bisect import bisect_left, bisect_right
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -155,6 +156,12 @@ def expected_value(item: NewsItem) -> tuple[float | None, bool]:
 
 
 MIN_HISTORY = 3  # fewer nonzero surprises than this say nothing about what is usual for an indicator
+# The typical surprise of a release is the median of its indicator's last RECENT releases before it (20 years of a
+# monthly figure, 5 of a weekly one): what is usual now, and a bounded cost per analysis whatever the history.
+RECENT = 250
+# bounded=True (the live server): indicators whose history is kept, the least recently updated forgotten first, so a
+# feed inventing event names cannot grow memory; each keeps only its last RECENT releases
+KEEP_INDICATORS = 5_000
 
 
 def _surprises(items: Iterable[NewsItem]) -> Iterator[tuple[str, pd.Timestamp, float]]:
@@ -258,7 +265,11 @@ class SurpriseAnalyzer:
     name = NAME
 
     def __init__(
-        self, history: Iterable[NewsItem] = (), schema: Schema | str | None = None, causal: bool = True
+        self,
+        history: Iterable[NewsItem] = (),
+        schema: Schema | str | None = None,
+        causal: bool = True,
+        bounded: bool = False,
     ):
         self.schema = load_schema(schema) if isinstance(schema, str) else (schema or load_schema())
         if "market" not in {f.name for f in self.schema.fields} or not self.schema.market_currency:
@@ -268,18 +279,19 @@ class SurpriseAnalyzer:
                 hint="use the fx_macro schema",
             )
         self.table = load_indicators()
-        self.causal = causal
+        self.causal, self.bounded = causal, bounded
         self._lock = threading.Lock()  # the server observes on its request thread and analyses on its worker
-        self._history: dict[str, list[tuple[pd.Timestamp, float]]] = {}
+        # per indicator, time-sorted: (time, surprise size, news id), and the times alone for bisecting
+        self._history: OrderedDict[str, list[tuple[pd.Timestamp, float, str]]] = OrderedDict()
         self._times: dict[str, list[pd.Timestamp]] = {}
-        self._seen: dict[str, tuple[str, pd.Timestamp, float] | None] = {}  # id -> its surprise
+        self._seen: dict[str, tuple[str, pd.Timestamp, float]] = {}  # news id -> its surprise, while in a history
         self.observe(history)
 
     @property
     def typical(self) -> dict[str, float]:
         """Median absolute surprise per indicator over the whole history (the non-causal scale)."""
         with self._lock:
-            return {k: median(s for _, s in v) for k, v in self._history.items() if len(v) >= MIN_HISTORY}
+            return {k: median(s for _, s, _ in v) for k, v in self._history.items() if len(v) >= MIN_HISTORY}
 
     def observe(self, items: Iterable[NewsItem]) -> int:
         """Add calendar items to the indicator history; returns how many surprises were added.
@@ -292,24 +304,39 @@ class SurpriseAnalyzer:
         with self._lock:
             for it in items:
                 new = next(_surprises([it]), None)
-                old = self._seen.get(it.id, False)
-                if old is not False:
-                    if old == new:
-                        continue
-                    if old is not None:
-                        self._remove(*old)
-                self._seen[it.id] = new
+                old = self._seen.get(it.id)
+                if old == new:
+                    continue  # seen with the same figures (or neither time a surprise)
+                if old is not None:
+                    self._remove(it.id, *old)
                 if new is not None:
-                    key, when, size = new
-                    pos = bisect_right(self._times.setdefault(key, []), when)
-                    self._times[key].insert(pos, when)
-                    self._history.setdefault(key, []).insert(pos, (when, size))
+                    self._add(it.id, *new)
                     added += 1
         return added
 
-    def _remove(self, key: str, when: pd.Timestamp, size: float) -> None:
+    def _add(self, news_id: str, key: str, when: pd.Timestamp, size: float) -> None:
+        self._seen[news_id] = (key, when, size)
+        times = self._times.setdefault(key, [])
+        hist = self._history.setdefault(key, [])
+        pos = bisect_right(times, when)
+        times.insert(pos, when)
+        hist.insert(pos, (when, size, news_id))
+        if not self.bounded:
+            return
+        self._history.move_to_end(key)
+        if len(hist) > 2 * RECENT:  # the last RECENT count for a new release; twice that for items still queued
+            del times[0]
+            self._seen.pop(hist.pop(0)[2], None)
+        if len(self._history) > KEEP_INDICATORS:
+            gone, entries = self._history.popitem(last=False)
+            del self._times[gone]
+            for _, _, nid in entries:
+                self._seen.pop(nid, None)
+
+    def _remove(self, news_id: str, key: str, when: pd.Timestamp, size: float) -> None:
+        del self._seen[news_id]
         hist = self._history[key]
-        i = hist.index((when, size))
+        i = hist.index((when, size, news_id))
         del hist[i]
         del self._times[key][i]
 
@@ -320,8 +347,11 @@ class SurpriseAnalyzer:
             hist = self._history.get(key)
             if not hist:
                 return None
-            n = bisect_left(self._times[key], item.time) if self.causal else len(hist)
-            return median(s for _, s in hist[:n]) if n >= MIN_HISTORY else None
+            if not self.causal:
+                return median(s for _, s, _ in hist) if len(hist) >= MIN_HISTORY else None
+            n = bisect_left(self._times[key], item.time)
+            recent = hist[max(0, n - RECENT) : n]
+            return median(s for _, s, _ in recent) if len(recent) >= MIN_HISTORY else None
 
     def analyze(self, items: Sequence[NewsItem]) -> list[Analysis]:
         """One analysis per item, in order."""
