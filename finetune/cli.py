@@ -23,3 +23,7 @@ def compare() -> int:
 
 def export() -> int:
     return run_command("finetune.export")
+
+
+def card() -> int:
+    return run_command("finetune.card")

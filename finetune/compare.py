@@ -1,16 +1,25 @@
-"""Compare full, LoRA and adapter tuning on the same data, split and seeds; write a table and plots.
+"""The tuning study: full fine-tuning, LoRA and adapters compared on the same data, run in parts and resumed.
 
-    python -m finetune.compare --model smollm2-135m --data train.jsonl --eval eval.jsonl --seeds 3 --out runs/compare
-    python -m finetune.compare --data train.jsonl --eval eval.jsonl --quick --out runs/compare_quick
+    python -m finetune.compare --data train.jsonl --eval dev.jsonl --out runs/study \
+        --bases smollm2-135m --sizes 500 2000 all --seeds 3 --seeds-at-all 1
+    python -m finetune.compare --data train.jsonl --eval dev.jsonl --out runs/study --only lora/500   # some cells
+    python -m finetune.compare --data train.jsonl --eval dev.jsonl --out runs/study --report-only     # aggregate
+    python -m finetune.compare --data train.jsonl --eval dev.jsonl --out runs/study_quick --quick
 
-Every (method, seed) trains in its own process (``python -m finetune.train``) so that each peak-memory figure
-(CUDA max allocated on a GPU, peak RSS on the CPU) belongs to one method alone; evaluation and the ONNX export of the
-first seed's model also run in their own processes. ``--quick`` is a smoke-sized run (few records, few steps, one
-seed) to check the whole pipeline in minutes; its scores mean little.
+Each cell (base, method, training size, seed) is its own run directory under ``OUT/cells/``, trained in its own
+process (``python -m finetune.train``, so each peak-memory figure belongs to one method alone) and scored by
+``finetune.evaluate``. A rerun skips a finished cell (its evaluation is there), resumes a half-trained one from its
+last checkpoint (``--resume``: an interrupted session loses at most ``--save-every`` steps) and the report aggregates
+whatever cells exist, so a study of CPU hours can be run a few cells at a time. The training size takes the first N
+records of a seeded shuffle of the training file (``finetune.train --max-train-samples``).
 
-Output in ``--out``: ``results.md``, ``results.csv``, ``results.json`` (every run's ``run.json`` and metrics, the
-configs, library versions), ``loss_curves.png``, ``score_vs_params.png``, ``score_vs_time.png``, ``peak_memory.png``,
-and one run directory per method and seed.
+Controls per base (``finetune.controls``), under ``OUT/controls/``: the majority class, the base zero-shot through the
+same constrained decoding, and a linear probe on the frozen base's last hidden state.
+
+Output in ``--out``: ``results.md`` (the table, and which differences are larger than their intervals),
+``results.csv``, ``results.json`` (every cell's run record and scores, the configs, library versions),
+``learning_curve.png``, ``score_vs_time.png``, ``peak_memory.png``, ``loss_curves.png``. ``--quick`` is a smoke-sized
+study (few records, few steps, one seed) to check the pipeline in minutes; its scores mean little.
 """
 
 from __future__ import annotations
@@ -18,9 +27,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +42,18 @@ from bridge.lm.loading import DEFAULT_BASE
 from bridge.lm.methods import METHODS
 from bridge.provenance import library_versions
 
-SCORE = "f1_sentiment_3"  # the headline score: 3-class sentiment macro-F1
-METRICS = ("f1_sentiment_3", "f1_sentiment_7", "wf1_sentiment_3", "acc_event", "acc_market", "acc_sector")
-METRICS += ("exact_match", "parse_failure_rate")
+SCORE = "wf1_sentiment_3"  # the headline score: 3-class sentiment weighted F1 (what the literature reports)
+METRICS = ("wf1_sentiment_3", "f1_sentiment_3", "f1_sentiment_7", "acc_event", "acc_market", "acc_sector")
+METRICS += ("acc_related", "exact_match", "parse_failure_rate")
 QUICK = {
-    "max_train_samples": 48,
+    "train_records": 48,
     "max_steps": 6,
     "max_eval_samples": 16,
     "eval_items": 16,
     "latency_items": 4,
+    "probe_records": 48,
 }
+CONTROLS = ("majority", "zero-shot", "linear-probe")
 
 
 def _evaluate(
@@ -70,167 +83,326 @@ def _run(cmd: list[str], log: Path) -> None:
         raise ModelError(f"step failed (exit {proc.returncode}): {' '.join(cmd[2:5])} ...\n{tail}", path=log)
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    arr = np.array([v for v in values if v is not None], dtype=float)
-    if not len(arr):
-        return float("nan"), float("nan")
-    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+# -- cells -------------------------------------------------------------------------------------------------------------
 
 
-def compare(
-    model: str,
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the study: ``size`` None is the whole training file."""
+
+    base: str
+    method: str
+    size: int | None
+    seed: int
+
+    @property
+    def name(self) -> str:
+        slug = re.sub(r"[^A-Za-z0-9.-]+", "-", self.base).strip("-")
+        return f"{slug}__{self.method}__n{self.size or 'all'}__seed{self.seed}"
+
+    @property
+    def group(self) -> tuple[str, str, int | None]:
+        return (self.base, self.method, self.size)
+
+
+def plan(bases, methods, sizes, seeds: int, seeds_at_all: int) -> list[Cell]:
+    """Every cell, small sizes first (they finish soonest and already draw a learning curve)."""
+    order = sorted(sizes, key=lambda n: float("inf") if n is None else n)
+    return [
+        Cell(base, method, size, seed)
+        for size in order
+        for base in bases
+        for method in methods
+        for seed in range(seeds_at_all if size is None else seeds)
+    ]
+
+
+def selected(cell: Cell, only: list[str]) -> bool:
+    """``--only`` patterns such as ``lora``, ``lora/500``, ``smollm2-135m/full/all``: every part must match."""
+    if not only:
+        return True
+    parts = {cell.base, cell.method, str(cell.size or "all"), f"seed{cell.seed}"}
+    return any(set(p.split("/")) <= parts for p in only)
+
+
+def cell_state(run_dir: Path) -> str:
+    """``done`` (scored), ``trained``, ``partial`` (a checkpoint to resume from) or ``new``."""
+    if (run_dir / "eval_torch.json").is_file():
+        return "done"
+    run = run_dir / "run.json"
+    result = json.loads(run.read_text()).get("result") if run.is_file() else None
+    if result is not None and result.get("complete", True):
+        return "trained"
+    if (run_dir / "checkpoints" / "last" / "trainer_state.json").is_file():
+        return "partial"
+    return "new"
+
+
+def run_cell(
+    cell: Cell, data: str, eval_data: str, out: Path, extra: list[str], eval_items, latency_items
+) -> str:
+    """Bring one cell to ``done``; returns the state it was found in."""
+    py = sys.executable
+    run_dir = out / "cells" / cell.name
+    found = cell_state(run_dir)
+    if found in ("new", "partial"):
+        if found == "new" and run_dir.exists():
+            import shutil
+
+            shutil.rmtree(run_dir)  # a run that died before its first checkpoint: nothing to keep
+        cmd = [py, "-m", "finetune.train", "--method", cell.method, "--model", cell.base, "--data", data]
+        cmd += ["--eval", eval_data, "--out", str(run_dir), "--seed", str(cell.seed), "--no-progress", *extra]
+        if cell.size is not None:
+            cmd += ["--max-train-samples", str(cell.size)]
+        if found == "partial":
+            cmd.append("--resume")
+        _run(cmd, out / "logs" / f"{cell.name}.train.log")
+    if found != "done":
+        _evaluate(
+            py, run_dir, eval_data, "torch", run_dir / "eval_torch.json", latency_items, eval_items,
+            out / "logs" / f"{cell.name}.eval.log",
+        )  # fmt: skip
+    return found
+
+
+def load_cell(cell: Cell, out: Path) -> dict | None:
+    run_dir = out / "cells" / cell.name
+    if cell_state(run_dir) != "done":
+        return None
+    ev = json.loads((run_dir / "eval_torch.json").read_text())
+    history = run_dir / "history.jsonl"
+    return {
+        "base": cell.base,
+        "method": cell.method,
+        "size": cell.size,
+        "seed": cell.seed,
+        "run": json.loads((run_dir / "run.json").read_text()),
+        "eval": ev["metrics"],
+        "intervals_95": ev.get("intervals_95", {}),
+        "history": [json.loads(x) for x in history.read_text().splitlines()] if history.is_file() else [],
+    }
+
+
+# -- controls ----------------------------------------------------------------------------------------------------------
+
+
+def run_controls(base: str, data: str, eval_data: str, out: Path, probe_records: int, eval_items) -> dict:
+    """Majority, zero-shot and linear probe for ``base``; each is computed once and kept as JSON."""
+    from bridge.schema import load_schema
+    from finetune.controls import linear_probe, majority, zero_shot_dir
+    from finetune.evaluate import gold_analyses
+    from finetune.train import read_records
+
+    folder = out / "controls" / re.sub(r"[^A-Za-z0-9.-]+", "-", base)
+    folder.mkdir(parents=True, exist_ok=True)
+    schema = load_schema()
+    train = read_records(data, schema)
+    test = read_records(eval_data, schema)[:eval_items] if eval_items else read_records(eval_data, schema)
+    train_gold, gold = gold_analyses(train, schema, data), gold_analyses(test, schema, eval_data)
+    results = {}
+    path = folder / "majority.json"
+    if not path.is_file():
+        path.write_text(json.dumps(majority(train_gold, gold, schema), indent=2))
+    results["majority"] = json.loads(path.read_text())
+    path = folder / "zero-shot.json"
+    if not path.is_file():
+        model_dir = zero_shot_dir(base, folder / "zero-shot-model", schema)
+        _evaluate(
+            sys.executable, model_dir, eval_data, "torch", path, 0, eval_items, folder / "zero-shot.log"
+        )
+    results["zero-shot"] = json.loads(path.read_text())
+    path = folder / "linear-probe.json"
+    if not path.is_file():
+        from tqdm.auto import tqdm
+
+        # the probe's training part: a seeded sample, as the cells draw theirs
+        rng = np.random.default_rng(0)
+        keep = sorted(rng.permutation(len(train))[:probe_records])
+        texts = [train[k]["input"] for k in keep]
+        with tqdm(total=len(texts) + len(test), desc=f"linear probe features ({base})", unit="item") as bar:
+            res = linear_probe(
+                base,
+                texts,
+                [train_gold[k] for k in keep],
+                [r["input"] for r in test],
+                gold,
+                schema,
+                bar.update,
+            )
+        path.write_text(json.dumps(res, indent=2))
+    results["linear-probe"] = json.loads(path.read_text())
+    return results
+
+
+# -- the study ---------------------------------------------------------------------------------------------------------
+
+
+def study(
     data: str,
     eval_data: str,
     out: Path,
+    bases: list[str],
     methods: list[str],
+    sizes: list[int | None],
     seeds: int = 3,
+    seeds_at_all: int = 1,
+    only: list[str] | None = None,
     quick: bool = False,
     train_args: list[str] | None = None,
     eval_items: int | None = None,
     latency_items: int = 8,
-    onnx: bool = True,
+    probe_records: int = 2000,
+    report_only: bool = False,
+    controls: bool = True,
 ) -> dict:
-    """Train, evaluate and export every method and seed; returns the results dict written to results.json."""
+    """Run the selected cells that are not done (unless ``report_only``), then aggregate every done cell."""
     out.mkdir(parents=True, exist_ok=True)
-    py = sys.executable
+    (out / "logs").mkdir(exist_ok=True)
     extra = list(train_args or [])
     if quick:
-        seeds = 1
+        seeds, seeds_at_all, sizes = 1, 1, [QUICK["train_records"]]
         extra += [
-            "--max-train-samples",
-            str(QUICK["max_train_samples"]),
             "--max-steps",
             str(QUICK["max_steps"]),
-        ]
-        extra += [
             "--max-eval-samples",
             str(QUICK["max_eval_samples"]),
-            "--eval-every",
-            str(QUICK["max_steps"]),
         ]
+        extra += ["--eval-every", str(QUICK["max_steps"])]
         eval_items = eval_items or QUICK["eval_items"]
         latency_items = QUICK["latency_items"]
-    runs = []
+        probe_records = QUICK["probe_records"]
+    cells = plan(bases, methods, sizes, seeds, seeds_at_all)
+    found: dict[str, str] = {}
     t_all = time.perf_counter()
-    try:
+    if not report_only:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(methods) * seeds, desc="compare", unit="run")
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        bar = None
-    for method in methods:
-        for seed in range(seeds):
-            run_dir = out / f"{method}_seed{seed}"
-            if not (run_dir / "run.json").exists() or "result" not in json.loads(
-                (run_dir / "run.json").read_text()
-            ):
-                import shutil
-
-                shutil.rmtree(run_dir, ignore_errors=True)
-                cmd = [py, "-m", "finetune.train", "--method", method, "--model", model, "--data", data]
-                cmd += [
-                    "--eval",
-                    eval_data,
-                    "--out",
-                    str(run_dir),
-                    "--seed",
-                    str(seed),
-                    "--no-progress",
-                    *extra,
-                ]
-                _run(cmd, out / f"{method}_seed{seed}.train.log")
-            run = json.loads((run_dir / "run.json").read_text())
-            ev_path = run_dir / "eval_torch.json"
-            _evaluate(
-                py,
-                run_dir,
-                eval_data,
-                "torch",
-                ev_path,
-                latency_items,
-                eval_items,
-                out / f"{method}_seed{seed}.eval.log",
-            )
-            entry = {
-                "method": method,
-                "seed": seed,
-                "run": run,
-                "eval": json.loads(ev_path.read_text())["metrics"],
-            }
-            entry["history"] = [json.loads(x) for x in (run_dir / "history.jsonl").read_text().splitlines()]
-            if onnx and seed == 0:
-                _run([py, "-m", "finetune.export", str(run_dir), "--onnx"], out / f"{method}.export.log")
-                entry["export"] = json.loads((run_dir / "model/onnx/parity.json").read_text())
-                ev_onnx = run_dir / "eval_onnx.json"
-                # ONNX is timed on the latency items only: its answers equal torch's (parity-checked at export).
-                _evaluate(
-                    py,
-                    run_dir,
-                    eval_data,
-                    "onnx",
-                    ev_onnx,
-                    latency_items,
-                    latency_items,
-                    out / f"{method}.eval_onnx.log",
-                )
-                entry["eval_onnx"] = json.loads(ev_onnx.read_text())["metrics"]
-            runs.append(entry)
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
-    table = summarize(runs, methods)
+        todo = [c for c in cells if selected(c, only or [])]
+        for cell in tqdm(todo, desc="study cells", unit="cell"):
+            found[cell.name] = run_cell(cell, data, eval_data, out, extra, eval_items, latency_items)
+        if controls:
+            for base in bases:
+                run_controls(base, data, eval_data, out, probe_records, eval_items)
+    done = [r for r in (load_cell(c, out) for c in cells) if r is not None]
+    ctrl = {}
+    for base in bases:
+        folder = out / "controls" / re.sub(r"[^A-Za-z0-9.-]+", "-", base)
+        ctrl[base] = {
+            k: json.loads((folder / f"{k}.json").read_text())
+            for k in CONTROLS
+            if (folder / f"{k}.json").is_file()
+        }
     results = {
         "config": {
-            "model": model,
             "data": data,
             "eval": eval_data,
+            "bases": bases,
             "methods": methods,
+            "sizes": [s or "all" for s in sizes],
             "seeds": seeds,
+            "seeds_at_all": seeds_at_all,
             "quick": quick,
             "train_args": extra,
             "eval_items": eval_items,
-            "latency_items": latency_items,
-        },
+            "probe_records": probe_records,
+        },  # fmt: skip
         "versions": library_versions(),
         "wall_seconds": round(time.perf_counter() - t_all, 1),
-        "table": table,
-        "runs": runs,
+        "cells_planned": len(cells),
+        "cells_done": len(done),
+        "found": found,
+        "table": summarize(done),
+        "controls": ctrl,
+        "cells": done,
     }
     write_outputs(results, out)
     return results
 
 
-def summarize(runs: list[dict], methods: list[str]) -> list[dict]:
-    """One row per method: costs from the runs, metrics as mean and std over seeds, latency from the first seed."""
+# -- the report --------------------------------------------------------------------------------------------------------
+
+# two-sided 95% Student t quantiles by degrees of freedom, for the interval of a mean over a few seeds
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def mean_interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean over seeds and its 95% t interval (the training noise); (mean, nan, nan) for one value."""
+    arr = np.array([v for v in values if v is not None], dtype=float)
+    if not len(arr):
+        return float("nan"), float("nan"), float("nan")
+    m = float(arr.mean())
+    if len(arr) < 2:
+        return m, float("nan"), float("nan")
+    half = T95.get(len(arr) - 1, 1.96) * float(arr.std(ddof=1)) / np.sqrt(len(arr))
+    return m, m - half, m + half
+
+
+def summarize(cells: list[dict]) -> list[dict]:
+    """One row per (base, method, size): scores as the mean over seeds with a 95% interval (over seeds when there are
+    several, else the one cell's bootstrap interval over test items), and the costs."""
+    groups: dict[tuple, list[dict]] = {}
+    for c in cells:
+        groups.setdefault((c["base"], c["method"], c["size"]), []).append(c)
     rows = []
-    for method in methods:
-        rs = [r for r in runs if r["method"] == method]
-        if not rs:
-            continue
-        res = [r["run"]["result"] for r in rs]
+    for (base, method, size), cs in groups.items():
+        res = [c["run"]["result"] for c in cs]
         row = {
+            "base": base,
             "method": method,
-            "seeds": len(rs),
-            "trainable_params": rs[0]["run"]["params"]["trainable"],
-            "trainable_pct": rs[0]["run"]["params"]["trainable_pct"],
-            "train_seconds": _mean_std([x["train_seconds"] for x in res])[0],
-            "samples_per_s": _mean_std([x["samples_per_s"] for x in res])[0],
-            "tokens_per_s": _mean_std([x["tokens_per_s"] for x in res])[0],
-            "peak_memory_mb": _mean_std([x["peak_memory_mb"] for x in res])[0],
+            "size": size or "all",
+            "train_records": cs[0]["run"]["records"]["train"],
+            "seeds": len(cs),
+            "interval": "seeds" if len(cs) > 1 else "bootstrap",
+            "trainable_params": cs[0]["run"]["params"]["trainable"],
+            "trainable_pct": cs[0]["run"]["params"]["trainable_pct"],
+            "train_seconds": mean_interval([r["train_seconds"] for r in res])[0],
+            "steps": mean_interval([r["steps"] for r in res])[0],
+            "samples_per_s": mean_interval([r["samples_per_s"] for r in res])[0],
+            "tokens_per_s": mean_interval([r["tokens_per_s"] for r in res])[0],
+            "peak_memory_mb": mean_interval([r["peak_memory_mb"] for r in res])[0],
             "peak_memory_kind": res[0]["peak_memory_kind"],
             "checkpoint_mb": res[0]["checkpoint_bytes"] / 2**20,
+            "latency_ms_torch": mean_interval([c["eval"].get("latency_ms_p50") for c in cs])[0],
         }
         for m in METRICS:
-            row[m], row[m + "_std"] = _mean_std([r["eval"][m] for r in rs])
-        row["latency_ms_torch"] = rs[0]["eval"]["latency_ms_p50"]
-        onnx = rs[0].get("eval_onnx")
-        row["latency_ms_onnx"] = onnx["latency_ms_p50"] if onnx else None
-        row["onnx_speedup"] = row["latency_ms_torch"] / row["latency_ms_onnx"] if onnx else None
-        exp = rs[0].get("export")
-        row["onnx_max_abs_diff"] = exp["fp32"]["max_abs_diff"] if exp else None
+            mean, lo, hi = mean_interval([c["eval"].get(m) for c in cs])
+            if len(cs) == 1:
+                lo, hi = cs[0]["intervals_95"].get(m, (float("nan"), float("nan")))
+            row[m], row[m + "_lo"], row[m + "_hi"] = mean, lo, hi
         rows.append(row)
+    rows.sort(key=lambda r: (r["base"], float("inf") if r["size"] == "all" else r["size"], r["method"]))
     return rows
+
+
+def differences(rows: list[dict], controls: dict, metric: str = SCORE) -> list[str]:
+    """For each base and size, every pair of methods (and each method against the linear probe): larger than the
+    intervals (they do not overlap) or not."""
+
+    def iv(r):
+        return r[metric + "_lo"], r[metric + "_hi"]
+
+    lines = []
+    for base, size in dict.fromkeys((r["base"], r["size"]) for r in rows):
+        same = [r for r in rows if r["base"] == base and r["size"] == size]
+        probe = controls.get(base, {}).get("linear-probe")
+        entries = [(r["method"], r[metric], *iv(r)) for r in same]
+        if probe:
+            lo, hi = probe["intervals_95"].get(metric, (float("nan"), float("nan")))
+            entries.append(("linear probe", probe["metrics"][metric], lo, hi))
+        for i, a in enumerate(entries):
+            for b in entries[i + 1 :]:
+                if any(np.isnan(x) for x in (*a[1:], *b[1:])):
+                    verdict = "no interval to compare"
+                elif a[2] > b[3] or b[2] > a[3]:
+                    hi_name = a[0] if a[1] > b[1] else b[0]
+                    verdict = f"{hi_name} is higher, beyond the intervals"
+                else:
+                    verdict = "the intervals overlap: not distinguished"
+                lines.append(
+                    f"- {base}, {size} records: {a[0]} {a[1]:.3f} [{a[2]:.3f}, {a[3]:.3f}] vs {b[0]} {b[1]:.3f} "
+                    f"[{b[2]:.3f}, {b[3]:.3f}]: {verdict}"
+                )
+    return lines
 
 
 def _fmt(v, digits=3) -> str:
@@ -241,50 +413,83 @@ def _fmt(v, digits=3) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
+def _with_interval(r: dict, m: str) -> str:
+    lo, hi = r[m + "_lo"], r[m + "_hi"]
+    return f"{_fmt(r[m])} [{_fmt(lo)}, {_fmt(hi)}]" if not np.isnan(lo) else _fmt(r[m])
+
+
 def markdown_table(rows: list[dict]) -> str:
     head = [
-        "method", "trainable", "trainable %", "train s", "samples/s", "tokens/s", "peak MB", "ckpt MB",
-        "F1-3 (macro)", "F1-7 (macro)", "exact", "parse fail", "torch ms", "ONNX ms", "ONNX x", "ONNX max diff",
+        "base", "method", "train records", "seeds", "trainable", "%", "train s", "samples/s", "tokens/s", "peak MB",
+        "ckpt MB", "wF1-3", "F1-3", "F1-7", "event", "market", "sector", "related", "exact", "torch ms",
     ]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [
-            r["method"], _fmt(r["trainable_params"]), _fmt(r["trainable_pct"], 3), _fmt(r["train_seconds"], 1),
-            _fmt(r["samples_per_s"], 2), _fmt(r["tokens_per_s"], 1), f"{_fmt(r['peak_memory_mb'], 0)} ({r['peak_memory_kind']})",
+            r["base"], r["method"], _fmt(r["train_records"]), f"{r['seeds']} ({r['interval']})",
+            _fmt(r["trainable_params"]), _fmt(r["trainable_pct"], 2), _fmt(r["train_seconds"], 0),
+            _fmt(r["samples_per_s"], 2), _fmt(r["tokens_per_s"], 0), f"{_fmt(r['peak_memory_mb'], 0)}",
             _fmt(r["checkpoint_mb"], 1),
-            f"{_fmt(r['f1_sentiment_3'])} ± {_fmt(r['f1_sentiment_3_std'])}",
-            f"{_fmt(r['f1_sentiment_7'])} ± {_fmt(r['f1_sentiment_7_std'])}",
-            f"{_fmt(r['exact_match'])} ± {_fmt(r['exact_match_std'])}", _fmt(r["parse_failure_rate"]),
-            _fmt(r["latency_ms_torch"], 1), _fmt(r["latency_ms_onnx"], 1), _fmt(r["onnx_speedup"], 2),
-            _fmt(r["onnx_max_abs_diff"], 7),
+            *(_with_interval(r, m) for m in ("wf1_sentiment_3", "f1_sentiment_3", "f1_sentiment_7", "acc_event",
+                                              "acc_market", "acc_sector", "acc_related", "exact_match")),
+            _fmt(r["latency_ms_torch"], 0),
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def controls_table(controls: dict) -> str:
+    lines = ["| base | control | wF1-3 | F1-3 | F1-7 | event | exact |", "|---|---|---|---|---|---|---|"]
+    for base, ctrl in controls.items():
+        for name, res in ctrl.items():
+            cells = []
+            for m in ("wf1_sentiment_3", "f1_sentiment_3", "f1_sentiment_7", "acc_event", "exact_match"):
+                lo, hi = res.get("intervals_95", {}).get(m, (None, None))
+                v = res["metrics"].get(m)
+                cells.append(f"{_fmt(v)} [{_fmt(lo)}, {_fmt(hi)}]" if lo is not None else _fmt(v))
+            lines.append(f"| {base} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def write_outputs(results: dict, out: Path) -> None:
     rows = results["table"]
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    with (out / "results.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    if rows:
+        with (out / "results.csv").open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
     cfg = results["config"]
     md = [
-        f"# Full vs LoRA vs adapter on {cfg['model']}",
+        "# Full fine-tuning vs LoRA vs adapters",
         "",
-        f"Train `{cfg['data']}`, evaluate `{cfg['eval']}`; seeds: {cfg['seeds']}; quick: {cfg['quick']}; "
-        f"extra train options: `{' '.join(cfg['train_args']) or 'none'}`; wall time {results['wall_seconds']:.0f} s.",
-        "Metrics are mean ± std over seeds; latency is the p50 of one headline at a time (whole constrained decode), "
-        "first seed's model.",
+        f"Train `{cfg['data']}`, score `{cfg['eval']}`; bases {', '.join(cfg['bases'])}; sizes "
+        f"{', '.join(map(str, cfg['sizes']))}; {cfg['seeds']} seeds below the full size, {cfg['seeds_at_all']} at it; "
+        f"quick: {cfg['quick']}; extra train options: `{' '.join(cfg['train_args']) or 'none'}`. "
+        f"{results['cells_done']} of {results['cells_planned']} cells done.",
         "",
-        markdown_table(rows),
+        "Scores are the mean over seeds with a 95% interval: over seeds (Student t) where a row has several, else the "
+        "one cell's bootstrap interval over the scored items. Latency: one headline alone, p50, torch.",
+        "",
+        markdown_table(rows) if rows else "No cell is done yet.",
+        "",
+        "## Controls",
+        "",
+        controls_table(results["controls"]),
+        "",
+        f"## Differences in {SCORE}",
+        "",
+        *differences(rows, results["controls"]),
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()),
         "",
     ]
     (out / "results.md").write_text("\n".join(md))
-    plot(results, out)
+    if rows:
+        plot(results, out)
+
+
+COLORS = {"full": "tab:red", "lora": "tab:blue", "adapter": "tab:green"}
 
 
 def plot(results: dict, out: Path) -> None:
@@ -293,97 +498,138 @@ def plot(results: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"full": "tab:red", "lora": "tab:blue", "adapter": "tab:green"}
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for r in results["runs"]:
-        if r["seed"] != 0:
-            continue
-        h = r["history"]
-        c = colors.get(r["method"])
-        ax.plot([e["step"] for e in h], [e["train_loss"] for e in h], color=c, label=f"{r['method']} train")
-        ev = [e for e in h if "eval_loss" in e]
-        ax.plot(
-            [e["step"] for e in ev], [e["eval_loss"] for e in ev], "o--", color=c, label=f"{r['method']} eval"
+    rows = results["table"]
+
+    def err(r):
+        lo, hi = r[SCORE + "_lo"], r[SCORE + "_hi"]
+        return [[0.0 if np.isnan(lo) else r[SCORE] - lo], [0.0 if np.isnan(hi) else hi - r[SCORE]]]
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for base, method in dict.fromkeys((r["base"], r["method"]) for r in rows):
+        rs = sorted(
+            (r for r in rows if (r["base"], r["method"]) == (base, method)), key=lambda r: r["train_records"]
         )
-    ax.set_xlabel("step")
-    ax.set_ylabel("answer loss")
-    ax.set_title("Loss curves (seed 0)")
+        x = [r["train_records"] for r in rs]
+        ax.plot(x, [r[SCORE] for r in rs], "-", color=COLORS.get(method), alpha=0.6)
+        for r in rs:
+            ax.errorbar(
+                r["train_records"], r[SCORE], yerr=err(r), fmt="o", color=COLORS.get(method), capsize=3
+            )
+        ax.plot([], [], "o-", color=COLORS.get(method), label=f"{method} ({base})")
+    styles = {"majority": ":", "zero-shot": "-.", "linear-probe": "--"}
+    for base, ctrl in results["controls"].items():
+        for name, res in ctrl.items():
+            ax.axhline(
+                res["metrics"][SCORE], ls=styles.get(name, ":"), color="gray", label=f"{name} ({base})"
+            )
+    ax.set_xscale("log")
+    ax.set_xlabel("training records")
+    ax.set_ylabel("3-class sentiment weighted F1")
+    ax.set_title("Learning curves (95% intervals)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "learning_curve.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for r in rows:
+        ax.errorbar(
+            r["train_seconds"], r[SCORE], yerr=err(r), fmt="o", color=COLORS.get(r["method"]), capsize=3
+        )
+    for method in dict.fromkeys(r["method"] for r in rows):
+        ax.plot([], [], "o", color=COLORS.get(method), label=method)
+    ax.set_xscale("log")
+    ax.set_xlabel("training wall time [s]")
+    ax.set_ylabel("3-class sentiment weighted F1")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "loss_curves.png", dpi=110)
+    fig.savefig(out / "score_vs_time.png", dpi=110)
     plt.close(fig)
-    rows = results["table"]
-    for fname, key, xlabel, logx in (
-        ("score_vs_params.png", "trainable_params", "trainable parameters", True),
-        ("score_vs_time.png", "train_seconds", "train wall time [s]", False),
-    ):
-        fig, ax = plt.subplots(figsize=(5.5, 4))
-        for r in rows:
-            ax.errorbar(
-                r[key],
-                r[SCORE],
-                yerr=r[SCORE + "_std"],
-                fmt="o",
-                color=colors.get(r["method"]),
-                label=r["method"],
-            )
-        if logx:
-            ax.set_xscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("sentiment macro-F1 (3 classes)")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / fname, dpi=110)
-        plt.close(fig)
+
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.bar(
-        [r["method"] for r in rows],
-        [r["peak_memory_mb"] for r in rows],
-        color=[colors.get(r["method"]) for r in rows],
-    )
+    labels = [f"{r['method']}\n{r['train_records']}" for r in rows]
+    ax.bar(labels, [r["peak_memory_mb"] for r in rows], color=[COLORS.get(r["method"]) for r in rows])
     ax.set_ylabel(f"peak memory [MB] ({rows[0]['peak_memory_kind']})")
+    ax.tick_params(axis="x", labelsize=7)
     fig.tight_layout()
     fig.savefig(out / "peak_memory.png", dpi=110)
     plt.close(fig)
 
+    fig, ax = plt.subplots(figsize=(7, 4))
+    largest = max(r["train_records"] for r in rows)
+    for c in results["cells"]:
+        if c["seed"] != 0 or c["run"]["records"]["train"] != largest:
+            continue
+        h = c["history"]
+        ax.plot([e["step"] for e in h], [e["train_loss"] for e in h], color=COLORS.get(c["method"]), alpha=0.7,
+                label=f"{c['method']} train")  # fmt: skip
+        ev = [e for e in h if "eval_loss" in e]
+        ax.plot([e["step"] for e in ev], [e["eval_loss"] for e in ev], "o--", color=COLORS.get(c["method"]),
+                label=f"{c['method']} dev")  # fmt: skip
+    ax.set_xlabel("step")
+    ax.set_ylabel("answer loss")
+    ax.set_title(f"Loss curves, {largest} records, seed 0")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "loss_curves.png", dpi=110)
+    plt.close(fig)
+
+
+def _size(text: str) -> int | None:
+    if text.lower() == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a record count or 'all': {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"a training size must be >= 1, got {n}")
+    return n
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m finetune.compare",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=HelpFormatter,
+        prog="python -m finetune.compare", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
-    ap.add_argument("--model", default=DEFAULT_BASE, help="base model for every method")
     ap.add_argument("--data", required=True, help="training records")
     ap.add_argument(
-        "--eval", required=True, help="held-out records: eval loss, early stopping and the scores"
+        "--eval", required=True, help="held-out records: early stopping, checkpoint choice, scores"
     )
-    ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--out", required=True, help="study directory (cells, controls, report)")
+    ap.add_argument("--bases", nargs="+", default=[DEFAULT_BASE], help="base models")
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), help="methods")
     ap.add_argument(
-        "--methods", nargs="+", default=list(METHODS), choices=list(METHODS), help="methods to compare"
+        "--sizes", nargs="+", type=_size, default=[500, 2000, None], help="training sizes ('all')"
     )
-    ap.add_argument("--seeds", type=int, default=3, help="seeds per method (0..N-1)")
-    ap.add_argument("--quick", action="store_true", help=f"smoke-sized run: {QUICK}, one seed")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds per cell below the full size")
+    ap.add_argument("--seeds-at-all", type=int, default=1, help="seeds at the full training size")
+    ap.add_argument(
+        "--only", nargs="*", default=[], help="run only cells matching base/method/size/seedK parts"
+    )
+    ap.add_argument(
+        "--report-only", action="store_true", help="run nothing; aggregate the cells that are done"
+    )
+    ap.add_argument("--no-controls", action="store_true", help="skip majority, zero-shot and linear probe")
+    ap.add_argument("--probe-records", type=int, default=2000, help="training records for the linear probe")
+    ap.add_argument("--quick", action="store_true", help=f"smoke-sized study, one size and seed: {QUICK}")
     ap.add_argument("--limit", type=int, default=None, help="score only the first N eval records")
-    ap.add_argument("--latency-items", type=int, default=8, help="headlines timed one at a time per backend")
-    ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX export and its latency")
+    ap.add_argument("--latency-items", type=int, default=8, help="headlines timed one at a time per cell")
     ap.add_argument(
-        "--train-args",
-        default="",
-        help="extra finetune.train options for every run, e.g. '--epochs 2 --batch-size 16'",
+        "--train-args", default="", help="extra finetune.train options for every cell, e.g. '--epochs 2'"
     )
     args = ap.parse_args(argv)
-    if args.seeds < 1:
-        raise UserError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.seeds < 1 or args.seeds_at_all < 1:
+        raise UserError("--seeds and --seeds-at-all must be >= 1")
     for p in (args.data, args.eval):
         if not Path(p).is_file():
             raise UserError("no such file", path=p)
-    res = compare(
-        args.model, args.data, args.eval, Path(args.out), args.methods, args.seeds, args.quick,
-        args.train_args.split(), args.limit, args.latency_items, not args.no_onnx,
+    res = study(
+        args.data, args.eval, Path(args.out), args.bases, args.methods, args.sizes, args.seeds, args.seeds_at_all,
+        args.only, args.quick, args.train_args.split(), args.limit, args.latency_items, args.probe_records,
+        args.report_only, not args.no_controls,
     )  # fmt: skip
-    print(markdown_table(res["table"]))
-    print(f"\nwall time {res['wall_seconds']:.0f} s; results in {args.out}")
+    print(markdown_table(res["table"]) if res["table"] else "no cell is done yet")
+    print(f"\n{res['cells_done']} of {res['cells_planned']} cells done; report in {args.out}/results.md")
     return 0
 
 

@@ -26,6 +26,19 @@ from finetune.metrics import score, score_intervals
 from finetune.train import read_records
 
 
+def gold_analyses(records: list[dict], schema, source) -> list:
+    """The labelled answers of ``records``; a record whose ``output`` does not parse is a ``DataError``."""
+    gold = []
+    for i, r in enumerate(records, 1):
+        parsed = parse_output(r["output"], schema)
+        if not parsed.ok:
+            raise DataError(
+                f"record {i}: gold output does not parse: {'; '.join(parsed.problems)}", path=source
+            )
+        gold.append(parsed.analysis)
+    return gold
+
+
 def evaluate(
     model: str | Path,
     data: str | Path,
@@ -45,14 +58,7 @@ def evaluate(
     analyzer = LMAnalyzer(model, backend=backend, batch_size=batch_size, int8=int8)
     schema = analyzer.schema
     records = read_records(data, schema)[:limit] if limit else read_records(data, schema)
-    gold = []
-    for i, r in enumerate(records, 1):
-        parsed = parse_output(r["output"], schema)
-        if not parsed.ok:
-            raise DataError(
-                f"record {i}: gold output does not parse: {'; '.join(parsed.problems)}", path=data
-            )
-        gold.append(parsed.analysis)
+    gold = gold_analyses(records, schema, data)
     texts = [r["input"] for r in records]
     from tqdm.auto import tqdm
 

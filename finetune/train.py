@@ -610,7 +610,7 @@ def train(
         bar = tqdm(
             total=total_steps, initial=state["step"], desc=f"train {method}", unit="step", dynamic_ncols=True
         )
-    stopped_early = False
+    stopped_early = interrupted = False
     t0 = time.perf_counter() - state["train_seconds"]
     while state["step"] < total_steps:
         optimizer.zero_grad(set_to_none=True)
@@ -667,6 +667,7 @@ def train(
     if not eval_ex or state["best_eval"] is None:
         save_model()  # without an eval set the last weights are the model
     run["result"] = result_record(state, stopped_early, load_s, device, out, tcfg)
+    run["result"]["complete"] = not interrupted  # --stop-after: resumable, not finished
     if main_proc:
         with (out / "history.jsonl").open("w") as fh:
             for e in state["history"]:

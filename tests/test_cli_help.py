@@ -26,6 +26,7 @@ MODULES = (
     "finetune.evaluate",
     "finetune.compare",
     "finetune.export",
+    "finetune.card",
 )
 SCRIPTS = tuple(sorted(str(p.relative_to(ROOT)) for p in (ROOT / "bench").glob("*.py"))) + (
     "mql5/tests/bench_roundtrip.py",

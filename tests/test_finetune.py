@@ -5,6 +5,8 @@ models (built from a config with a tokenizer trained in memory: nothing is downl
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -426,21 +428,88 @@ def test_evaluate_cli_scores_a_run(tiny_bases, records, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_compare_writes_table_csv_json_and_plots(tiny_bases, records, tmp_path):
-    from finetune.compare import compare
+def test_study_resumes_skips_and_aggregates_what_is_done(tiny_bases, records, tmp_path):
+    from finetune import compare as study_mod
 
-    train_args = ["--max-steps", "2", "--batch-size", "4", "--eval-every", "2"]
-    res = compare(
-        tiny_bases["llama"], str(records), str(records), tmp_path, list(METHODS), seeds=2,
-        train_args=train_args, latency_items=2, onnx=True,
-    )  # fmt: skip
-    rows = {r["method"]: r for r in res["table"]}
-    assert set(rows) == set(METHODS)
-    assert rows["full"]["trainable_pct"] == 100.0 and rows["lora"]["trainable_pct"] < 100.0
-    assert all(r["seeds"] == 2 and r["latency_ms_onnx"] > 0 for r in rows.values())
-    for name in ("results.md", "results.csv", "results.json", "loss_curves.png", "score_vs_params.png"):
+    base = tiny_bases["llama"]
+    train_args = ["--max-steps", "4", "--batch-size", "4", "--eval-every", "2", "--save-every", "1"]
+    kw = {"train_args": train_args, "latency_items": 1, "probe_records": 8}
+    # a half-trained cell: stopped after its second step, as when a session ends mid-run
+    half = study_mod.Cell(base, "lora", 4, 0)
+    run_dir = tmp_path / "cells" / half.name
+    subprocess_train = [sys.executable, "-m", "finetune.train", "--method", "lora", "--model", base, "--data"]
+    subprocess_train += [str(records), "--eval", str(records), "--out", str(run_dir), "--seed", "0"]
+    subprocess_train += ["--max-train-samples", "4", "--no-progress", *train_args, "--stop-after", "2"]
+    subprocess.run(subprocess_train, check=True, capture_output=True)
+    assert study_mod.cell_state(run_dir) == "partial"
+
+    res = study_mod.study(
+        str(records), str(records), tmp_path, [base], ["lora", "adapter"], [4, None], seeds=2, **kw
+    )
+    assert res["found"][half.name] == "partial" and res["cells_done"] == res["cells_planned"] == 6
+    steps = [json.loads(x)["step"] for x in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 4  # resumed, not restarted: no step twice
+    rows = {(r["method"], r["size"]): r for r in res["table"]}
+    assert set(rows) == {("lora", 4), ("lora", "all"), ("adapter", 4), ("adapter", "all")}
+    assert rows[("lora", 4)]["seeds"] == 2 and rows[("lora", 4)]["interval"] == "seeds"
+    assert rows[("lora", "all")]["interval"] == "bootstrap" and rows[("lora", "all")]["train_records"] == len(
+        EXAMPLES
+    )
+    assert set(res["controls"][base]) == {"majority", "zero-shot", "linear-probe"}
+    report = (tmp_path / "results.md").read_text()
+    assert "## Differences in wf1_sentiment_3" in report and "linear probe" in report
+    for name in ("results.csv", "results.json", "learning_curve.png", "score_vs_time.png", "peak_memory.png"):
         assert (tmp_path / name).stat().st_size > 0
-    assert (tmp_path / "score_vs_time.png").is_file() and (tmp_path / "peak_memory.png").is_file()
+
+    again = study_mod.study(
+        str(records), str(records), tmp_path, [base], ["lora", "adapter"], [4, None], seeds=2, **kw
+    )
+    assert set(again["found"].values()) == {"done"}  # nothing is trained or scored twice
+    only = study_mod.study(
+        str(records),
+        str(records),
+        tmp_path,
+        [base],
+        ["lora", "adapter"],
+        [4, None],
+        seeds=2,
+        report_only=True,
+        **kw,
+    )
+    assert only["found"] == {} and json.dumps(only["table"]) == json.dumps(again["table"])  # NaN-safe
+
+
+def test_study_cells_and_their_selection():
+    from finetune.compare import Cell, plan, selected
+
+    cells = plan(["b"], ["full", "lora"], [None, 500], seeds=3, seeds_at_all=1)
+    assert [c.size for c in cells[:6]] == [500] * 6 and len(
+        cells
+    ) == 8  # small sizes first; one seed at 'all'
+    assert Cell("HuggingFaceTB/SmolLM2", "lora", None, 0).name == "HuggingFaceTB-SmolLM2__lora__nall__seed0"
+    assert selected(Cell("b", "lora", 500, 1), ["lora/500"]) and not selected(
+        Cell("b", "full", 500, 1), ["lora"]
+    )
+    assert selected(Cell("b", "full", None, 0), ["full/all/seed0"])
+
+
+def test_controls_majority_and_the_probe_on_known_inputs():
+    """The majority answer is the most frequent label of each field; a probe on features that carry the label finds
+    it exactly."""
+    import torch
+
+    from bridge.types import Analysis
+    from finetune.controls import _fit_predict, majority
+
+    schema = load_schema()
+    gold = [
+        Analysis({"event": "economic data", "market": "US", "sector": "rates"}, lv) for lv in (1, 1, 2, -1)
+    ]
+    res = majority(gold, gold, schema)
+    assert res["answer"]["sentiment"] == 1 and res["answer"]["market"] == "US"
+    assert res["metrics"]["acc_market"] == 1.0 and res["metrics"]["acc_sentiment"] == 0.5
+    x = torch.tensor([[0.0, 1.0], [0.1, 0.9], [1.0, 0.0], [0.9, 0.2]])
+    assert _fit_predict(x, ["a", "a", "b", "b"], torch.tensor([[0.05, 1.0], [1.0, 0.1]])) == ["a", "b"]
 
 
 # ---- the CPU recipe: bf16, answer-only logits, length grouping, templates, loss curve -------------------------------

@@ -143,3 +143,23 @@ def test_loading_and_analysing_prints_no_library_chatter(tmp_path):
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "2", proc.stderr
     assert proc.stderr == "", proc.stderr
+
+
+def test_weights_are_not_loaded_while_every_item_is_in_the_analysis_cache(tiny, tmp_path):
+    from backtest.cache import AnalysisCache
+    from bridge.analysis import NewsAnalyzer
+
+    cache = AnalysisCache(tmp_path / "analyses.sqlite")
+    t = pd.Timestamp("2024-01-01", tz="UTC")
+    items = [
+        NewsItem(time=t + pd.Timedelta(minutes=k), headline=text) for k, text in enumerate(ODD_TEXTS[:4])
+    ]
+    first = LMAnalyzer(tiny["llama"], backend="torch")
+    assert not first.loaded  # opening a model directory reads its files, not its weights
+    fresh = NewsAnalyzer(first, None, cache=cache).analyze(items)
+    assert first.loaded
+    second = LMAnalyzer(tiny["llama"], backend="torch")
+    assert second.name == first.name
+    assert NewsAnalyzer(second, None, cache=cache).analyze(items) == fresh and not second.loaded
+    NewsAnalyzer(second, None, cache=cache).analyze([NewsItem(time=t, headline="A headline not seen before")])
+    assert second.loaded

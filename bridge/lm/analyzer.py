@@ -25,6 +25,7 @@ import json
 import re
 import time
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -280,23 +281,18 @@ class LMAnalyzer:
         self.info = read_model_info(self.model_dir)
         self.schema = load_schema(self.info.schema)
         self.batch_size = batch_size
-        onnx_path, meta = self._onnx_export(int8)
+        self._onnx_path, self._onnx_meta = self._onnx_export(int8)
         if backend == "auto":
-            backend = "onnx" if onnx_path is not None else "torch"
-        if backend == "onnx":
-            if onnx_path is None:
-                raise ModelError(
-                    "no ONNX export with a passing parity check",
-                    path=self.model_dir / ONNX_DIR,
-                    hint="run python -m finetune.export RUN_DIR --onnx, or use --backend torch",
-                )
-            self.tokenizer = self._tokenizer()
-            self.runner = _OnnxRunner(onnx_path, meta)
-        else:
-            model_obj, self.tokenizer, _ = load_model(self.model_dir)
-            self.runner = _TorchRunner(model_obj.to(device))
-        self.backend = backend
-        self.decoder = _Decoder(self.tokenizer, self.schema)
+            backend = "onnx" if self._onnx_path is not None else "torch"
+        if backend == "onnx" and self._onnx_path is None:
+            raise ModelError(
+                "no ONNX export with a passing parity check",
+                path=self.model_dir / ONNX_DIR,
+                hint="run python -m finetune.export RUN_DIR --onnx, or use --backend torch",
+            )
+        if backend == "torch":
+            resolve_base(base_of(self.model_dir, self.info))  # a missing base is an error now, not at the first item
+        self.backend, self.device = backend, device
         label = "default" if self.model_dir.resolve() == DEFAULT_MODEL_DIR.resolve() else self.model_dir.name
         if label == "model":
             label = self.model_dir.parent.name
@@ -323,6 +319,32 @@ class LMAnalyzer:
         self.name = name
         self.stats = {"items": 0, "fallbacks": 0, "forwards": 0, "seconds": 0.0}
         return self
+
+    # The weights load on first use: a backtest whose every item is in the analysis cache never loads them.
+    @cached_property
+    def _weights(self) -> tuple:
+        """(tokenizer, runner) of this directory and backend."""
+        if self.backend == "onnx":
+            return self._tokenizer(), _OnnxRunner(self._onnx_path, self._onnx_meta)
+        model_obj, tokenizer, _ = load_model(self.model_dir)
+        return tokenizer, _TorchRunner(model_obj.to(self.device))
+
+    @cached_property
+    def tokenizer(self):
+        return self._weights[0]
+
+    @cached_property
+    def runner(self):
+        return self._weights[1]
+
+    @cached_property
+    def decoder(self) -> _Decoder:
+        return _Decoder(self.tokenizer, self.schema)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory."""
+        return "runner" in self.__dict__
 
     def _tokenizer(self):
         if (self.model_dir / "tokenizer_config.json").is_file():
