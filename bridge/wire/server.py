@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import hashlib
 import json
 import logging
@@ -412,6 +413,10 @@ class BridgeServer:
         # The analysis thread holds the GIL while it computes; a request arriving then waits for Python's switch
         # interval (5 ms by default) before this thread can even read it. A shorter interval bounds that wait.
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+        # Everything made so far (imported libraries, restored state) lives as long as the server: out of the
+        # collector's sight, a full collection no longer walks it, which is a pause a request would wait out.
+        gc.collect()
+        gc.freeze()
         try:
             while not self.stop_event.is_set():
                 # Work left over from the last turn (results, intake that can be taken now) means look again at
