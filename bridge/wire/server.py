@@ -437,16 +437,17 @@ class BridgeServer:
                 if self.wake in events:
                     self._drain(self.wake, lambda frames: None)
                 # Requests first and again between the slices of other work, so a flood of news (or of results)
-                # delays a signal by one slice at most.
+                # delays a signal by one slice at most. A turn woken by requests alone does nothing else.
                 self._drain(self.router, self._on_request)
-                self._take_intake()
-                self._apply_results()
-                self._drain(self.router, self._on_request)
-                # A full backlog leaves intake in ZeroMQ's queue (its high-water mark then holds the feed back).
-                if self.pull is not None and self._drain(
-                    self.pull, self._on_intake, INTAKE_PER_TURN, self._backlog_full
-                ):
-                    self._group_commit()
+                if busy or len(events) > (self.router in events):
+                    self._take_intake()
+                    self._apply_results()
+                    self._drain(self.router, self._on_request)
+                    # A full backlog leaves intake in ZeroMQ's queue (its high-water mark then holds the feed back).
+                    if self.pull is not None and self._drain(
+                        self.pull, self._on_intake, INTAKE_PER_TURN, self._backlog_full
+                    ):
+                        self._group_commit()
                 self._publish_some()
                 self._housekeeping()
                 self.monitor.publish(self.stats_dict)
