@@ -176,9 +176,10 @@ def target_from_events(
     config: PolicyConfig,
     max_reasons: int = 3,
 ) -> Target:
-    """The target as of ``now`` from time-sorted events (int64 ns UTC, effect, id, headline): ``target_for``'s core,
-    which the server calls with just the events inside the TTL window, so a reply costs the same however much
-    news it holds. The ``max_reasons`` largest effects in the window are the reasons."""
+    """The target as of ``now`` from time-sorted events (int64 ns UTC, effect, id, headline): ``target_for``'s core.
+    The server calls it with views of the arrays it keeps up to date; the TTL window is found by binary search, so a
+    reply costs the window's size however much news is held. The ``max_reasons`` largest effects in the window are
+    the reasons."""
     now = pd.Timestamp(now)
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
     total, direction, newest = signal_at(event_times, effects, np.array([now.value]), config)

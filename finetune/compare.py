@@ -1,6 +1,6 @@
 """The tuning study: full fine-tuning, LoRA and adapters compared on the same data, run in parts and resumed.
 
-    python -m finetune.compare --data train.jsonl --eval dev.jsonl --out runs/study \
+    python -m finetune.compare --data train.jsonl --eval dev.jsonl --test test.jsonl --out runs/study \
         --bases smollm2-135m --sizes 500 2000 all --seeds 3 --seeds-at-all 1
     python -m finetune.compare --data train.jsonl --eval dev.jsonl --out runs/study --only lora/500   # some cells
     python -m finetune.compare --data train.jsonl --eval dev.jsonl --out runs/study --report-only     # aggregate
@@ -86,6 +86,11 @@ def _run(cmd: list[str], log: Path) -> None:
 # -- cells -------------------------------------------------------------------------------------------------------------
 
 
+def slug(base: str) -> str:
+    """A base model's name as a folder name (``HuggingFaceTB/SmolLM2`` -> ``HuggingFaceTB-SmolLM2``)."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", base).strip("-")
+
+
 @dataclass(frozen=True)
 class Cell:
     """One training run of the study: ``size`` None is the whole training file."""
@@ -97,12 +102,7 @@ class Cell:
 
     @property
     def name(self) -> str:
-        slug = re.sub(r"[^A-Za-z0-9.-]+", "-", self.base).strip("-")
-        return f"{slug}__{self.method}__n{self.size or 'all'}__seed{self.seed}"
-
-    @property
-    def group(self) -> tuple[str, str, int | None]:
-        return (self.base, self.method, self.size)
+        return f"{slug(self.base)}__{self.method}__n{self.size or 'all'}__seed{self.seed}"
 
 
 def plan(bases, methods, sizes, seeds: int, seeds_at_all: int) -> list[Cell]:
@@ -139,9 +139,17 @@ def cell_state(run_dir: Path) -> str:
 
 
 def run_cell(
-    cell: Cell, data: str, eval_data: str, out: Path, extra: list[str], eval_items, latency_items
+    cell: Cell,
+    data: str,
+    eval_data: str,
+    score_data: str,
+    out: Path,
+    extra: list[str],
+    eval_items,
+    latency_items,
 ) -> str:
-    """Bring one cell to ``done``; returns the state it was found in."""
+    """Bring one cell to ``done`` (trained with ``eval_data`` for early stopping and checkpoint choice, scored on
+    ``score_data``); returns the state it was found in."""
     py = sys.executable
     run_dir = out / "cells" / cell.name
     found = cell_state(run_dir)
@@ -159,7 +167,7 @@ def run_cell(
         _run(cmd, out / "logs" / f"{cell.name}.train.log")
     if found != "done":
         _evaluate(
-            py, run_dir, eval_data, "torch", run_dir / "eval_torch.json", latency_items, eval_items,
+            py, run_dir, score_data, "torch", run_dir / "eval_torch.json", latency_items, eval_items,
             out / "logs" / f"{cell.name}.eval.log",
         )  # fmt: skip
     return found
@@ -186,33 +194,40 @@ def load_cell(cell: Cell, out: Path) -> dict | None:
 # -- controls ----------------------------------------------------------------------------------------------------------
 
 
-def run_controls(base: str, data: str, eval_data: str, out: Path, probe_records: int, eval_items) -> dict:
-    """Majority, zero-shot and linear probe for ``base``; each is computed once and kept as JSON."""
+def run_controls(base: str, data: str, score_data: str, out: Path, probe_records: int, eval_items) -> dict:
+    """Majority, zero-shot and linear probe for ``base``, scored on ``score_data``; each is computed once and kept
+    as JSON (again when the scoring file or count changes)."""
     from bridge.schema import load_schema
     from finetune.controls import linear_probe, majority, zero_shot_dir
     from finetune.evaluate import gold_analyses
     from finetune.train import read_records
 
-    folder = out / "controls" / re.sub(r"[^A-Za-z0-9.-]+", "-", base)
+    folder = out / "controls" / slug(base)
     folder.mkdir(parents=True, exist_ok=True)
     schema = load_schema()
     train = read_records(data, schema)
-    test = read_records(eval_data, schema)[:eval_items] if eval_items else read_records(eval_data, schema)
-    train_gold, gold = gold_analyses(train, schema, data), gold_analyses(test, schema, eval_data)
+    test = read_records(score_data, schema)[:eval_items] if eval_items else read_records(score_data, schema)
+    train_gold, gold = gold_analyses(train, schema, data), gold_analyses(test, schema, score_data)
+    scored = {"scored_on": str(score_data), "items": len(test)}
+
+    def fresh(path: Path) -> bool:  # computed already, on the same items
+        return path.is_file() and all(json.loads(path.read_text()).get(k) == v for k, v in scored.items())
+
     results = {}
     path = folder / "majority.json"
-    if not path.is_file():
-        path.write_text(json.dumps(majority(train_gold, gold, schema), indent=2))
+    if not fresh(path):
+        path.write_text(json.dumps({**majority(train_gold, gold, schema), **scored}, indent=2))
     results["majority"] = json.loads(path.read_text())
     path = folder / "zero-shot.json"
-    if not path.is_file():
+    if not fresh(path):
         model_dir = zero_shot_dir(base, folder / "zero-shot-model", schema)
         _evaluate(
-            sys.executable, model_dir, eval_data, "torch", path, 0, eval_items, folder / "zero-shot.log"
+            sys.executable, model_dir, score_data, "torch", path, 0, eval_items, folder / "zero-shot.log"
         )
+        path.write_text(json.dumps({**json.loads(path.read_text()), **scored}, indent=2))
     results["zero-shot"] = json.loads(path.read_text())
     path = folder / "linear-probe.json"
-    if not path.is_file():
+    if not fresh(path):
         from tqdm.auto import tqdm
 
         # the probe's training part: a seeded sample, as the cells draw theirs
@@ -229,7 +244,7 @@ def run_controls(base: str, data: str, eval_data: str, out: Path, probe_records:
                 schema,
                 bar.update,
             )
-        path.write_text(json.dumps(res, indent=2))
+        path.write_text(json.dumps({**res, **scored}, indent=2))
     results["linear-probe"] = json.loads(path.read_text())
     return results
 
@@ -254,8 +269,12 @@ def study(
     probe_records: int = 2000,
     report_only: bool = False,
     controls: bool = True,
+    test_data: str | None = None,
 ) -> dict:
-    """Run the selected cells that are not done (unless ``report_only``), then aggregate every done cell."""
+    """Run the selected cells that are not done (unless ``report_only``), then aggregate every done cell. Cells stop
+    early and choose their checkpoint on ``eval_data``; everything is scored on ``test_data`` (default: the same
+    file, which flatters the cells by their checkpoint choice: give a separate part)."""
+    score_data = test_data or eval_data
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     extra = list(train_args or [])
@@ -279,14 +298,16 @@ def study(
 
         todo = [c for c in cells if selected(c, only or [])]
         for cell in tqdm(todo, desc="study cells", unit="cell"):
-            found[cell.name] = run_cell(cell, data, eval_data, out, extra, eval_items, latency_items)
+            found[cell.name] = run_cell(
+                cell, data, eval_data, score_data, out, extra, eval_items, latency_items
+            )
         if controls:
             for base in bases:
-                run_controls(base, data, eval_data, out, probe_records, eval_items)
+                run_controls(base, data, score_data, out, probe_records, eval_items)
     done = [r for r in (load_cell(c, out) for c in cells) if r is not None]
     ctrl = {}
     for base in bases:
-        folder = out / "controls" / re.sub(r"[^A-Za-z0-9.-]+", "-", base)
+        folder = out / "controls" / slug(base)
         ctrl[base] = {
             k: json.loads((folder / f"{k}.json").read_text())
             for k in CONTROLS
@@ -296,6 +317,7 @@ def study(
         "config": {
             "data": data,
             "eval": eval_data,
+            "test": score_data,
             "bases": bases,
             "methods": methods,
             "sizes": [s or "all" for s in sizes],
@@ -463,7 +485,9 @@ def write_outputs(results: dict, out: Path) -> None:
     md = [
         "# Full fine-tuning vs LoRA vs adapters",
         "",
-        f"Train `{cfg['data']}`, score `{cfg['eval']}`; bases {', '.join(cfg['bases'])}; sizes "
+        f"Train `{cfg['data']}`, early stopping and checkpoint choice on `{cfg['eval']}`, scores on `{cfg['test']}`"
+        f"{' (the same file, which flatters the cells by their checkpoint choice)' if cfg['test'] == cfg['eval'] else ''}"
+        f"; bases {', '.join(cfg['bases'])}; sizes "
         f"{', '.join(map(str, cfg['sizes']))}; {cfg['seeds']} seeds below the full size, {cfg['seeds_at_all']} at it; "
         f"quick: {cfg['quick']}; extra train options: `{' '.join(cfg['train_args']) or 'none'}`. "
         f"{results['cells_done']} of {results['cells_planned']} cells done.",
@@ -592,8 +616,9 @@ def main(argv=None) -> int:
         prog="python -m finetune.compare", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
     ap.add_argument("--data", required=True, help="training records")
+    ap.add_argument("--eval", required=True, help="development records: early stopping and checkpoint choice")
     ap.add_argument(
-        "--eval", required=True, help="held-out records: early stopping, checkpoint choice, scores"
+        "--test", default=None, help="held-out records to score cells and controls on (default: --eval)"
     )
     ap.add_argument("--out", required=True, help="study directory (cells, controls, report)")
     ap.add_argument("--bases", nargs="+", default=[DEFAULT_BASE], help="base models")
@@ -620,13 +645,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.seeds_at_all < 1:
         raise UserError("--seeds and --seeds-at-all must be >= 1")
-    for p in (args.data, args.eval):
+    for p in (args.data, args.eval, *([args.test] if args.test else [])):
         if not Path(p).is_file():
             raise UserError("no such file", path=p)
     res = study(
         args.data, args.eval, Path(args.out), args.bases, args.methods, args.sizes, args.seeds, args.seeds_at_all,
         args.only, args.quick, args.train_args.split(), args.limit, args.latency_items, args.probe_records,
-        args.report_only, not args.no_controls,
+        args.report_only, not args.no_controls, args.test,
     )  # fmt: skip
     print(markdown_table(res["table"]) if res["table"] else "no cell is done yet")
     print(f"\n{res['cells_done']} of {res['cells_planned']} cells done; report in {args.out}/results.md")

@@ -458,6 +458,7 @@ def test_study_resumes_skips_and_aggregates_what_is_done(tiny_bases, records, tm
     assert set(res["controls"][base]) == {"majority", "zero-shot", "linear-probe"}
     report = (tmp_path / "results.md").read_text()
     assert "## Differences in wf1_sentiment_3" in report and "linear probe" in report
+    assert "the same file, which flatters the cells" in report  # --test not given: said plainly
     for name in ("results.csv", "results.json", "learning_curve.png", "score_vs_time.png", "peak_memory.png"):
         assert (tmp_path / name).stat().st_size > 0
 

@@ -238,9 +238,8 @@ class Journal:
     def _encode(rec: dict) -> bytes:
         try:
             return json.dumps(rec, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
-        except (
-            UnicodeEncodeError
-        ):  # a lone surrogate from a file loader: escaped, the record stays valid JSON
+        # a lone surrogate from a file loader: escaped, the record stays valid JSON
+        except UnicodeEncodeError:
             return json.dumps(rec, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
 
     def _cut(self, size: int) -> None:
@@ -302,17 +301,18 @@ class Journal:
         old, self._fh = self._fh, fh
         try:
             self._lock()
+            # (on Windows a file open elsewhere cannot be replaced: this fails, and the old journal stays in use)
             os.replace(tmp, self.path)
-            self._sync_folder()
-        except (
-            OSError,
-            UserError,
-        ) as exc:  # (on Windows a file open elsewhere cannot be replaced: this path)
+        except (OSError, UserError) as exc:
             fh.close()
             self._fh = old
             _discard(tmp)
             raise StorageError(f"journal {self.path}: cannot compact: {exc}") from None
-        old.close()
+        old.close()  # from here the new file is the journal, whatever follows
+        try:
+            self._sync_folder()
+        except OSError as exc:
+            log.error("journal %s: compacted, but the folder could not be fsync'd: %s", self.path, exc)
 
     def _sync_folder(self) -> None:
         if os.name == "posix":  # the rename itself must survive a crash

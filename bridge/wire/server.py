@@ -64,7 +64,7 @@ INTAKE_PER_TURN = 8  # intake messages taken per loop turn, between two looks at
 APPLY_PER_TURN = 8  # analyses applied per loop turn, likewise
 SWITCH_INTERVAL_S = 0.0002  # the longest a request waits for the GIL held by the analysis thread
 HOUSEKEEPING_S = 1.0  # live mode: how often targets are re-checked for a change by decay or expiry
-PRUNE_S = 60.0  # live mode: how often items older than the TTL are dropped from memory (their ids are kept)
+PRUNE_S = 60.0  # live mode: how often items older than the TTL are dropped from memory, their ids with them
 PRUNE_MARGIN = pd.Timedelta(hours=1)  # keep a little longer than the TTL, for EAs whose clocks run behind
 # live mode: the journal is rewritten as a snapshot of the items held once it is this many times the size of the
 # last snapshot (and at least COMPACT_MIN_BYTES), so restart reads about the live state whatever the uptime
@@ -251,9 +251,8 @@ class BridgeServer:
         self._pending_times: dict[str, int] = {}  # news id -> UTC ns, accepted but not analysed yet
         self._deferred: list[tuple[list[bytes], dict]] = []
         self._pairs: set[str] = set()  # symbols already checked to be currency pairs
-        self._reply_cache: dict[
-            tuple, tuple[int, Target, bytes]
-        ] = {}  # (symbol, pair, second) -> stamp, target, JSON
+        # (symbol, pair, second) -> the pair's stamp, the target, its fields' JSON
+        self._reply_cache: dict[tuple, tuple[int, Target, bytes]] = {}
         self._watched: set[str] = set()
         self._dirty: list[
             str
