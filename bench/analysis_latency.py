@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ is run as a script
 
+from bench.common import write_results  # noqa: E402
 from bridge.cli import HelpFormatter  # noqa: E402
 from bridge.lm.analyzer import LMAnalyzer, _TorchRunner  # noqa: E402
 from bridge.prompt import build_prompt, format_output  # noqa: E402
@@ -113,10 +114,7 @@ def main(argv=None) -> int:
             f"{r['analyzer_gflops'] / r['matmul64_gflops']:>6.2f}"
         )
     print(f"bf16 answers equal to fp32's: {same} of {len(texts)}; goal: p50 <= 100 ms")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {out}")
+    write_results(results, args.out)
     return 0
 
 

@@ -28,18 +28,12 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ is not a package: run as a script
 
 from bench.bridge_latency import Spawned, _bridge  # noqa: E402
+from bench.common import rss_mb, write_results  # noqa: E402
 from bridge.cli import HelpFormatter  # noqa: E402
 from bridge.provenance import default_results_dir, library_versions  # noqa: E402
 from bridge.wire import protocol as P  # noqa: E402
 
 LIMIT_MB = 300.0
-
-
-def rss_mb(pid: int, field: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _req(endpoint: str) -> zmq.Socket:
@@ -218,10 +212,7 @@ def main(argv=None) -> int:
             f"{r['attack']:<42} {r['count']:>7,} {r['rss_rest_mb']:>8.1f} {r['rss_peak_mb']:>8.1f} "
             f"{r['rss_after_mb']:>9.1f} {'yes' if ok else 'NO':>4}"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nwrote {out}")
+    write_results(results, args.out)
     return 0
 
 

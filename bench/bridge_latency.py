@@ -39,9 +39,12 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from bridge.cli import HelpFormatter
-from bridge.provenance import default_results_dir, library_versions
-from bridge.wire import protocol as P
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ is run as a script
+
+from bench.common import rss_mb, write_results  # noqa: E402
+from bridge.cli import HelpFormatter  # noqa: E402
+from bridge.provenance import default_results_dir, library_versions  # noqa: E402
+from bridge.wire import protocol as P  # noqa: E402
 
 SIGNAL = {
     "v": 1,
@@ -315,14 +318,6 @@ def _flood(endpoint: str, style: str, n: int, done: mp.Event) -> None:
     done.set()
 
 
-def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident memory so far (Linux VmHWM), MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def signals_under_flood(
     ep: dict, pid: int, style: str, n_flood: int, interval_ms: float, idle_s: float
 ) -> dict:
@@ -391,7 +386,7 @@ def signals_under_flood(
         "accepted": end["news_accepted"] - start["news_accepted"],
         "refused": end["intake_refused"] - start["intake_refused"],
         "analysed": end["news_analysed"] - start["news_analysed"],
-        "peak_rss_mb": peak_rss_mb(pid),
+        "peak_rss_mb": rss_mb(pid),
     }
 
 
@@ -615,10 +610,7 @@ def main(argv=None) -> int:
             f"\nnote: the shipped LM is not available ({results['lm_unavailable']}); news figures use the calendar "
             "surprise rule instead."
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nwrote {out}")
+    write_results(results, args.out)
     return 0
 
 

@@ -29,9 +29,12 @@ from pathlib import Path
 import zmq
 from tqdm import tqdm
 
-from bridge.cli import HelpFormatter
-from bridge.provenance import default_results_dir, library_versions
-from bridge.wire import protocol as P
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ is run as a script
+
+from bench.common import rss_mb, write_results  # noqa: E402
+from bridge.cli import HelpFormatter  # noqa: E402
+from bridge.provenance import default_results_dir, library_versions  # noqa: E402
+from bridge.wire import protocol as P  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 YEAR_S = 365 * 86_400
@@ -65,13 +68,6 @@ def wait_ready(proc: subprocess.Popen, endpoint: str, limit_s: float = 600) -> f
         if ask(endpoint, {"v": 1, "type": "ping", "id": "p"}, 200) is not None:
             return time.perf_counter() - t0
     raise RuntimeError("the server did not answer within the limit")
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def feed(pull: str, req: str, n: int, now: int) -> None:
@@ -133,7 +129,7 @@ def one_count(n: int, work: Path, port: int) -> dict:
     second = start_server(journal, req, pull, log)
     try:
         ready_s = wait_ready(second, req)
-        rss = peak_rss_mb(second.pid)
+        rss = rss_mb(second.pid)
         held = ask(req, {"v": 1, "type": "stats", "id": "s"}, 5000)["stats"]
     finally:
         second.terminate()
@@ -188,10 +184,7 @@ def main(argv=None) -> int:
     print(f"\n{'figure':<32} {args.small:>14,} {args.large:>14,} {'ratio':>7}  (goal <= 2x)")
     for r in results["table"]:
         print(f"{r['figure']:<32} {r['small']:>14,.1f} {r['large']:>14,.1f} {r['ratio']:>7.2f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nwrote {out}")
+    write_results(results, args.out)
     return 0
 
 
