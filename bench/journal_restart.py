@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ is run as a script
 
+from bench.bridge_latency import calendar_news  # noqa: E402
 from bench.common import rss_mb, write_results  # noqa: E402
 from bridge.cli import HelpFormatter  # noqa: E402
 from bridge.provenance import default_results_dir, library_versions  # noqa: E402
@@ -77,25 +78,7 @@ def feed(pull: str, req: str, n: int, now: int) -> None:
     push.linger = -1
     push.connect(pull)
     for i in tqdm(range(n), desc=f"feeding {n:,} items", unit="item", mininterval=2):
-        up = i % 2 == 0
-        push.send(
-            P.encode(
-                {
-                    "v": 1,
-                    "type": "news",
-                    "id": f"n{i}",
-                    "headline": f"USD Non-Farm Employment Change release {i}",
-                    "source": "bench",
-                    "currency": "USD",
-                    "event": "Non-Farm Employment Change",
-                    "impact": "high",
-                    "actual": 300.0 if up else 40.0,
-                    "forecast": 170.0,
-                    "time": now - YEAR_S + (i * YEAR_S) // n,
-                    "utc_offset": 0,
-                }
-            )
-        )
+        push.send(P.encode(calendar_news(i, now - YEAR_S + (i * YEAR_S) // n)))
     push.close()
     while True:
         stats = ask(req, {"v": 1, "type": "stats", "id": "s"}, 5000)["stats"]
