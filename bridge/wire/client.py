@@ -64,6 +64,9 @@ class LazyPirateClient:
         sock = self.ctx.socket(zmq.REQ)
         sock.linger = 0
         sock.setsockopt(zmq.MAXMSGSIZE, P.SOCKET_MAX_MESSAGE_BYTES)
+        # A REQ send blocks while the socket has no pipe to a peer, as when a server refuses the handshake (CURVE
+        # against plain) and tears the connection down: bounded, it is one failed attempt like a lost reply.
+        sock.sndtimeo = self.timeout_ms
         if self.curve is not None:
             sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self.curve
         sock.connect(self.endpoint)
@@ -85,8 +88,13 @@ class LazyPirateClient:
         msg.setdefault("id", self.next_id())
         data = P.encode(msg)
         for attempt in range(1, self.retries + 1):
-            self.socket.send(data)
-            if self.socket.poll(self.timeout_ms, zmq.POLLIN):
+            try:
+                self.socket.send(data)
+            except zmq.Again:  # no peer took it within the timeout
+                sent = False
+            else:
+                sent = True
+            if sent and self.socket.poll(self.timeout_ms, zmq.POLLIN):
                 reply = json.loads(self.socket.recv())
                 if reply.get("id") == msg["id"] or (reply.get("type") == P.ERROR and reply.get("id") is None):
                     return reply
