@@ -635,6 +635,7 @@ def main(argv=None) -> int:
         "--report-only", action="store_true", help="run nothing; aggregate the cells that are done"
     )
     ap.add_argument("--no-controls", action="store_true", help="skip majority, zero-shot and linear probe")
+    ap.add_argument("--controls-only", action="store_true", help="run the controls, no cell")
     ap.add_argument("--probe-records", type=int, default=2000, help="training records for the linear probe")
     ap.add_argument("--quick", action="store_true", help=f"smoke-sized study, one size and seed: {QUICK}")
     ap.add_argument("--limit", type=int, default=None, help="score only the first N eval records")
@@ -650,7 +651,7 @@ def main(argv=None) -> int:
             raise UserError("no such file", path=p)
     res = study(
         args.data, args.eval, Path(args.out), args.bases, args.methods, args.sizes, args.seeds, args.seeds_at_all,
-        args.only, args.quick, args.train_args.split(), args.limit, args.latency_items, args.probe_records,
+        ["no cell"] if args.controls_only else args.only, args.quick,  # a pattern that matches no cell args.train_args.split(), args.limit, args.latency_items, args.probe_records,
         args.report_only, not args.no_controls, args.test,
     )  # fmt: skip
     print(markdown_table(res["table"]) if res["table"] else "no cell is done yet")

@@ -6,7 +6,7 @@
   a bottleneck-adapter model is saved whole, adapters included (they are non-linear, so they cannot be folded into the
   base weights; the small ``model/adapter.safetensors`` stays the primary artefact). Full tuning has nothing to merge.
 - ``RUN_DIR/model/onnx/model.onnx`` (``--onnx``): the ``bridge.lm.analyzer.StepGraph`` the analyzer runs: a chunk of
-  tokens plus the KV cache in, logits at the last real token plus the new cache out. ``--int8`` adds a dynamically
+  tokens plus the KV cache in, logits at the chosen chunk positions plus the new cache out. ``--int8`` adds a dynamically
   quantized copy (``model.int8.onnx``), used only if its own, looser parity check passes.
 - ``parity.json``: max abs logit difference between ONNX Runtime and torch on real prompts (prefill and a cached
   step, batch of two with padding), the tolerance, pass/fail, and the measured speed of both (graph and analyzer).
@@ -28,6 +28,7 @@ import torch
 from bridge.cli import HelpFormatter
 from bridge.errors import ModelError, run_main
 from bridge.lm.analyzer import (
+    GRAPH_VERSION,
     ONNX_FILE,
     ONNX_INT8_FILE,
     PARITY_FILE,
@@ -41,31 +42,23 @@ from bridge.lm.loading import (
     ONNX_DIR,
     ModelInfo,
     checkpoint_hash,
-    encode_prompt,
     load_model,
     model_dir_of,
     read_model_info,
     write_model_info,
 )
+from bridge.lm.onnx import (
+    FP32_TOLERANCE,
+    INT8_TOLERANCE,
+    OPSET,
+    SAMPLE_HEADLINES,
+    check_parity,
+    export_onnx,
+    ort_session,
+    sample_inputs,
+)
 from bridge.provenance import library_versions
 from bridge.schema import load_schema
-
-FP32_TOLERANCE = 1e-3  # max abs logit difference allowed between ONNX Runtime and torch in fp32
-# int8 changes logits by design; beyond this it also changes answers (measured on SmolLM2: diff 19, event accuracy
-# 0.68 -> 0.07), so such an export is recorded as failed and never loaded.
-INT8_TOLERANCE = 1.0
-OPSET = 17
-# Project-written headlines used only to time and check the export.
-SAMPLE_HEADLINES = [
-    "Fed raises rates by 25 basis points and signals more hikes ahead",
-    "ECB leaves rates unchanged; Lagarde says inflation risks are balanced",
-    "US nonfarm payrolls 150K vs 200K expected; unemployment rate rises to 4.1%",
-    "Oil falls 3% as OPEC+ agrees to raise output",
-    "Bank of Japan intervenes to support the yen",
-    "UK retail sales beat forecasts in March",
-    "Swiss franc jumps as SNB scraps the EUR/CHF floor",
-    "China's exports slump, Australian dollar slides",
-]
 
 
 def save_merged(run_dir: Path) -> Path | None:
@@ -89,85 +82,6 @@ def save_merged(run_dir: Path) -> Path | None:
     merged = ModelInfo(**{**info.to_dict(), "merged": True})
     write_model_info(out, merged)
     return out
-
-
-def _inputs(tokenizer, texts: list[str], schema, max_tokens: int):
-    """A padded prefill chunk for ``texts`` (right padding, as the analyzer feeds it)."""
-    seqs = [encode_prompt(tokenizer, t, schema, max_tokens=max_tokens) for t in texts]
-    width = max(len(s) for s in seqs)
-    ids = np.full((len(seqs), width), tokenizer.pad_token_id, np.int64)
-    mask = np.zeros((len(seqs), width), np.int64)
-    for b, s in enumerate(seqs):
-        ids[b, : len(s)], mask[b, : len(s)] = s, 1
-    pos = np.maximum(np.cumsum(mask, 1) - 1, 0)
-    last = np.array([len(s) - 1 for s in seqs], np.int64)
-    return ids, mask, pos, last
-
-
-def export_onnx(model, path: Path) -> None:
-    """Trace ``StepGraph(model)`` to ONNX with dynamic batch, chunk and cache lengths."""
-    layers, _, _ = kv_shape(model.config)
-    graph = StepGraph(model).eval()
-    b, c, p = 2, 3, 4
-    ids = torch.ones((b, c), dtype=torch.long)
-    mask = torch.ones((b, p + c), dtype=torch.long)
-    pos = torch.arange(p, p + c).repeat(b, 1)
-    last = torch.full((b,), c - 1, dtype=torch.long)
-    past = [t.normal_() for t in empty_past(b, model.config)]
-    past = [torch.randn(b, t.shape[1], p, t.shape[3]) for t in past]
-    past_names = [f"past_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
-    present_names = [f"present_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
-    dyn = {"input_ids": {0: "batch", 1: "chunk"}, "attention_mask": {0: "batch", 1: "total"}}
-    dyn.update({"position_ids": {0: "batch", 1: "chunk"}, "last_index": {0: "batch"}, "logits": {0: "batch"}})
-    dyn.update({n: {0: "batch", 2: "past"} for n in past_names})
-    dyn.update({n: {0: "batch", 2: "total"} for n in present_names})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    import warnings
-
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter(
-            "ignore"
-        )  # tracer warnings about Python control flow on shapes fixed at trace time
-        torch.onnx.export(
-            graph,
-            (ids, mask, pos, last, *past),
-            str(path),
-            input_names=["input_ids", "attention_mask", "position_ids", "last_index", *past_names],
-            output_names=["logits", *present_names],
-            dynamic_axes=dyn,
-            opset_version=OPSET,
-            dynamo=False,
-        )
-
-
-def _ort_session(path: Path):
-    import onnxruntime as ort
-
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
-def check_parity(model, session, tokenizer, schema, max_tokens: int) -> dict:
-    """Max abs logit difference torch vs ONNX Runtime on a padded prefill and one cached step after it."""
-    graph = StepGraph(model).eval()
-    ids, mask, pos, last = _inputs(tokenizer, SAMPLE_HEADLINES[:2], schema, max_tokens)
-    past = empty_past(ids.shape[0], model.config)
-    names = [i.name for i in session.get_inputs()]
-    diffs, top1 = [], True
-    for _ in range(2):
-        with torch.inference_mode():
-            t_out = graph(*(torch.from_numpy(x) for x in (ids, mask, pos, last)), *past)
-        feed = dict(zip(names, [ids, mask, pos, last, *[p.numpy() for p in past]], strict=True))
-        o_out = session.run(None, feed)
-        t_logits = t_out[0].numpy()
-        diffs.append(float(np.abs(t_logits - o_out[0]).max()))
-        top1 = top1 and bool((t_logits.argmax(-1) == o_out[0].argmax(-1)).all())
-        # next step: one token per row on top of the cache (the chosen token), as the decoder does
-        past = [t.clone() for t in t_out[1:]]
-        nxt = t_logits.argmax(-1)[:, None].astype(np.int64)
-        mask = np.concatenate([mask, np.ones_like(nxt)], 1)
-        pos = mask.sum(1, keepdims=True) - 1
-        ids, last = nxt, np.zeros(len(nxt), np.int64)
-    return {"max_abs_diff": max(diffs), "top1_agree": top1}
 
 
 def _time_graph(fn, repeats: int = 5) -> float:
@@ -198,7 +112,8 @@ def export(run_dir: str | Path, onnx: bool = True, int8: bool = False, timing_it
     layers, kv_heads, head_dim = kv_shape(model.config)
     report.update({"layers": layers, "kv_heads": kv_heads, "head_dim": head_dim, "opset": OPSET})
     report["checkpoint"] = checkpoint_hash(model_dir)
-    parity = check_parity(model, _ort_session(out / ONNX_FILE), tokenizer, schema, info.max_prompt_tokens)
+    report["graph"] = GRAPH_VERSION
+    parity = check_parity(model, ort_session(out / ONNX_FILE), tokenizer, schema, info.max_prompt_tokens)
     report["fp32"] = {
         **parity,
         "tolerance": FP32_TOLERANCE,
@@ -208,27 +123,25 @@ def export(run_dir: str | Path, onnx: bool = True, int8: bool = False, timing_it
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         quantize_dynamic(str(out / ONNX_FILE), str(out / ONNX_INT8_FILE), weight_type=QuantType.QInt8)
-        p8 = check_parity(
-            model, _ort_session(out / ONNX_INT8_FILE), tokenizer, schema, info.max_prompt_tokens
-        )
+        p8 = check_parity(model, ort_session(out / ONNX_INT8_FILE), tokenizer, schema, info.max_prompt_tokens)
         passed = p8["top1_agree"] and p8["max_abs_diff"] <= INT8_TOLERANCE
         report["int8"] = {**p8, "tolerance": INT8_TOLERANCE, "passed": passed}
     # graph speed: one prefill of a single headline, torch eager vs ONNX Runtime
     graph = StepGraph(model).eval()
-    ids, mask, pos, last = _inputs(tokenizer, SAMPLE_HEADLINES[:1], schema, info.max_prompt_tokens)
+    ids, mask, pos, pick = sample_inputs(tokenizer, SAMPLE_HEADLINES[:1], schema, info.max_prompt_tokens)
     past_t = empty_past(1, model.config)
-    sess = _ort_session(out / ONNX_FILE)
+    sess = ort_session(out / ONNX_FILE)
     feed = dict(
         zip(
             [i.name for i in sess.get_inputs()],
-            [ids, mask, pos, last, *[p.numpy() for p in past_t]],
+            [ids, mask, pos, pick, *[p.numpy() for p in past_t]],
             strict=True,
         )
     )
 
     def torch_step():
         with torch.inference_mode():
-            graph(*(torch.from_numpy(x) for x in (ids, mask, pos, last)), *past_t)
+            graph(*(torch.from_numpy(x) for x in (ids, mask, pos, pick)), *past_t)
 
     t_torch, t_onnx = _time_graph(torch_step), _time_graph(lambda: sess.run(None, feed))
     report["prefill_ms"] = {"torch": t_torch * 1000, "onnx": t_onnx * 1000, "speedup": t_torch / t_onnx}

@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 
+from bridge.errors import ModelError
 from bridge.lm.analyzer import LMAnalyzer
 from bridge.lm.loading import load_model
 from finetune.export import FP32_TOLERANCE, export
@@ -54,15 +55,20 @@ def test_export_parity_merged_weights_and_backend_choice(method, arch, bases, tm
     assert all(not x.fallback for x in a)
 
 
-def test_export_of_other_weights_is_not_used(bases, tmp_path):
+def test_export_of_other_weights_is_not_used(bases, tmp_path, monkeypatch):
+    monkeypatch.setenv("EA_BRIDGE_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
     make_tiny_model_dir(bases["llama"], run / "model", method="adapter")
     export(run, onnx=True, timing_items=1)
     make_tiny_model_dir(bases["llama"], run / "model", method="adapter", seed=7)  # retrained after the export
-    assert LMAnalyzer(run, backend="auto").backend == "torch"
+    an = LMAnalyzer(run, backend="auto")
+    assert (
+        an._onnx_path is None and an._build_onnx
+    )  # the stale export is ignored; a fresh one comes on first use
 
 
-def test_failed_parity_is_never_used(bases, tmp_path):
+def test_failed_parity_is_never_used(bases, tmp_path, monkeypatch):
+    monkeypatch.setenv("EA_BRIDGE_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
     make_tiny_model_dir(bases["gpt2"], run / "model", method="lora")
     export(run, onnx=True, timing_items=1)
@@ -70,4 +76,41 @@ def test_failed_parity_is_never_used(bases, tmp_path):
     parity = json.loads(parity_path.read_text())
     parity["fp32"]["passed"] = False
     parity_path.write_text(json.dumps(parity))
-    assert LMAnalyzer(run, backend="auto").backend == "torch"
+    assert LMAnalyzer(run, backend="auto")._onnx_path is None
+    with pytest.raises(ModelError, match="no ONNX export"):
+        LMAnalyzer(run, backend="onnx")
+
+
+def test_auto_builds_the_export_on_first_use_and_reuses_it(bases, tmp_path, monkeypatch):
+    """No export step: the first analysis exports the step graph into the cache, checks parity and answers through
+    ONNX Runtime as torch does; a second analyzer finds the export and loads no torch weights at all."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("EA_BRIDGE_CACHE", str(cache))
+    run = tmp_path / "run"
+    make_tiny_model_dir(bases["llama"], run / "model", method="lora")
+    auto = LMAnalyzer(run, backend="auto", batch_size=4)
+    assert auto.backend == "onnx" and auto.name.endswith(":onnx") and not auto.loaded
+    got = auto.analyze_texts(ODD_TEXTS[:5])
+    (record,) = [json.loads(p.read_text()) for p in cache.glob("onnx/*/parity.json")]
+    assert record["fp32"]["passed"] and record["built"] == "on first use"
+    assert type(auto.runner).__name__ == "_OnnxRunner"
+    want = LMAnalyzer(run, backend="torch", batch_size=4).analyze_texts(ODD_TEXTS[:5])
+    assert [(x.labels, x.sentiment, x.related) for x in got] == [
+        (x.labels, x.sentiment, x.related) for x in want
+    ]
+    again = LMAnalyzer(run, backend="auto")
+    assert again._onnx_path is not None and not again._build_onnx
+    again.analyze_texts(ODD_TEXTS[:1])
+    assert type(again.runner).__name__ == "_OnnxRunner"
+
+
+def test_an_export_that_fails_parity_on_first_use_leaves_torch(bases, tmp_path, monkeypatch):
+    monkeypatch.setenv("EA_BRIDGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("bridge.lm.onnx.FP32_TOLERANCE", -1.0)  # no export can pass
+    run = tmp_path / "run"
+    make_tiny_model_dir(bases["gpt2"], run / "model", method="lora")
+    auto = LMAnalyzer(run, backend="auto")
+    out = auto.analyze_texts(ODD_TEXTS[:2])
+    assert auto.backend == "torch" and auto.name.endswith(":torch") and not any(a.fallback for a in out)
+    assert not list((tmp_path / "cache").glob("onnx/*/model.onnx"))  # only the failed record is kept
+    assert LMAnalyzer(run, backend="auto").backend == "torch"  # and it is not built again

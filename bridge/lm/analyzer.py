@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 import time
 from collections.abc import Sequence
@@ -51,45 +52,60 @@ from bridge.prompt import format_input, parse_output, related_entries
 from bridge.schema import Schema, load_schema
 from bridge.types import Analysis, NewsItem
 
+log = logging.getLogger(__name__)
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "default"
 BACKENDS = ("auto", "torch", "onnx")
 MAX_RELATED_TOKENS = 12
+FOLLOW_LIMIT = 4096
+# How many unchecked decisions a draft guesses ahead. Each drafted token costs compute in the pass that checks it,
+# and a guess after a wrong one is rarely right: on SmolLM2 through ONNX Runtime one decision ahead was fastest
+# (bench/analysis_latency.py: 1 -> 1.17x the plain loop's p50, 2 -> 1.12x, 4 -> 1.01x, 20 items each).
+DRAFT_DECISIONS = 1
 DEFAULT_BATCH = 8
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
 PARITY_FILE = "parity.json"
+GRAPH_VERSION = (
+    2  # the step graph's interface; 2: logits at the ``pick`` positions (an older export is not used)
+)
 
 
 # ---- the step graph: one forward over a chunk appended to a KV cache ----------------------------------------------
 
 
 class StepGraph(nn.Module):
-    """``(ids, mask, positions, last_index, *past) -> (logits at last_index, *present)``.
+    """``(ids, mask, positions, pick, *past) -> (logits at pick, *present)``.
 
     This is the forward path the analyzer runs, in torch and (exported) in ONNX Runtime. ``past`` is the flat list
-    ``k0, v0, k1, v1, ...`` of shape (batch, kv_heads, past_len, head_dim); ``mask`` covers past and chunk.
+    ``k0, v0, k1, v1, ...`` of shape (batch, kv_heads, past_len, head_dim); ``mask`` covers past and chunk. ``pick``
+    (batch, k) names the chunk positions whose next-token logits are wanted, so the output layer (a fifth of
+    SmolLM2's weights, most of Gemma's) runs at those positions only.
     """
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = model
+        self.decoder = model.get_decoder()
+        self.head = model.get_output_embeddings()
+        self.softcap = getattr(model.config, "final_logit_softcapping", None)
         self.n_layers = int(model.config.num_hidden_layers)
 
-    def forward(self, input_ids, attention_mask, position_ids, last_index, *past):
+    def forward(self, input_ids, attention_mask, position_ids, pick, *past):
         from transformers import DynamicCache
 
         cache = DynamicCache()
         for i in range(self.n_layers):
             cache.update(past[2 * i], past[2 * i + 1], i)
-        out = self.model(
+        out = self.decoder(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
             cache=cache,
             use_cache=True,
         )
-        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
-        logits = out.logits[rows, last_index].float()
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)[:, None]
+        logits = self.head(out.last_hidden_state[rows, pick]).float()
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
         present = []
         for layer in out.cache.layers:
             present += [layer.keys, layer.values]
@@ -112,6 +128,7 @@ def empty_past(batch: int, config, dtype=torch.float32, device="cpu") -> list[to
 
 class _TorchRunner:
     def __init__(self, model: nn.Module):
+        self.model = model
         self.graph = StepGraph(model).eval()
         self.config = model.config
         self.device = next(model.parameters()).device
@@ -121,11 +138,11 @@ class _TorchRunner:
         return empty_past(batch, self.config, self.dtype, self.device)
 
     @torch.inference_mode()
-    def __call__(self, ids, mask, pos, last, past):
+    def __call__(self, ids, mask, pos, pick, past):
         d = self.device
         out = self.graph(
             torch.from_numpy(ids).to(d), torch.from_numpy(mask).to(d), torch.from_numpy(pos).to(d),
-            torch.from_numpy(last).to(d), *past,
+            torch.from_numpy(pick).to(d), *past,
         )  # fmt: skip
         return out[0].float().cpu().numpy(), list(out[1:])
 
@@ -148,8 +165,8 @@ class _OnnxRunner:
             np.zeros((batch, self.kv_heads, 0, self.head_dim), np.float32) for _ in range(2 * self.layers)
         ]
 
-    def __call__(self, ids, mask, pos, last, past):
-        feed = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "last_index": last}
+    def __call__(self, ids, mask, pos, pick, past):
+        feed = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "pick": pick}
         feed.update(zip(self.past_names, past, strict=True))
         out = self.session.run(None, feed)
         return out[0], out[1:]
@@ -201,6 +218,7 @@ class _Decoder:
         for f in schema.fields:
             self.tries[f.name] = self._trie([(v, v) for v in f.values])
         self.tries["sentiment"] = self._trie([(name, name) for name, _ in schema.sentiment_levels])
+        self.follow: dict[int, int] = {}  # token -> the token that followed it in the last finished answers
         self.related_mask = _allowed_related(tokenizer)
         self.related_ids = np.flatnonzero(self.related_mask).tolist()
 
@@ -215,20 +233,80 @@ class _Decoder:
             root.add(ids, value)
         return root
 
-    def program(self, seq: list[int], result: dict):
-        """Append the answer to ``seq``; ``yield`` hands control back until the logits of ``seq`` are sent in."""
+    def remember(self, answer: _Answer) -> None:
+        """Learn which token followed which in a finished answer (guesses where no logits say better: the related
+        list in particular, which a draft cannot see beyond its own end). Bounded: cleared past FOLLOW_LIMIT."""
+        if len(self.follow) > FOLLOW_LIMIT:
+            self.follow.clear()
+        for a, b in zip(answer.tokens, [*answer.tokens[1:], self.eos], strict=True):
+            self.follow[a] = b
+
+    def first_guess(self, seed: _Answer | None, speculate: bool) -> _Answer:
+        """The draft an item starts from: ``seed`` (the last finished answer: news items often share event, market
+        and sector) re-walked without logits, or only the text before the first decision."""
+        return self.walk(_Answer(seed.tokens, seed.spans) if seed else _Answer([], []), {}, speculate)
+
+    def walk(self, old: _Answer, rows: dict[int, np.ndarray], speculate: bool = True) -> _Answer:
+        """Check ``old`` against ``rows`` (answer position -> the logits predicting the token there, computed with
+        ``old.tokens`` before it as context) and return the answer that follows: greedy where the logits are valid,
+        a guess after the first decision that disagrees with ``old``.
+
+        Positions below ``old.verified`` were checked in an earlier pass and are kept. A guess (Jacobi style) takes,
+        for each later decision, the argmax of the logits at the same place in ``old``'s value of that field, which
+        saw a slightly wrong context; where there are none, ``old``'s own token, else the first option. Each walk
+        verifies at least one more decision, so an answer of D decisions takes at most D + 1 passes. Without
+        ``speculate`` the draft stops at the first unchecked decision: one pass per decision, the plain greedy loop.
+        """
         keys = self.schema.keys
-        confidence = 1.0
+        out: list[int] = []
+        spans: list[tuple[int, int]] = []
+        probs: dict[int, float] = {}
+        verified: int | None = None  # set where checking ends
+        guesses = [0]
+
+        def old_token(j: int) -> int:
+            return old.tokens[j] if j < len(old.tokens) else self.eos
+
+        def decide(j: int, options: list[int], aligned: int | None, key: str) -> int | None:
+            nonlocal verified
+            if verified is None:
+                if j < old.verified:  # checked in an earlier pass
+                    if j in old.probs:
+                        probs[j] = old.probs[j]
+                    return old_token(j)
+                if j in rows:  # valid: every token before j agrees with old
+                    tok, p = _softmax_pick(rows[j], options)
+                    if key == "sentiment":
+                        probs[j] = p
+                    if tok != old_token(j):
+                        verified = j + 1
+                    return tok
+                verified = j
+            guesses[0] += 1
+            if not speculate or guesses[0] > DRAFT_DECISIONS:
+                return None
+            if aligned is not None and aligned in rows:
+                return _softmax_pick(rows[aligned], options)[0]
+            if out and self.follow.get(out[-1]) in options:
+                return self.follow[out[-1]]
+            if aligned is not None and old_token(aligned) in options:
+                return old_token(aligned)
+            return options[0]
+
         for i, key in enumerate(keys):
-            seq.extend(self.prefix_ids[i])
+            out.extend(self.prefix_ids[i])
+            start = len(out)
+            old_start = old.spans[i][0] if i < len(old.spans) else None
             if key == self.schema.related_name:
-                result["related_start"] = len(seq)
-                for _ in range(MAX_RELATED_TOKENS):
-                    logits = yield
-                    tok, _p = _softmax_pick(logits, self.related_ids)
+                for k in range(MAX_RELATED_TOKENS):
+                    aligned = None if old_start is None else old_start + k
+                    tok = decide(len(out), self.related_ids, aligned, key)
+                    if tok is None:
+                        return _Answer(out, spans, verified, probs)
                     if tok == self.eos:
                         break
-                    seq.append(tok)
+                    out.append(tok)
+                spans.append((start, len(out)))
                 continue
             # the token that follows a complete value: the next prefix, or EOS after the last key
             after = self.prefix_ids[i + 1][0] if i + 1 < len(keys) else self.eos
@@ -238,28 +316,44 @@ class _Decoder:
                 if node.value is not None:
                     options.append(after)  # a complete value that is also the start of a longer one
                 if len(options) == 1:
-                    tok = options[0]  # forced: no decision, no forward pass
+                    tok = options[0]  # forced: no decision, no logits needed
                 else:
-                    logits = yield
-                    tok, p = _softmax_pick(logits, options)
-                    if key == "sentiment":
-                        confidence *= p
+                    aligned = None if old_start is None else old_start + len(out) - start
+                    tok = decide(len(out), options, aligned, key)
+                    if tok is None:
+                        return _Answer(out, spans, verified, probs)
                 if tok not in node.children:
                     break
-                seq.append(tok)
+                out.append(tok)
                 node = node.children[tok]
-        result["confidence"] = confidence
+            spans.append((start, len(out)))
+        if verified is None:
+            return _Answer(out, spans, len(out), probs, done=True)
+        return _Answer(out, spans, verified, probs)
 
 
-def _pad_chunks(chunks: list[list[int]], pad: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    width = max(1, max(len(c) for c in chunks))
-    ids = np.full((len(chunks), width), pad, dtype=np.int64)
-    mask = np.zeros((len(chunks), width), dtype=np.int64)
-    for b, c in enumerate(chunks):
-        ids[b, : len(c)] = c
-        mask[b, : len(c)] = 1
-    last = np.array([max(len(c) - 1, 0) for c in chunks], dtype=np.int64)
-    return ids, mask, last
+@dataclasses.dataclass
+class _Answer:
+    """An answer being decoded by draft and verify: ``tokens[:verified]`` are the greedy answer's start (each decision
+    taken on logits whose context was the greedy answer before it); the rest is a guess still to be checked."""
+
+    tokens: list[int]
+    spans: list[tuple[int, int]]  # (start, end) of each key's value in ``tokens``
+    verified: int = 0
+    probs: dict[int, float] = dataclasses.field(default_factory=dict)  # sentiment decisions: position -> p
+    done: bool = False
+
+    @property
+    def confidence(self) -> float:
+        return float(np.prod(list(self.probs.values()))) if self.probs else 1.0
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
 
 
 class LMAnalyzer:
@@ -272,6 +366,7 @@ class LMAnalyzer:
         batch_size: int = DEFAULT_BATCH,
         device: str = "cpu",
         int8: bool = False,
+        speculate: bool = True,
     ):
         if backend not in BACKENDS:
             raise UserError(f"unknown backend {backend!r}", hint=f"one of {', '.join(BACKENDS)}")
@@ -282,29 +377,39 @@ class LMAnalyzer:
         self.schema = load_schema(self.info.schema)
         self.batch_size = batch_size
         self._onnx_path, self._onnx_meta = self._onnx_export(int8)
+        # auto on the CPU: ONNX Runtime, with the export built into the cache on first use where none exists yet
+        # (unless an earlier build failed its parity check: then torch)
+        self._build_onnx = False
         if backend == "auto":
-            backend = "onnx" if self._onnx_path is not None else "torch"
-        if backend == "onnx" and self._onnx_path is None:
+            if self._onnx_path is not None:
+                backend = "onnx"
+            elif device == "cpu" and not int8 and not self._onnx_failed_before():
+                backend, self._build_onnx = "onnx", True
+            else:
+                backend = "torch"
+        if backend == "onnx" and self._onnx_path is None and not self._build_onnx:
             raise ModelError(
                 "no ONNX export with a passing parity check",
                 path=self.model_dir / ONNX_DIR,
                 hint="run python -m finetune.export RUN_DIR --onnx, or use --backend torch",
             )
-        if backend == "torch":
+        if backend == "torch" or self._build_onnx:
             # a missing base is an error now, not at the first item
             resolve_base(base_of(self.model_dir, self.info))
         self.backend, self.device = backend, device
-        label = "default" if self.model_dir.resolve() == DEFAULT_MODEL_DIR.resolve() else self.model_dir.name
-        if label == "model":
-            label = self.model_dir.parent.name
-        suffix = "-int8" if backend == "onnx" and int8 else ""
-        # The backtester caches analyses by this name: it must change whenever the weights or the backend change.
-        self.name = f"lm:{label}@{checkpoint_hash(self.model_dir)}:{backend}{suffix}"
+        self.name = self._name(backend, int8)
         self.stats = {"items": 0, "fallbacks": 0, "forwards": 0, "seconds": 0.0}
+        self.speculate, self._seed = speculate, None
 
     @classmethod
     def from_model(
-        cls, model: nn.Module, tokenizer, info, batch_size: int = DEFAULT_BATCH, name: str = "lm:in-memory"
+        cls,
+        model: nn.Module,
+        tokenizer,
+        info,
+        batch_size: int = DEFAULT_BATCH,
+        name: str = "lm:in-memory",
+        speculate: bool = True,
     ):
         """An analyzer over a model already in memory (e.g. during training, to score the dev set): torch backend,
         the model's own dtype and device. The model is put in eval mode; the caller restores its mode."""
@@ -319,15 +424,33 @@ class LMAnalyzer:
         self.decoder = _Decoder(tokenizer, self.schema)
         self.name = name
         self.stats = {"items": 0, "fallbacks": 0, "forwards": 0, "seconds": 0.0}
+        self.speculate, self._seed = speculate, None
         return self
 
     # The weights load on first use: a backtest whose every item is in the analysis cache never loads them.
     @cached_property
     def _weights(self) -> tuple:
         """(tokenizer, runner) of this directory and backend."""
-        if self.backend == "onnx":
+        if self.backend == "onnx" and not self._build_onnx:
             return self._tokenizer(), _OnnxRunner(self._onnx_path, self._onnx_meta)
         model_obj, tokenizer, _ = load_model(self.model_dir)
+        if self._build_onnx:
+            from bridge.lm.onnx import build_cached_export
+
+            record = build_cached_export(
+                self.model_dir, model_obj, tokenizer, self.schema, self.info.max_prompt_tokens
+            )
+            self._onnx_path, self._onnx_meta = self._onnx_export(False)
+            if self._onnx_path is not None:
+                del model_obj
+                return tokenizer, _OnnxRunner(self._onnx_path, self._onnx_meta)
+            log.warning(
+                "ONNX export of %s failed its parity check (max abs logit difference %.2e): analysing with torch",
+                self.model_dir,
+                record["fp32"]["max_abs_diff"],
+            )
+            self.backend = "torch"
+            self.name = self._name("torch", False)
         return tokenizer, _TorchRunner(model_obj.to(self.device))
 
     @cached_property
@@ -352,8 +475,30 @@ class LMAnalyzer:
             return load_tokenizer(str(self.model_dir))
         return load_tokenizer(resolve_base(base_of(self.model_dir, self.info)))
 
+    def _name(self, backend: str, int8: bool) -> str:
+        """The backtester caches analyses by this name: it changes whenever the weights or the backend change."""
+        label = "default" if self.model_dir.resolve() == DEFAULT_MODEL_DIR.resolve() else self.model_dir.name
+        if label == "model":
+            label = self.model_dir.parent.name
+        suffix = "-int8" if backend == "onnx" and int8 else ""
+        return f"lm:{label}@{checkpoint_hash(self.model_dir)}:{backend}{suffix}"
+
+    def _onnx_failed_before(self) -> bool:
+        from bridge.lm.onnx import cached_export_dir
+
+        parity = cached_export_dir(self.model_dir) / PARITY_FILE
+        return parity.is_file() and not json.loads(parity.read_text()).get("fp32", {}).get("passed")
+
     def _onnx_export(self, int8: bool) -> tuple[Path | None, dict]:
-        folder = self.model_dir / ONNX_DIR
+        """The model directory's own export, else (fp32) the one built into the cache, where it is usable."""
+        path, meta = self._onnx_export_in(self.model_dir / ONNX_DIR, int8)
+        if path is None and not int8:
+            from bridge.lm.onnx import cached_export_dir
+
+            path, meta = self._onnx_export_in(cached_export_dir(self.model_dir), int8)
+        return path, meta
+
+    def _onnx_export_in(self, folder: Path, int8: bool) -> tuple[Path | None, dict]:
         parity = folder / PARITY_FILE
         if not parity.is_file():
             return None, {}
@@ -364,7 +509,7 @@ class LMAnalyzer:
         key = "int8" if int8 else "fp32"
         entry = meta.get(key) or {}
         path = folder / (ONNX_INT8_FILE if int8 else ONNX_FILE)
-        if not entry.get("passed") or not path.is_file():
+        if not entry.get("passed") or not path.is_file() or meta.get("graph") != GRAPH_VERSION:
             return None, {}
         # An export of other weights than these must not be used: the checkpoint hash is recorded at export time.
         if meta.get("checkpoint") != checkpoint_hash(self.model_dir):
@@ -394,10 +539,13 @@ class LMAnalyzer:
         return out  # type: ignore[return-value]
 
     def _batch(self, texts: list[str]) -> list[Analysis]:
+        """Decode a batch by draft and verify: each pass feeds every unfinished item's new tokens (its prompt and
+        draft at first, then its draft from the first rejected token on) and checks the draft on the logits at every
+        fed position. Rejected tokens stay in the KV cache, masked out."""
         t0 = time.perf_counter()
         n = len(texts)
         pad = self.tokenizer.pad_token_id
-        seqs = [
+        prompts = [
             encode_prompt(
                 self.tokenizer,
                 t,
@@ -407,45 +555,71 @@ class LMAnalyzer:
             )
             for t in texts
         ]
-        answer_start = [len(s) for s in seqs]
-        results = [{} for _ in range(n)]
-        programs = [self.decoder.program(seqs[b], results[b]) for b in range(n)]
-        active = []
-        for prog in programs:
-            try:
-                next(prog)
-                active.append(True)
-            except StopIteration:
-                active.append(False)
-        fed = [0] * n
+        answers = [self.decoder.first_guess(self._seed, self.speculate) for _ in range(n)]
+        fed: list[list[int] | None] = [None] * n  # the answer tokens in the cache (None: not even the prompt)
+        cols: list[list[int]] = [[] for _ in range(n)]  # their cache columns
         past = self.runner.empty(n)
-        mask_so_far = np.zeros((n, 0), dtype=np.int64)
-        while any(active):
-            # every active item has new tokens (its prompt, forced text, its last choice); finished ones feed nothing
-            chunks = [seqs[b][fed[b] :] if active[b] else [] for b in range(n)]
-            ids, chunk_mask, last = _pad_chunks(chunks, pad)
-            mask = np.concatenate([mask_so_far, chunk_mask], axis=1)
-            pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0)[:, -ids.shape[1] :]
-            logits, past = self.runner(ids, mask, pos, last, past)
-            self.stats["forwards"] += 1
-            mask_so_far = mask
-            for b in range(n):
-                if not active[b]:
+        mask = np.zeros((n, 0), dtype=np.int64)
+        while not all(a.done for a in answers):
+            chunks, skip, first, want = [], [], [], []
+            for b, ans in enumerate(answers):
+                if ans.done:
+                    chunks.append([])
+                    skip.append(0)
+                    first.append(0)
+                    want.append([])
                     continue
-                fed[b] = len(seqs[b])
-                try:
-                    programs[b].send(logits[b])
-                except StopIteration:
-                    active[b] = False
+                if (
+                    fed[b] is None
+                ):  # the prompt, then the whole draft; the first row wanted is the prompt's last
+                    keep, lead = 0, prompts[b]
+                else:  # what the last pass rejected is masked out; the draft is fed from there
+                    keep = min(_common_prefix(fed[b], ans.tokens), len(ans.tokens) - 1)
+                    mask[b, cols[b][keep:]] = 0
+                    lead = []
+                chunk = lead + ans.tokens[keep:]
+                j0 = (
+                    keep + 1 - len(lead)
+                )  # chunk position p gives the logits predicting answer position j0 + p
+                chunks.append(chunk)
+                skip.append(len(lead))
+                first.append(j0)
+                want.append(list(range(max(0, ans.verified - j0), len(chunk))))
+                fed[b] = list(ans.tokens)
+                cols[b] = cols[b][:keep]
+            width = max(1, max(len(c) for c in chunks))
+            ids = np.full((n, width), pad, dtype=np.int64)
+            chunk_mask = np.zeros((n, width), dtype=np.int64)
+            pick = np.zeros((n, max(1, max(len(w) for w in want))), dtype=np.int64)
+            for b, c in enumerate(chunks):
+                ids[b, : len(c)] = c
+                chunk_mask[b, : len(c)] = 1
+                pick[b, : len(want[b])] = want[b]
+                cols[b] += range(mask.shape[1] + skip[b], mask.shape[1] + len(c))
+            mask = np.concatenate([mask, chunk_mask], axis=1)
+            pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0)[:, -width:]
+            logits, past = self.runner(ids, mask, pos, pick, past)
+            self.stats["forwards"] += 1
+            for b, ans in enumerate(answers):
+                if not ans.done:
+                    rows = {first[b] + p: logits[b, k] for k, p in enumerate(want[b])}
+                    answers[b] = self.decoder.walk(ans, rows, self.speculate)
         analyses = []
-        for b in range(n):
-            cut = results[b].get("related_start", len(seqs[b]))
-            text = self.tokenizer.decode(seqs[b][answer_start[b] : cut], skip_special_tokens=True)
-            text += " " + self._clean_related(self.tokenizer.decode(seqs[b][cut:], skip_special_tokens=True))
+        related = self.schema.keys.index(self.schema.related_name)
+        for ans in answers:
+            cut = ans.spans[related][0] if related < len(ans.spans) else len(ans.tokens)
+            text = self.tokenizer.decode(ans.tokens[:cut], skip_special_tokens=True)
+            text += " " + self._clean_related(
+                self.tokenizer.decode(ans.tokens[cut:], skip_special_tokens=True)
+            )
             parsed = parse_output(text, self.schema, analyzer=self.name)
-            conf = min(1.0, max(0.0, results[b].get("confidence", 1.0)))
+            conf = min(1.0, max(0.0, ans.confidence))
             analyses.append(dataclasses.replace(parsed.analysis, confidence=conf if parsed.ok else 0.0))
             self.stats["fallbacks"] += int(parsed.analysis.fallback)
+        for ans in answers:
+            self.decoder.remember(ans)
+        if answers:
+            self._seed = answers[-1]  # the next batch's first draft
         self.stats["items"] += n
         self.stats["seconds"] += time.perf_counter() - t0
         return analyses
