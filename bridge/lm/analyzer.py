@@ -5,8 +5,11 @@ Decoding (deterministic, never unparseable):
 - The answer is produced piece by piece in the schema's key order. The fixed text between values (``, market:``) is
   appended without asking the model. Each closed-vocabulary field (event, market, sector, sentiment) is chosen by
   walking a token trie of its allowed values: where the trie has one way on, the token is appended without a decision;
-  where it branches, the model's logits restricted to the allowed tokens pick the greedy (argmax) branch. One forward
-  pass per real decision, with a KV cache, so a prompt is read once.
+  where it branches, the model's logits restricted to the allowed tokens pick the greedy (argmax) branch.
+- Draft and verify: each forward pass feeds a draft (the answer so far and a guess of the next decision) with a KV
+  cache and returns the logits at every drafted position, so one pass can check more than one decision; a rejected
+  guess is masked out of the cache. The answers are the plain greedy loop's (``speculate=False``: one pass per
+  decision), which a test checks.
 - ``related`` is an open list: tokens are restricted to instrument-like text (letters, digits, ``._/-``, comma, space)
   and end-of-sequence, at most ``MAX_RELATED_TOKENS``.
 - The text is then read by ``bridge.prompt.parse_output`` (the one parser); anything it still cannot read falls back
@@ -65,9 +68,8 @@ DEFAULT_BATCH = 8
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
 PARITY_FILE = "parity.json"
-GRAPH_VERSION = (
-    2  # the step graph's interface; 2: logits at the ``pick`` positions (an older export is not used)
-)
+# the step graph's interface; 2: logits at the ``pick`` positions (an export of an older version is not used)
+GRAPH_VERSION = 2
 
 
 # ---- the step graph: one forward over a chunk appended to a KV cache ----------------------------------------------
@@ -262,13 +264,13 @@ class _Decoder:
         spans: list[tuple[int, int]] = []
         probs: dict[int, float] = {}
         verified: int | None = None  # set where checking ends
-        guesses = [0]
+        guesses = 0
 
         def old_token(j: int) -> int:
             return old.tokens[j] if j < len(old.tokens) else self.eos
 
         def decide(j: int, options: list[int], aligned: int | None, key: str) -> int | None:
-            nonlocal verified
+            nonlocal verified, guesses
             if verified is None:
                 if j < old.verified:  # checked in an earlier pass
                     if j in old.probs:
@@ -282,8 +284,8 @@ class _Decoder:
                         verified = j + 1
                     return tok
                 verified = j
-            guesses[0] += 1
-            if not speculate or guesses[0] > DRAFT_DECISIONS:
+            guesses += 1
+            if not speculate or guesses > DRAFT_DECISIONS:
                 return None
             if aligned is not None and aligned in rows:
                 return _softmax_pick(rows[aligned], options)[0]
@@ -376,6 +378,7 @@ class LMAnalyzer:
         self.info = read_model_info(self.model_dir)
         self.schema = load_schema(self.info.schema)
         self.batch_size = batch_size
+        self._hash = checkpoint_hash(self.model_dir)  # read once: it hashes the weight files
         self._onnx_path, self._onnx_meta = self._onnx_export(int8)
         # auto on the CPU: ONNX Runtime, with the export built into the cache on first use where none exists yet
         # (unless an earlier build failed its parity check: then torch)
@@ -438,7 +441,7 @@ class LMAnalyzer:
             from bridge.lm.onnx import build_cached_export
 
             record = build_cached_export(
-                self.model_dir, model_obj, tokenizer, self.schema, self.info.max_prompt_tokens
+                self.model_dir, self._hash, model_obj, tokenizer, self.schema, self.info.max_prompt_tokens
             )
             self._onnx_path, self._onnx_meta = self._onnx_export(False)
             if self._onnx_path is not None:
@@ -481,12 +484,12 @@ class LMAnalyzer:
         if label == "model":
             label = self.model_dir.parent.name
         suffix = "-int8" if backend == "onnx" and int8 else ""
-        return f"lm:{label}@{checkpoint_hash(self.model_dir)}:{backend}{suffix}"
+        return f"lm:{label}@{self._hash}:{backend}{suffix}"
 
     def _onnx_failed_before(self) -> bool:
         from bridge.lm.onnx import cached_export_dir
 
-        parity = cached_export_dir(self.model_dir) / PARITY_FILE
+        parity = cached_export_dir(self._hash) / PARITY_FILE
         return parity.is_file() and not json.loads(parity.read_text()).get("fp32", {}).get("passed")
 
     def _onnx_export(self, int8: bool) -> tuple[Path | None, dict]:
@@ -495,7 +498,7 @@ class LMAnalyzer:
         if path is None and not int8:
             from bridge.lm.onnx import cached_export_dir
 
-            path, meta = self._onnx_export_in(cached_export_dir(self.model_dir), int8)
+            path, meta = self._onnx_export_in(cached_export_dir(self._hash), int8)
         return path, meta
 
     def _onnx_export_in(self, folder: Path, int8: bool) -> tuple[Path | None, dict]:
@@ -512,7 +515,7 @@ class LMAnalyzer:
         if not entry.get("passed") or not path.is_file() or meta.get("graph") != GRAPH_VERSION:
             return None, {}
         # An export of other weights than these must not be used: the checkpoint hash is recorded at export time.
-        if meta.get("checkpoint") != checkpoint_hash(self.model_dir):
+        if meta.get("checkpoint") != self._hash:
             return None, {}
         return path, meta
 

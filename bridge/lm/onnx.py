@@ -2,7 +2,7 @@
 
 An export is used only where its parity check passed and it was made from the same weights (checkpoint hash) and
 graph version. ``python -m finetune.export RUN --onnx`` writes one into the model directory; otherwise the analyzer
-builds one into the cache the first time a model is used with ``backend="auto"`` (``cached_export``): about a minute
+builds one into the cache the first time a model is used with ``backend="auto"`` (``build_cached_export``): about a minute
 for SmolLM2-135M, once per set of weights, with a progress bar; a failed parity check is recorded there and the
 analyzer stays on torch.
 """
@@ -24,7 +24,7 @@ from bridge.lm.analyzer import (
     empty_past,
     kv_shape,
 )
-from bridge.lm.loading import cache_dir, checkpoint_hash, encode_prompt
+from bridge.lm.loading import cache_dir, encode_prompt
 from bridge.provenance import library_versions
 
 FP32_TOLERANCE = 1e-3  # max abs logit difference allowed between ONNX Runtime and torch in fp32
@@ -125,12 +125,15 @@ def check_parity(model, session, tokenizer, schema, max_tokens: int) -> dict:
     return {"max_abs_diff": max(diffs), "top1_agree": top1}
 
 
-def cached_export_dir(model_dir: Path) -> Path:
-    """Where the first-use export of these weights lives: one folder per checkpoint hash and graph version."""
-    return cache_dir() / "onnx" / f"{checkpoint_hash(model_dir)}-graph{GRAPH_VERSION}"
+def cached_export_dir(weights_hash: str) -> Path:
+    """Where the first-use export of some weights (their ``checkpoint_hash``) lives: one folder per hash and graph
+    version."""
+    return cache_dir() / "onnx" / f"{weights_hash}-graph{GRAPH_VERSION}"
 
 
-def build_cached_export(model_dir: Path, model, tokenizer, schema, max_tokens: int) -> dict:
+def build_cached_export(
+    model_dir: Path, weights_hash: str, model, tokenizer, schema, max_tokens: int
+) -> dict:
     """Export ``model`` (the loaded, merged weights of ``model_dir``) into ``cached_export_dir`` and check its parity
     against torch; returns the parity record. A failed check keeps only the record, so it is not retried at every
     start. Written to a temporary folder and renamed, so a crash or a second process never leaves half an export."""
@@ -138,7 +141,7 @@ def build_cached_export(model_dir: Path, model, tokenizer, schema, max_tokens: i
 
     from tqdm.auto import tqdm
 
-    folder = cached_export_dir(model_dir)
+    folder = cached_export_dir(weights_hash)
     tmp = folder.with_name(f"{folder.name}.part{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     with tqdm(total=2, desc=f"ONNX export of {model_dir.name} (first use, once)", unit="step") as bar:
@@ -150,7 +153,7 @@ def build_cached_export(model_dir: Path, model, tokenizer, schema, max_tokens: i
     passed = parity["max_abs_diff"] <= FP32_TOLERANCE
     record = {
         "model": str(model_dir),
-        "checkpoint": checkpoint_hash(model_dir),
+        "checkpoint": weights_hash,
         "graph": GRAPH_VERSION,
         "layers": layers,
         "kv_heads": kv_heads,
