@@ -27,18 +27,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ is run as
 
 from bench.common import write_results  # noqa: E402
 from bridge.cli import HelpFormatter  # noqa: E402
+from bridge.errors import ModelError  # noqa: E402
 from bridge.lm.analyzer import LMAnalyzer, _TorchRunner  # noqa: E402
 from bridge.prompt import build_prompt, format_output  # noqa: E402
 from bridge.provenance import default_results_dir, library_versions  # noqa: E402
 from finetune.train import cpu_bf16_support  # noqa: E402
 
 # (name, backend, weights, draft and verify); the first is the baseline. ONNX Runtime runs fp32 weights; its export
-# is built on first use (not timed). bf16 rows run only where the CPU has native bf16.
+# is built on first use (not timed). The int8 row runs where the model directory has a passing int8 export
+# (python -m finetune.export RUN --onnx --int8); bf16 rows only where the CPU has native bf16.
 CONFIGS = (
     ("plain greedy, torch", "torch", torch.float32, False),
     ("draft-verify, torch", "torch", torch.float32, True),
     ("plain greedy, ONNX", "onnx", torch.float32, False),
     ("draft-verify, ONNX", "onnx", torch.float32, True),
+    ("draft-verify, ONNX int8", "onnx-int8", torch.int8, True),
     ("draft-verify, torch bf16", "torch", torch.bfloat16, True),
 )
 
@@ -96,7 +99,13 @@ def main(argv=None) -> int:
         if dtype is torch.bfloat16 and not native_bf16:
             print(f"{name}: skipped, {why}")
             continue
-        if backend == "onnx":
+        if backend == "onnx-int8":
+            try:
+                an = LMAnalyzer(args.model, backend="onnx", batch_size=1, int8=True)
+            except ModelError as exc:
+                print(f"{name}: skipped, {exc}")
+                continue
+        elif backend == "onnx":
             if onnx.backend != "onnx":
                 print(f"{name}: skipped, no ONNX export passed its parity check")
                 continue
@@ -106,6 +115,7 @@ def main(argv=None) -> int:
             if dtype is torch.bfloat16:
                 an.__dict__["runner"] = _TorchRunner(model.to(torch.bfloat16))
         an.speculate = speculate
+        matmul_dtype = torch.float32 if dtype is torch.int8 else dtype
         lat, out, forwards = time_items(an, texts)
         answers[name] = out
         tokens = [
@@ -121,8 +131,9 @@ def main(argv=None) -> int:
             "forwards_per_item": forwards,
             "tokens_per_item": float(np.mean(tokens)),
             "analyzer_gflops": flops / p50 / 1e9,
-            "matvec_gflops": matmul_gflops(1, hidden, mlp, dtype),
-            "matmul64_gflops": matmul_gflops(64, hidden, mlp, dtype),
+            # int8 weights: the matrix baselines stay fp32 (torch has no plain int8 matmul on the CPU)
+            "matvec_gflops": matmul_gflops(1, hidden, mlp, matmul_dtype),
+            "matmul64_gflops": matmul_gflops(64, hidden, mlp, matmul_dtype),
             "answers_equal_to_baseline": sum(
                 (a.labels, a.sentiment, a.related) == (b.labels, b.sentiment, b.related)
                 for a, b in zip(answers[CONFIGS[0][0]], out, strict=True)

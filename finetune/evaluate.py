@@ -1,6 +1,6 @@
 """Evaluate a fine-tuned model on labelled records with the analyzer the server uses (same decoding, same parser).
 
-    python -m finetune.evaluate --model runs/lora --data eval.jsonl [--backend torch|onnx] [--out eval.json]
+    python -m finetune.evaluate --model runs/lora --data eval.jsonl [--backend auto|torch|onnx] [--out eval.json]
 
 Reports per-field accuracy, sentiment macro-F1 on the 7-level scale and collapsed to 3 classes, exact match of all
 fields, the parse-failure (neutral fallback) rate, single-item latency p50/p95 and batched items/s. Decoding is greedy
@@ -52,8 +52,9 @@ def evaluate(
 ) -> dict:
     """Scores (with 95% bootstrap intervals) and speed of ``model`` on the records in ``data``.
 
-    Items are decoded in batches grouped by prompt length; a progress bar counts items. ``backend="auto"`` uses the
-    model directory's ONNX export where one exists with a passing parity check.
+    Items are decoded in batches grouped by prompt length; a progress bar counts items. ``backend="auto"`` (the
+    command's default) runs ONNX Runtime on a CPU: the model directory's export where one passed its parity check,
+    else one built into the cache on first use and checked against torch; torch where that check fails, and on GPU.
     """
     analyzer = LMAnalyzer(model, backend=backend, batch_size=batch_size, int8=int8)
     schema = analyzer.schema

@@ -5,6 +5,7 @@ analyzer uses the export only while it belongs to the same weights. Real ONNX Ru
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -102,6 +103,28 @@ def test_auto_builds_the_export_on_first_use_and_reuses_it(bases, tmp_path, monk
     assert again._onnx_path is not None and not again._build_onnx
     again.analyze_texts(ODD_TEXTS[:1])
     assert type(again.runner).__name__ == "_OnnxRunner"
+
+
+def test_the_first_use_cache_keeps_the_most_recently_used_exports(bases, tmp_path, monkeypatch):
+    """Each set of weights adds an export (hundreds of MB for a real base): beyond the bound the least recently used
+    one goes, and using an export counts as a use."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("EA_BRIDGE_CACHE", str(cache))
+    monkeypatch.setattr("bridge.lm.onnx.MAX_CACHED_EXPORTS", 2)
+    folders = []
+    for seed in range(3):
+        run = make_tiny_model_dir(bases["llama"], tmp_path / f"run{seed}", method="lora", seed=seed)
+        an = LMAnalyzer(run, backend="auto")
+        an.analyze_texts(ODD_TEXTS[:1])
+        folders.append(an._onnx_path.parent)
+        if seed == 1:
+            time.sleep(0.05)  # distinct mtimes
+            LMAnalyzer(
+                tmp_path / "run0", backend="auto"
+            )  # run0's export used again: run1's is now the oldest
+            time.sleep(0.05)
+    assert [f.is_dir() for f in folders] == [True, False, True]
+    assert len(list(cache.glob("onnx/*/model.onnx"))) == 2
 
 
 def test_an_export_that_fails_parity_on_first_use_leaves_torch(bases, tmp_path, monkeypatch):

@@ -235,17 +235,20 @@ def test_saved_model_loads_back_with_identical_outputs(method, arch, tiny_bases,
 
 
 def test_early_stopping_keeps_the_best_model(tiny_bases, tmp_path):
-    # Eval records contradict the training labels, so the eval loss rises as training fits them.
+    # Eval records contradict the training labels, so the eval loss falls while the format is learnt and rises as
+    # training fits the labels. Full tuning at a high rate fits the tiny base in a few steps (its adapters and LoRA
+    # barely move it, so their eval loss only drifts).
     flipped = [(t, e, m, s, -lv if lv else 3, r) for t, e, m, s, lv, r in EXAMPLES]
     train_file = write_records(tmp_path / "train.jsonl")
     eval_file = write_records(tmp_path / "eval.jsonl", flipped)
     cfg = quick_cfg(max_steps=40, eval_every=1, patience=2, lr=3e-2)
     run = train_mod.train(
-        "adapter", tiny_bases["gpt2"], train_file, tmp_path / "run", eval_file, cfg, progress=False
+        "full", tiny_bases["gpt2"], train_file, tmp_path / "run", eval_file, cfg, progress=False
     )
     res = run["result"]
     assert res["stopped_early"] and res["steps"] < 40
     evals = [json.loads(x)["eval_loss"] for x in (tmp_path / "run/history.jsonl").read_text().splitlines()]
+    assert evals[-1] > min(evals) < evals[0]  # it fell, then rose
     assert res["best_eval_loss"] == pytest.approx(min(evals), abs=1e-6)
 
 
@@ -655,7 +658,7 @@ def test_a_plain_peft_adapter_is_served_with_its_inferred_description(tiny_bases
     ids = torch.tensor([train_mod.encode_prompt(tok, "Fed raises rates", load_schema())])
     with torch.no_grad():
         want = plain(input_ids=ids).logits
-        got = an.runner.graph.model(input_ids=ids).logits
+        got = an.runner.model(input_ids=ids).logits
         untuned = load_base(tiny_bases["llama"])[0](input_ids=ids).logits
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(untuned, want, atol=1e-3)

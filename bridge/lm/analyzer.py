@@ -18,14 +18,18 @@ Decoding (deterministic, never unparseable):
   the sentiment decisions of the softmax over the allowed tokens at that step.
 
 Backends: ``torch`` (eager, CPU or CUDA) and ``onnx`` (ONNX Runtime, the step graph exported by ``finetune.export``
-with its KV cache as inputs/outputs). ``auto`` uses ONNX when the model directory has an export whose parity check passed.
+with its KV cache as inputs/outputs). ``auto`` on a CPU uses ONNX: the model directory's export where its parity
+check passed, else one built into the cache on first use (``bridge.lm.onnx.build_cached_export``); torch where that
+build failed its parity check, and on GPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -499,6 +503,11 @@ class LMAnalyzer:
             from bridge.lm.onnx import cached_export_dir
 
             path, meta = self._onnx_export_in(cached_export_dir(self._hash), int8)
+            if path is not None:
+                with contextlib.suppress(
+                    OSError
+                ):  # its last use, for the cache's bound (a read-only cache is fine)
+                    os.utime(path.parent)
         return path, meta
 
     def _onnx_export_in(self, folder: Path, int8: bool) -> tuple[Path | None, dict]:

@@ -4,7 +4,7 @@ An export is used only where its parity check passed and it was made from the sa
 graph version. ``python -m finetune.export RUN --onnx`` writes one into the model directory; otherwise the analyzer
 builds one into the cache the first time a model is used with ``backend="auto"`` (``build_cached_export``): about a minute
 for SmolLM2-135M, once per set of weights, with a progress bar; a failed parity check is recorded there and the
-analyzer stays on torch.
+analyzer stays on torch. The cache keeps the ``MAX_CACHED_EXPORTS`` most recently used exports.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ FP32_TOLERANCE = 1e-3  # max abs logit difference allowed between ONNX Runtime a
 # 0.68 -> 0.07), so such an export is recorded as failed and never loaded.
 INT8_TOLERANCE = 1.0
 OPSET = 17
+# First-use exports kept in the cache (about 540 MB each for SmolLM2-135M in fp32); building one more removes the
+# least recently used beyond this.
+MAX_CACHED_EXPORTS = 4
 # Project-written headlines used only to time and check the export.
 SAMPLE_HEADLINES = [
     "Fed raises rates by 25 basis points and signals more hikes ahead",
@@ -170,4 +173,19 @@ def build_cached_export(
         tmp.rename(folder)
     except OSError:  # another process finished first: its export is the same
         shutil.rmtree(tmp, ignore_errors=True)
+    prune_cached_exports(keep=folder)
     return record
+
+
+def prune_cached_exports(keep: Path, limit: int | None = None) -> list[Path]:
+    """Remove the least recently used first-use exports beyond ``limit`` (never ``keep``, the one just built);
+    returns what was removed. The analyzer touches an export's folder each time it loads it, so its mtime is its
+    last use. Folders holding only a failed parity record are small and kept (they stop a rebuild at every start)."""
+    limit = MAX_CACHED_EXPORTS if limit is None else limit
+    root = cache_dir() / "onnx"
+    exports = [d for d in root.glob("*-graph*") if d.is_dir() and (d / ONNX_FILE).is_file() and d != keep]
+    exports.sort(key=lambda d: d.stat().st_mtime, reverse=True)
+    removed = exports[max(0, limit - 1) :]
+    for d in removed:
+        shutil.rmtree(d, ignore_errors=True)
+    return removed
