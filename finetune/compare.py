@@ -166,6 +166,13 @@ def run_cell(
             cmd.append("--resume")
         _run(cmd, out / "logs" / f"{cell.name}.train.log")
     if found != "done":
+        # ONNX latency first (the export is built on first use into the cache), then the scores on torch, whose file
+        # marks the cell done
+        if not (run_dir / "latency_onnx.json").is_file():
+            _evaluate(
+                py, run_dir, score_data, "auto", run_dir / "latency_onnx.json", latency_items, latency_items,
+                out / "logs" / f"{cell.name}.onnx.log",
+            )  # fmt: skip
         _evaluate(
             py, run_dir, score_data, "torch", run_dir / "eval_torch.json", latency_items, eval_items,
             out / "logs" / f"{cell.name}.eval.log",
@@ -178,6 +185,8 @@ def load_cell(cell: Cell, out: Path) -> dict | None:
     if cell_state(run_dir) != "done":
         return None
     ev = json.loads((run_dir / "eval_torch.json").read_text())
+    onnx = run_dir / "latency_onnx.json"  # absent in cells scored before it was measured
+    onnx_ev = json.loads(onnx.read_text()) if onnx.is_file() else {}
     history = run_dir / "history.jsonl"
     return {
         "base": cell.base,
@@ -187,6 +196,10 @@ def load_cell(cell: Cell, out: Path) -> dict | None:
         "run": json.loads((run_dir / "run.json").read_text()),
         "eval": ev["metrics"],
         "intervals_95": ev.get("intervals_95", {}),
+        # None where the cell's ONNX export failed its parity check (the analyzer then ran torch)
+        "latency_ms_onnx": onnx_ev["metrics"].get("latency_ms_p50")
+        if onnx_ev.get("backend") == "onnx"
+        else None,
         "history": [json.loads(x) for x in history.read_text().splitlines()] if history.is_file() else [],
     }
 
@@ -385,6 +398,7 @@ def summarize(cells: list[dict]) -> list[dict]:
             "peak_memory_kind": res[0]["peak_memory_kind"],
             "checkpoint_mb": res[0]["checkpoint_bytes"] / 2**20,
             "latency_ms_torch": mean_interval([c["eval"].get("latency_ms_p50") for c in cs])[0],
+            "latency_ms_onnx": mean_interval([c.get("latency_ms_onnx") for c in cs])[0],
         }
         for m in METRICS:
             mean, lo, hi = mean_interval([c["eval"].get(m) for c in cs])
@@ -443,7 +457,7 @@ def _with_interval(r: dict, m: str) -> str:
 def markdown_table(rows: list[dict]) -> str:
     head = [
         "base", "method", "train records", "seeds", "trainable", "%", "train s", "samples/s", "tokens/s", "peak MB",
-        "ckpt MB", "wF1-3", "F1-3", "F1-7", "event", "market", "sector", "related", "exact", "torch ms",
+        "ckpt MB", "wF1-3", "F1-3", "F1-7", "event", "market", "sector", "related", "exact", "torch ms", "ONNX ms",
     ]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -454,7 +468,7 @@ def markdown_table(rows: list[dict]) -> str:
             _fmt(r["checkpoint_mb"], 1),
             *(_with_interval(r, m) for m in ("wf1_sentiment_3", "f1_sentiment_3", "f1_sentiment_7", "acc_event",
                                               "acc_market", "acc_sector", "acc_related", "exact_match")),
-            _fmt(r["latency_ms_torch"], 0),
+            _fmt(r["latency_ms_torch"], 0), _fmt(r["latency_ms_onnx"], 0),
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

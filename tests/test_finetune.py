@@ -431,8 +431,12 @@ def test_evaluate_cli_scores_a_run(tiny_bases, records, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_study_resumes_skips_and_aggregates_what_is_done(tiny_bases, records, tmp_path):
+def test_study_resumes_skips_and_aggregates_what_is_done(tiny_bases, records, tmp_path, monkeypatch):
     from finetune import compare as study_mod
+
+    monkeypatch.setenv(
+        "EA_BRIDGE_CACHE", str(tmp_path / "cache")
+    )  # the cells' ONNX exports stay out of the user's
 
     base = tiny_bases["llama"]
     train_args = ["--max-steps", "4", "--batch-size", "4", "--eval-every", "2", "--save-every", "1"]
@@ -455,6 +459,9 @@ def test_study_resumes_skips_and_aggregates_what_is_done(tiny_bases, records, tm
     rows = {(r["method"], r["size"]): r for r in res["table"]}
     assert set(rows) == {("lora", 4), ("lora", "all"), ("adapter", 4), ("adapter", "all")}
     assert rows[("lora", 4)]["seeds"] == 2 and rows[("lora", 4)]["interval"] == "seeds"
+    assert all(
+        r["latency_ms_onnx"] > 0 and r["latency_ms_torch"] > 0 for r in rows.values()
+    )  # both backends timed
     assert rows[("lora", "all")]["interval"] == "bootstrap" and rows[("lora", "all")]["train_records"] == len(
         EXAMPLES
     )
