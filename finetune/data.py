@@ -44,12 +44,15 @@ from bridge.schema import DEFAULT_SCHEMA, Schema, load_schema
 from bridge.textfile import read_text_file
 from bridge.types import Analysis, NewsItem
 
-FORMATS = ("tfns", "phrasebank", "sentfin", "calendar", "headlines")
+FORMATS = ("tfns", "phrasebank", "sentfin", "fiqa", "calendar", "headlines")
 REQUIRED_KEYS = ("instruction", "input", "output")
 # A 3-class label names a direction, not a strength: map it to the middle of its side of the 7-level scale
 # (moderately = 2), which is at most one level from any true strength (see docs/training_data.md).
 DEFAULT_THREE_CLASS_LEVEL = 2
 TFNS_LABELS = {"0": "negative", "1": "positive", "2": "neutral"}  # 0 = Bearish, 1 = Bullish, 2 = Neutral
+# FiQA task 1 scores sentiment in [-1, 1]; the usual 3-class reading (FinGPT's benchmark among others): below -0.1
+# negative, above +0.1 positive, neutral between.
+FIQA_NEUTRAL_BAND = 0.1
 _EPOCH = pd.Timestamp(
     "1970-01-01", tz="UTC"
 )  # text-only sources have no time; the input text does not show it
@@ -387,6 +390,52 @@ def _convert_sentfin(path: Path, opts: ConvertOptions, schema: Schema, stats: Co
         yield make_record(_text_input(title, opts.strip_urls), analysis, schema)
 
 
+def _convert_fiqa(path: Path, opts: ConvertOptions, schema: Schema, stats: ConvertStats) -> Iterator[dict]:
+    """FiQA 2018 task 1 (``{id: {"sentence", "info": [{"sentiment_score", "target", ...}]}}``): one record per post,
+    3-class by ``FIQA_NEUTRAL_BAND``; a post whose targets disagree in sign is skipped, as for SEntFiN."""
+    text, _ = _read_text(path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not JSON: {exc.msg}", path=path, line=exc.lineno) from None
+    if not isinstance(data, dict):
+        raise DataError("expected a JSON object of posts keyed by id (FiQA task 1)", path=path)
+    for post in data.values():
+        stats.rows += 1
+        if not isinstance(post, dict) or not isinstance(post.get("sentence"), str):
+            stats.skip("no 'sentence' text")
+            continue
+        infos = post.get("info") if isinstance(post.get("info"), list) else []
+        scores, targets = [], []
+        for info in infos:
+            try:
+                score = float(info["sentiment_score"])
+            except (TypeError, KeyError, ValueError):
+                continue
+            if -1.0 <= score <= 1.0:
+                scores.append(score)
+                targets.append(str(info.get("target", "")).strip())
+        if not scores:
+            stats.skip("no sentiment_score in [-1, 1]")
+            continue
+        labels = {
+            "neutral" if abs(x) <= FIQA_NEUTRAL_BAND else "positive" if x > 0 else "negative" for x in scores
+        }
+        if {"positive", "negative"} <= labels:
+            stats.skip("targets with opposite sentiments")
+            continue
+        label = (labels - {"neutral"}).pop() if labels - {"neutral"} else "neutral"
+        body = post["sentence"].strip()
+        if not (_URL.sub("", body) if opts.strip_urls else body).strip():
+            stats.skip("no text (or only a URL)")
+            continue
+        related = tuple(dict.fromkeys(t.upper() for t in targets if is_instrument(t.upper())))[:8]
+        analysis = Analysis(
+            keyword_labels(body, "US", schema), level_of_class(label, opts.three_class_level), related
+        )
+        yield make_record(_text_input(body, opts.strip_urls), analysis, schema)
+
+
 def _convert_calendar(
     path: Path, opts: ConvertOptions, schema: Schema, stats: ConvertStats
 ) -> Iterator[dict]:
@@ -441,6 +490,7 @@ _CONVERTERS = {
     "tfns": _convert_tfns,
     "phrasebank": _convert_phrasebank,
     "sentfin": _convert_sentfin,
+    "fiqa": _convert_fiqa,
     "calendar": _convert_calendar,
     "headlines": _convert_headlines,
 }

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The tuning study (issue 11, section 4) on the shipped run's split (scripts/train_shipped.sh makes it first), in
-# the order that answers the most per CPU hour: every method at 500 and 2,000 records with seed 0, the Gemma cell,
-# then seeds 1 and 2 at 500, then the controls. Each call runs only its cells; a rerun skips finished cells and resumes a half-trained
-# one, so run it again in a later session to carry on. Cells stop early and choose their checkpoint on a seeded draw
-# of 200 development records; everything is scored on a stratified quarter of the test parts (seed 0).
+# the order that answers the most per CPU hour: LoRA and adapters at 500 records with seed 0, full tuning at 500,
+# the SmolLM2 controls, then every method at 2,000, the Gemma cell, seeds 1 and 2 at 500, and the Gemma controls.
+# Each call runs only its cells; a rerun skips finished cells and resumes a half-trained one, so run it again in a
+# later session to carry on. Cells train for up to 3 epochs, stop early (patience 3, every 50 steps) and choose their
+# checkpoint by weighted F1 on a seeded draw of 200 development records; everything is scored on a stratified
+# quarter of the test parts (seed 0).
 #
 #   nohup scripts/run_study.sh >> runs/study.log 2>&1 &
 set -euo pipefail
@@ -21,10 +23,12 @@ S="$WORK/split"
 study() {
     $PY -m finetune.compare --data "$S/study.train.jsonl" --eval "$S/shipped.dev.jsonl" --test "$S/studytest.test.jsonl" \
         --out "$OUT" --bases smollm2-135m gemma3-270m --sizes 500 2000 --seeds 3 --latency-items 8 \
-        --train-args "--epochs 4 --eval-every 50 --patience 3 --max-eval-samples 200 --select-by wf1 --save-every 50" "$@"
+        --train-args "--epochs 3 --eval-every 50 --patience 3 --max-eval-samples 200 --select-by wf1 --save-every 50" "$@"
 }
-study --only smollm2-135m/500/seed0 --no-controls
+study --only smollm2-135m/lora/500/seed0 smollm2-135m/adapter/500/seed0 --no-controls
+study --only smollm2-135m/full/500/seed0 --no-controls
+study --controls-only --bases smollm2-135m   # majority, zero-shot and linear probe, then the report
 study --only smollm2-135m/2000/seed0 --no-controls
 study --only gemma3-270m/lora/500/seed0 --no-controls
 study --only smollm2-135m/500/seed1 smollm2-135m/500/seed2 --no-controls
-study --controls-only   # majority, zero-shot and linear probe of both bases, then the report
+study --controls-only   # the Gemma controls too, then the report

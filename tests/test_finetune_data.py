@@ -88,6 +88,42 @@ def test_sentfin_converts_and_reports_conflicting_rows(shared_data, tmp_path):
     )
 
 
+def test_fiqa_converts_scores_by_the_neutral_band_and_reports_bad_posts(shared_data, tmp_path):
+    out = tmp_path / "fiqa.jsonl"
+    stats = convert(
+        shared_data / "sentiment/task1_post_ABSA_train.json", out, ConvertOptions("fiqa"), progress=False
+    )
+    assert stats.rows == stats.written == 675 and not stats.skipped
+    records = load_records(out)
+    assert records[0]["input"].startswith("Slowly adding some $FIO here")  # score 0.459
+    assert records[0]["output"].endswith("sentiment: moderately positive, related: FIO")
+    assert records[2]["output"].endswith("sentiment: moderately negative, related: AMZN")  # score -0.506
+    hostile = {
+        "a": {"sentence": "Stocks flat", "info": [{"sentiment_score": "0.05", "target": "SPY"}]},
+        "b": {"sentence": "Mixed", "info": [{"sentiment_score": "0.5"}, {"sentiment_score": "-0.5"}]},
+        "c": {"sentence": "No score", "info": [{"sentiment_score": "high"}, {"sentiment_score": "7"}]},
+        "d": {"info": []},
+        "e": ["not", "a", "post"],
+    }
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(hostile))
+    stats = convert(bad, tmp_path / "bad.jsonl", ConvertOptions("fiqa"), progress=False)
+    assert (
+        stats.written == 1 and _level(load_records(tmp_path / "bad.jsonl")[0]) == 0
+    )  # |0.05| <= 0.1: neutral
+    assert stats.skipped == {
+        "targets with opposite sentiments": 1,
+        "no sentiment_score in [-1, 1]": 1,
+        "no 'sentence' text": 2,
+    }
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match="JSON object of posts"):
+        convert(tmp_path / "list.json", tmp_path / "x.jsonl", ConvertOptions("fiqa"), progress=False)
+    (tmp_path / "broken.json").write_text('{"a": ')
+    with pytest.raises(DataError, match="not JSON"):
+        convert(tmp_path / "broken.json", tmp_path / "x.jsonl", ConvertOptions("fiqa"), progress=False)
+
+
 def test_sentfin_decisions_with_quotes_in_names():
     assert parse_decisions("{'Sebi': 'neutral', 'Osian's Art Fund': 'neutral'}") == {
         "Sebi": "neutral",
