@@ -664,10 +664,26 @@ def main(argv=None) -> int:
         if not Path(p).is_file():
             raise UserError("no such file", path=p)
     res = study(
-        args.data, args.eval, Path(args.out), args.bases, args.methods, args.sizes, args.seeds, args.seeds_at_all,
-        ["no cell"] if args.controls_only else args.only, args.quick,  # a pattern that matches no cell args.train_args.split(), args.limit, args.latency_items, args.probe_records,
-        args.report_only, not args.no_controls, args.test,
-    )  # fmt: skip
+        args.data,
+        args.eval,
+        Path(args.out),
+        args.bases,
+        args.methods,
+        args.sizes,
+        seeds=args.seeds,
+        seeds_at_all=args.seeds_at_all,
+        only=["no cell"]
+        if args.controls_only
+        else args.only,  # --controls-only: a pattern that matches no cell
+        quick=args.quick,
+        train_args=args.train_args.split(),
+        eval_items=args.limit,
+        latency_items=args.latency_items,
+        probe_records=args.probe_records,
+        report_only=args.report_only,
+        controls=not args.no_controls,
+        test_data=args.test,
+    )
     print(markdown_table(res["table"]) if res["table"] else "no cell is done yet")
     print(f"\n{res['cells_done']} of {res['cells_planned']} cells done; report in {args.out}/results.md")
     return 0

@@ -127,6 +127,47 @@ def test_the_first_use_cache_keeps_the_most_recently_used_exports(bases, tmp_pat
     assert len(list(cache.glob("onnx/*/model.onnx"))) == 2
 
 
+def test_a_first_use_build_that_fails_on_a_full_disk_leaves_torch_and_no_half_export(
+    bases, tmp_path, monkeypatch, caplog
+):
+    import errno
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("EA_BRIDGE_CACHE", str(cache))
+
+    def full_disk(model, path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half an export")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("bridge.lm.onnx.export_onnx", full_disk)
+    run = make_tiny_model_dir(bases["llama"], tmp_path / "run", method="lora")
+    an = LMAnalyzer(run, backend="auto")
+    with caplog.at_level("WARNING"):
+        got = an.analyze_texts(ODD_TEXTS[:3])
+    assert an.backend == "torch" and an.name.endswith(":torch") and not any(a.fallback for a in got)
+    assert "could not be built (OSError" in caplog.text and "No space left" in caplog.text
+    assert list(cache.glob("onnx/*")) == []  # the temporary folder went with the failure
+    want = LMAnalyzer(run, backend="torch").analyze_texts(ODD_TEXTS[:3])
+    assert [(a.labels, a.sentiment) for a in got] == [(a.labels, a.sentiment) for a in want]
+
+
+def test_pruning_removes_stale_temporary_folders_and_leaves_a_build_in_progress(tmp_path, monkeypatch):
+    import os
+
+    from bridge.lm.onnx import prune_cached_exports
+
+    monkeypatch.setenv("EA_BRIDGE_CACHE", str(tmp_path))
+    root = tmp_path / "onnx"
+    stale, fresh = root / "aaa-graph2.part11", root / "bbb-graph2.part12"
+    for d in (stale, fresh):
+        d.mkdir(parents=True)
+        (d / "model.onnx").write_bytes(b"x")
+    os.utime(stale, (1, 1))  # killed long ago
+    assert prune_cached_exports(keep=root / "ccc-graph2") == [stale]
+    assert fresh.is_dir()  # a build in progress is left alone
+
+
 def test_an_export_that_fails_parity_on_first_use_leaves_torch(bases, tmp_path, monkeypatch):
     monkeypatch.setenv("EA_BRIDGE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("bridge.lm.onnx.FP32_TOLERANCE", -1.0)  # no export can pass

@@ -431,7 +431,7 @@ def test_evaluate_cli_scores_a_run(tiny_bases, records, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_study_resumes_skips_and_aggregates_what_is_done(tiny_bases, records, tmp_path, monkeypatch):
+def test_study_resumes_skips_and_aggregates_what_is_done(tiny_bases, records, tmp_path, monkeypatch, capsys):
     from finetune import compare as study_mod
 
     monkeypatch.setenv(
@@ -488,6 +488,11 @@ def test_study_resumes_skips_and_aggregates_what_is_done(tiny_bases, records, tm
         **kw,
     )
     assert only["found"] == {} and json.dumps(only["table"]) == json.dumps(again["table"])  # NaN-safe
+    # the command line reaches the same study (every option in its place)
+    cli = ["--data", str(records), "--eval", str(records), "--out", str(tmp_path), "--bases", base]
+    cli += ["--methods", "lora", "adapter", "--sizes", "4", "all", "--seeds", "2", "--report-only"]
+    assert study_mod.main(cli) == 0
+    assert study_mod.markdown_table(only["table"]) in capsys.readouterr().out
 
 
 def test_study_cells_and_their_selection():

@@ -333,7 +333,9 @@ class _Decoder:
                 out.append(tok)
                 node = node.children[tok]
             spans.append((start, len(out)))
-        if verified is None:
+        if verified is None or guesses == 0:
+            # every decision checked; after the last one that disagreed with ``old`` (taken on valid logits) only
+            # forced tokens followed: the answer is complete without a pass to confirm it
             return _Answer(out, spans, len(out), probs, done=True)
         return _Answer(out, spans, verified, probs)
 
@@ -444,18 +446,20 @@ class LMAnalyzer:
         if self._build_onnx:
             from bridge.lm.onnx import build_cached_export
 
-            record = build_cached_export(
-                self.model_dir, self._hash, model_obj, tokenizer, self.schema, self.info.max_prompt_tokens
-            )
+            try:
+                record = build_cached_export(
+                    self.model_dir, self._hash, model_obj, tokenizer, self.schema, self.info.max_prompt_tokens
+                )
+                why = (
+                    f"failed its parity check (max abs logit difference {record['fp32']['max_abs_diff']:.2e})"
+                )
+            except Exception as exc:  # a full or read-only cache, a tracing error: torch still answers
+                why = f"could not be built ({type(exc).__name__}: {exc})"
             self._onnx_path, self._onnx_meta = self._onnx_export(False)
             if self._onnx_path is not None:
                 del model_obj
                 return tokenizer, _OnnxRunner(self._onnx_path, self._onnx_meta)
-            log.warning(
-                "ONNX export of %s failed its parity check (max abs logit difference %.2e): analysing with torch",
-                self.model_dir,
-                record["fp32"]["max_abs_diff"],
-            )
+            log.warning("ONNX export of %s %s: analysing with torch", self.model_dir, why)
             self.backend = "torch"
             self.name = self._name("torch", False)
         return tokenizer, _TorchRunner(model_obj.to(self.device))
@@ -494,7 +498,11 @@ class LMAnalyzer:
         from bridge.lm.onnx import cached_export_dir
 
         parity = cached_export_dir(self._hash) / PARITY_FILE
-        return parity.is_file() and not json.loads(parity.read_text()).get("fp32", {}).get("passed")
+        try:
+            record = json.loads(parity.read_text())
+        except (OSError, ValueError):  # none yet, or unreadable: build (again)
+            return False
+        return isinstance(record, dict) and not (record.get("fp32") or {}).get("passed")
 
     def _onnx_export(self, int8: bool) -> tuple[Path | None, dict]:
         """The model directory's own export, else (fp32) the one built into the cache, where it is usable."""

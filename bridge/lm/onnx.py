@@ -9,8 +9,11 @@ analyzer stays on torch. The cache keeps the ``MAX_CACHED_EXPORTS`` most recentl
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +38,8 @@ OPSET = 17
 # First-use exports kept in the cache (about 540 MB each for SmolLM2-135M in fp32); building one more removes the
 # least recently used beyond this.
 MAX_CACHED_EXPORTS = 4
+PART = ".part"  # a build's temporary folder: <hash>-graphN.part<pid>
+STALE_PART_S = 24 * 3600  # a temporary folder this old belongs to no running build
 # Project-written headlines used only to time and check the export.
 SAMPLE_HEADLINES = [
     "Fed raises rates by 25 basis points and signals more hikes ahead",
@@ -139,19 +144,22 @@ def build_cached_export(
 ) -> dict:
     """Export ``model`` (the loaded, merged weights of ``model_dir``) into ``cached_export_dir`` and check its parity
     against torch; returns the parity record. A failed check keeps only the record, so it is not retried at every
-    start. Written to a temporary folder and renamed, so a crash or a second process never leaves half an export."""
-    import os
-
+    start. Written to a temporary folder and renamed, so a crash or a second process never leaves half an export in
+    its place (a killed build's temporary folder is removed by a later build's prune)."""
     from tqdm.auto import tqdm
 
     folder = cached_export_dir(weights_hash)
-    tmp = folder.with_name(f"{folder.name}.part{os.getpid()}")
+    tmp = folder.with_name(f"{folder.name}{PART}{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    with tqdm(total=2, desc=f"ONNX export of {model_dir.name} (first use, once)", unit="step") as bar:
-        export_onnx(model, tmp / ONNX_FILE)
-        bar.update()
-        parity = check_parity(model, ort_session(tmp / ONNX_FILE), tokenizer, schema, max_tokens)
-        bar.update()
+    try:
+        with tqdm(total=2, desc=f"ONNX export of {model_dir.name} (first use, once)", unit="step") as bar:
+            export_onnx(model, tmp / ONNX_FILE)
+            bar.update()
+            parity = check_parity(model, ort_session(tmp / ONNX_FILE), tokenizer, schema, max_tokens)
+            bar.update()
+    except BaseException:  # disk full, interrupted: no half export stays behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     layers, kv_heads, head_dim = kv_shape(model.config)
     passed = parity["max_abs_diff"] <= FP32_TOLERANCE
     record = {
@@ -171,7 +179,13 @@ def build_cached_export(
     (tmp / PARITY_FILE).write_text(json.dumps(record, indent=2) + "\n")
     try:
         tmp.rename(folder)
-    except OSError:  # another process finished first: its export is the same
+    except OSError:
+        # a folder is there already: another process finished first (its export is the same), or one unusable (its
+        # model file removed): replace that
+        if not (folder / PARITY_FILE).is_file() or (passed and not (folder / ONNX_FILE).is_file()):
+            shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                tmp.rename(folder)
         shutil.rmtree(tmp, ignore_errors=True)
     prune_cached_exports(keep=folder)
     return record
@@ -182,10 +196,22 @@ def prune_cached_exports(keep: Path, limit: int | None = None) -> list[Path]:
     returns what was removed. The analyzer touches an export's folder each time it loads it, so its mtime is its
     last use. Folders holding only a failed parity record are small and kept (they stop a rebuild at every start)."""
     limit = MAX_CACHED_EXPORTS if limit is None else limit
-    root = cache_dir() / "onnx"
-    exports = [d for d in root.glob("*-graph*") if d.is_dir() and (d / ONNX_FILE).is_file() and d != keep]
-    exports.sort(key=lambda d: d.stat().st_mtime, reverse=True)
-    removed = exports[max(0, limit - 1) :]
+    now = time.time()
+    removed, exports = [], []
+    for d in (cache_dir() / "onnx").glob("*-graph*"):
+        try:
+            mtime = d.stat().st_mtime
+            if (
+                PART in d.name
+            ):  # a build in progress elsewhere, or one a killed process left: gone after a day
+                if now - mtime > STALE_PART_S:
+                    removed.append(d)
+            elif d != keep and (d / ONNX_FILE).is_file():
+                exports.append((mtime, d))
+        except OSError:  # removed meanwhile by another process
+            continue
+    exports.sort(reverse=True)
+    removed += [d for _, d in exports[max(0, limit - 1) :]]
     for d in removed:
         shutil.rmtree(d, ignore_errors=True)
     return removed
