@@ -110,26 +110,35 @@ def ort_session(path: Path):
 
 
 def check_parity(model, session, tokenizer, schema, max_tokens: int) -> dict:
-    """Max abs logit difference torch vs ONNX Runtime on a padded prefill and one cached step after it."""
+    """Max abs logit difference torch vs ONNX Runtime over the step shapes draft and verify feeds, each backend on
+    its own KV cache: a padded prefill, one token on top of the cache, then that token rejected (masked out, a hole
+    in the mask) and a three-token draft after it with logits picked at two of its positions."""
     graph = StepGraph(model).eval()
     ids, mask, pos, pick = sample_inputs(tokenizer, SAMPLE_HEADLINES[:2], schema, max_tokens)
-    past = empty_past(ids.shape[0], model.config)
+    t_past = empty_past(ids.shape[0], model.config)
+    o_past = [p.numpy() for p in t_past]
     names = [i.name for i in session.get_inputs()]
     diffs, top1 = [], True
-    for _ in range(2):
+    for step in range(3):
         with torch.inference_mode():
-            t_out = graph(*(torch.from_numpy(x) for x in (ids, mask, pos, pick)), *past)
-        feed = dict(zip(names, [ids, mask, pos, pick, *[p.numpy() for p in past]], strict=True))
-        o_out = session.run(None, feed)
+            t_out = graph(*(torch.from_numpy(x) for x in (ids, mask, pos, pick)), *t_past)
+        o_out = session.run(None, dict(zip(names, [ids, mask, pos, pick, *o_past], strict=True)))
         t_logits = t_out[0].numpy()
         diffs.append(float(np.abs(t_logits - o_out[0]).max()))
         top1 = top1 and bool((t_logits.argmax(-1) == o_out[0].argmax(-1)).all())
-        # next step: one token per row on top of the cache (the chosen token), as the decoder does
-        past = [t.clone() for t in t_out[1:]]
+        if step == 2:
+            break
+        t_past, o_past = [t.clone() for t in t_out[1:]], o_out[1:]
         nxt = t_logits[:, -1].argmax(-1)[:, None].astype(np.int64)
-        mask = np.concatenate([mask, np.ones_like(nxt)], 1)
-        pos = mask.sum(1, keepdims=True) - 1
-        ids, pick = nxt, np.zeros((len(nxt), 1), np.int64)
+        if step == 0:  # one token per row on top of the cache (the chosen token)
+            ids, pick = nxt, np.zeros((len(nxt), 1), np.int64)
+            mask = np.concatenate([mask, np.ones_like(nxt)], 1)
+        else:  # that token rejected, and a draft of three fed after the hole
+            mask[:, -1] = 0
+            ids = np.concatenate([nxt, nxt + 1, nxt + 2], 1) % model.config.vocab_size
+            pick = np.array([[0, 2]] * len(nxt), np.int64)
+            mask = np.concatenate([mask, np.ones_like(ids)], 1)
+        pos = (np.cumsum(mask, 1) - 1)[:, -ids.shape[1] :]
     return {"max_abs_diff": max(diffs), "top1_agree": top1}
 
 
