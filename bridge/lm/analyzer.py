@@ -259,7 +259,8 @@ class _Decoder:
 
         Positions below ``old.verified`` were checked in an earlier pass and are kept. A guess (Jacobi style) takes,
         for each later decision, the argmax of the logits at the same place in ``old``'s value of that field, which
-        saw a slightly wrong context; where there are none, ``old``'s own token, else the first option. Each walk
+        saw a slightly wrong context; where there are none, the token that followed the previous one in an earlier
+        answer (``follow``), else ``old``'s own token, else the first option. Each walk
         verifies at least one more decision, so an answer of D decisions takes at most D + 1 passes. Without
         ``speculate`` the draft stops at the first unchecked decision: one pass per decision, the plain greedy loop.
         """

@@ -75,8 +75,7 @@ def export_onnx(model, path: Path) -> None:
     mask = torch.ones((b, p + c), dtype=torch.long)
     pos = torch.arange(p, p + c).repeat(b, 1)
     pick = torch.tensor([[c - 1, 0]] * b, dtype=torch.long)
-    past = [t.normal_() for t in empty_past(b, model.config)]
-    past = [torch.randn(b, t.shape[1], p, t.shape[3]) for t in past]
+    past = [torch.randn(b, t.shape[1], p, t.shape[3]) for t in empty_past(b, model.config)]
     past_names = [f"past_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
     present_names = [f"present_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
     dyn = {"input_ids": {0: "batch", 1: "chunk"}, "attention_mask": {0: "batch", 1: "total"}}
