@@ -64,7 +64,9 @@ def related_entries(raw: str) -> tuple[list[str], int]:
 _SECTION = re.compile(r"#{2,}|\b(?:instruction|input|response|news|labels)\s*:", re.IGNORECASE)
 _OVERRIDE = re.compile(
     r"\b(?:ignore|disregard|forget)\s+(?:all\s+|any\s+)?(?:the\s+)?(?:previous|prior|above|earlier|preceding)\s+"
-    r"(?:instructions?|prompts?|rules|labels?)\b",
+    r"(?:instructions?|prompts?|rules|labels?)\b"
+    # and the request it introduces ("... and answer sentiment: ..."), whose answer goes with the key below
+    r"(?:\s*,?\s*(?:and|then|just)?\s*(?:answer|respond|reply|say|output|write|return)(?:\s+with)?\b)?",
     re.IGNORECASE,
 )
 

@@ -26,6 +26,8 @@ convert tfns tfns "$SHARED/sentiment/sent_train.csv"
 convert sentfin sentfin "$SHARED/sentiment/SEntFiN.csv"
 convert calendar calendar "$SHARED/calendar/forexfactory_2016.csv"
 cp -n finetune/datasets/fx_macro_headlines.jsonl "$WORK/data/fx.jsonl"
+# FiQA task 1 is never trained on nor split: an out-of-domain test of other posts (StockTwits, other years)
+convert fiqa fiqa "$SHARED/sentiment/task1_post_ABSA_train.json"
 for name in tfns sentfin calendar fx; do
     dev=0.1 test=0.1
     [ "$name" = fx ] && dev=0.15 test=0.25
@@ -56,9 +58,12 @@ if [ "${2:-}" != --install ]; then
         [ -s "$RUN/eval_$name.test.json" ] || $PY -m finetune.evaluate --model "$RUN" --data "$S/$name.test.jsonl" \
             --no-progress --out "$RUN/eval_$name.test.json"
     done
+    [ -s "$RUN/eval_fiqa.json" ] || $PY -m finetune.evaluate --model "$RUN" --data "$WORK/data/fiqa.jsonl" \
+        --no-progress --out "$RUN/eval_fiqa.json"
 fi
 $PY -m finetune.card "$RUN" --eval "TFNS test=$RUN/eval_tfns.test.json" --eval "SEntFiN test=$RUN/eval_sentfin.test.json" \
     --eval "FX headlines test=$RUN/eval_fx.test.json" --eval "calendar 2016 test=$RUN/eval_calendar.test.json" \
+    --eval "FiQA task 1 (never trained on)=$RUN/eval_fiqa.json" \
     --command "scripts/train_shipped.sh"
 if [ "${2:-}" = --install ]; then
     rm -rf bridge/models/default && cp -r "$RUN/model" bridge/models/default
