@@ -513,9 +513,8 @@ class LMAnalyzer:
 
             path, meta = self._onnx_export_in(cached_export_dir(self._hash), int8)
             if path is not None:
-                with contextlib.suppress(
-                    OSError
-                ):  # its last use, for the cache's bound (a read-only cache is fine)
+                # its last use, for the cache's bound (a read-only cache is fine)
+                with contextlib.suppress(OSError):
                     os.utime(path.parent)
         return path, meta
 

@@ -209,9 +209,8 @@ def prune_cached_exports(keep: Path, limit: int | None = None) -> list[Path]:
     for d in (cache_dir() / "onnx").glob("*-graph*"):
         try:
             mtime = d.stat().st_mtime
-            if (
-                PART in d.name
-            ):  # a build in progress elsewhere, or one a killed process left: gone after a day
+            if PART in d.name:
+                # a build in progress elsewhere, or one a killed process left: gone after a day
                 if now - mtime > STALE_PART_S:
                     removed.append(d)
             elif d != keep and (d / ONNX_FILE).is_file():
