@@ -91,8 +91,11 @@ def card_text(run: dict, evals: dict[str, dict], command: str | None) -> str:
         f"- training records: {records.get('train', '?')} from `{Path(str(data.get('train', '?'))).name}`",
         f"- development records (checkpoint choice by {train.get('select_by', '?')}): {records.get('eval', '?')} "
         f"from `{Path(str(data.get('eval', '?'))).name}`",
-        f"- steps: {run.get('total_steps', '?')}, batch {train.get('batch_size', '?')}, learning rate "
-        f"{run.get('lr', '?')}, {train.get('epochs', '?')} epochs at most, patience {train.get('patience', '?')}",
+        f"- steps: {run.get('total_steps', '?')}"
+        # --max-steps sets the length when given; --epochs only without it
+        + (" (--max-steps)" if train.get("max_steps") else f" ({train.get('epochs', '?')} epochs at most)")
+        + f", batch {train.get('batch_size', '?')}, learning rate {run.get('lr', '?')}, "
+        f"patience {train.get('patience', '?')}",
         f"- device: {run.get('device', '?')}; code at commit {run.get('git_commit', '?')}",
     ]
     if command:
