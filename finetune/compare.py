@@ -663,6 +663,7 @@ def main(argv=None) -> int:
     for p in (args.data, args.eval, *([args.test] if args.test else [])):
         if not Path(p).is_file():
             raise UserError("no such file", path=p)
+    # --controls-only runs the study with a cell pattern that matches no cell
     res = study(
         args.data,
         args.eval,
@@ -672,9 +673,7 @@ def main(argv=None) -> int:
         args.sizes,
         seeds=args.seeds,
         seeds_at_all=args.seeds_at_all,
-        only=["no cell"]
-        if args.controls_only
-        else args.only,  # --controls-only: a pattern that matches no cell
+        only=["no cell"] if args.controls_only else args.only,
         quick=args.quick,
         train_args=args.train_args.split(),
         eval_items=args.limit,
