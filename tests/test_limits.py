@@ -375,7 +375,9 @@ def test_client_push_news_sends_a_time(server, capsys):
     ep = server.endpoints["bind"]
     assert main(["--server", ep, "push-news", "Fed cuts rates", "--currency", "USD"]) == 0
     nid = json.loads(capsys.readouterr().out)["news_id"]
-    assert not nid.startswith("c")  # a time-based id, not the content id of a message without time
+    # a time-based id, not the content id of a message without time (both are 16 hex-like characters: a time-based
+    # one starts with "c" one time in 16, so the prefix says nothing)
+    assert nid != S.content_id({"source": "cli", "headline": "Fed cuts rates", "currency": "USD"})
 
 
 def test_a_corrected_calendar_value_replaces_the_earlier_analysis(tmp_path):
