@@ -211,6 +211,20 @@ class ConvertOptions:
             raise UserError("--min-confidence must be in [0, 1]")
 
 
+def _no_text(body: str, strip_urls: bool) -> bool:
+    """Nothing left to read (empty, or only a URL that conversion removes)."""
+    return not (_URL.sub("", body) if strip_urls else body).strip()
+
+
+def _one_sentiment(labels: set[str]) -> str | None:
+    """The item's 3-class sentiment from its entities' or targets' labels: neutral when all are, else the one
+    direction among them; None when they disagree (good for one, bad for another: no single sentiment)."""
+    kinds = labels - {"neutral"}
+    if len(kinds) > 1:
+        return None
+    return kinds.pop() if kinds else "neutral"
+
+
 def _text_input(text: str, strip_urls: bool) -> str:
     if strip_urls:
         text = _URL.sub("", text)
@@ -272,7 +286,7 @@ def _convert_tfns(path: Path, opts: ConvertOptions, schema: Schema, stats: Conve
             stats.skip(f"label not 0/1/2 (bearish/bullish/neutral): e.g. {rec[li]!r}", line)
             continue
         body = rec[ti].strip()
-        if not (_URL.sub("", body) if opts.strip_urls else body).strip():
+        if _no_text(body, opts.strip_urls):
             stats.skip("no text (or only a URL)", line)
             continue
         related = tuple(dict.fromkeys(t.upper() for t in _TICKER.findall(body)))[:8]
@@ -373,12 +387,10 @@ def _convert_sentfin(path: Path, opts: ConvertOptions, schema: Schema, stats: Co
         if decisions is None:
             stats.skip("Decisions cell not readable as {entity: sentiment}", line)
             continue
-        kinds = set(decisions.values()) - {"neutral"}
-        if len(kinds) > 1:
-            # The headline is good for one entity and bad for another: no single sentiment for the item.
+        label = _one_sentiment(set(decisions.values()))
+        if label is None:
             stats.skip("entities with opposite sentiments", line)
             continue
-        label = kinds.pop() if kinds else "neutral"
         related = tuple(e.upper() for e in decisions if is_instrument(e))[:8]
         title = rec[ti].strip()
         if not title:
@@ -418,15 +430,17 @@ def _convert_fiqa(path: Path, opts: ConvertOptions, schema: Schema, stats: Conve
         if not scores:
             stats.skip("no sentiment_score in [-1, 1]")
             continue
-        labels = {
-            "neutral" if abs(x) <= FIQA_NEUTRAL_BAND else "positive" if x > 0 else "negative" for x in scores
-        }
-        if {"positive", "negative"} <= labels:
+        label = _one_sentiment(
+            {
+                "neutral" if abs(x) <= FIQA_NEUTRAL_BAND else "positive" if x > 0 else "negative"
+                for x in scores
+            }
+        )
+        if label is None:
             stats.skip("targets with opposite sentiments")
             continue
-        label = (labels - {"neutral"}).pop() if labels - {"neutral"} else "neutral"
         body = post["sentence"].strip()
-        if not (_URL.sub("", body) if opts.strip_urls else body).strip():
+        if _no_text(body, opts.strip_urls):
             stats.skip("no text (or only a URL)")
             continue
         related = tuple(dict.fromkeys(t.upper() for t in targets if is_instrument(t.upper())))[:8]

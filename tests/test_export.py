@@ -119,9 +119,8 @@ def test_the_first_use_cache_keeps_the_most_recently_used_exports(bases, tmp_pat
         folders.append(an._onnx_path.parent)
         if seed == 1:
             time.sleep(0.05)  # distinct mtimes
-            LMAnalyzer(
-                tmp_path / "run0", backend="auto"
-            )  # run0's export used again: run1's is now the oldest
+            # run0's export used again: run1's is now the oldest
+            LMAnalyzer(tmp_path / "run0", backend="auto")
             time.sleep(0.05)
     assert [f.is_dir() for f in folders] == [True, False, True]
     assert len(list(cache.glob("onnx/*/model.onnx"))) == 2
