@@ -62,6 +62,19 @@ def scores_table(evals: dict[str, dict]) -> list[str]:
     return lines
 
 
+def schedule_text(run: dict) -> str:
+    """The learning-rate schedule in words: one stage, or each stage of an extended run (``finetune.train``)."""
+    stages = run.get("schedule") or []
+    if len(stages) < 2:
+        return f"learning rate {run.get('lr', '?')}"
+    parts = [
+        f"steps {st['start']}-{st['end']} warmed up over {st['warmup']} to {st['peak_lr']:g}, decayed to 0"
+        + (f" (stopped early at {st['stopped_at']})" if "stopped_at" in st else "")
+        for st in stages
+    ]
+    return f"learning rate in {len(stages)} stages ({'; '.join(parts)})"
+
+
 def card_text(run: dict, evals: dict[str, dict], command: str | None) -> str:
     base = run.get("model", "?")
     short = local_base_name(base)
@@ -94,8 +107,7 @@ def card_text(run: dict, evals: dict[str, dict], command: str | None) -> str:
         f"- steps: {run.get('total_steps', '?')}"
         # --max-steps sets the length when given; --epochs only without it
         + (" (--max-steps)" if train.get("max_steps") else f" ({train.get('epochs', '?')} epochs at most)")
-        + f", batch {train.get('batch_size', '?')}, learning rate {run.get('lr', '?')}, "
-        f"patience {train.get('patience', '?')}",
+        + f", batch {train.get('batch_size', '?')}, {schedule_text(run)}, patience {train.get('patience', '?')}",
         f"- device: {run.get('device', '?')}; code at commit {run.get('git_commit', '?')}",
     ]
     if command:

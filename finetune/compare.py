@@ -41,6 +41,7 @@ from bridge.errors import ModelError, UserError, run_main
 from bridge.lm.loading import DEFAULT_BASE
 from bridge.lm.methods import METHODS
 from bridge.provenance import library_versions
+from finetune.metrics import PAIRED_SCORES, paired_score_difference
 
 SCORE = "wf1_sentiment_3"  # the headline score: 3-class sentiment weighted F1 (what the literature reports)
 METRICS = ("wf1_sentiment_3", "f1_sentiment_3", "f1_sentiment_7", "acc_event", "acc_market", "acc_sector")
@@ -196,6 +197,7 @@ def load_cell(cell: Cell, out: Path) -> dict | None:
         "run": json.loads((run_dir / "run.json").read_text()),
         "eval": ev["metrics"],
         "intervals_95": ev.get("intervals_95", {}),
+        "per_item": ev.get("per_item"),  # absent in cells scored before it was recorded
         # None where the cell's ONNX export failed its parity check (the analyzer then ran torch)
         "latency_ms_onnx": onnx_ev["metrics"].get("latency_ms_p50")
         if onnx_ev.get("backend") == "onnx"
@@ -223,8 +225,12 @@ def run_controls(base: str, data: str, score_data: str, out: Path, probe_records
     train_gold, gold = gold_analyses(train, schema, data), gold_analyses(test, schema, score_data)
     scored = {"scored_on": str(score_data), "items": len(test)}
 
-    def fresh(path: Path) -> bool:  # computed already, on the same items
-        return path.is_file() and all(json.loads(path.read_text()).get(k) == v for k, v in scored.items())
+    def fresh(path: Path) -> bool:
+        # computed already, on the same items, with each item's answer (which the paired differences need)
+        if not path.is_file():
+            return False
+        rec = json.loads(path.read_text())
+        return "per_item" in rec and all(rec.get(k) == v for k, v in scored.items())
 
     results = {}
     path = folder / "majority.json"
@@ -326,6 +332,7 @@ def study(
             for k in CONTROLS
             if (folder / f"{k}.json").is_file()
         }
+    table = summarize(done)
     results = {
         "config": {
             "data": data,
@@ -346,12 +353,18 @@ def study(
         "cells_planned": len(cells),
         "cells_done": len(done),
         "found": found,
-        "table": summarize(done),
-        "controls": ctrl,
-        "cells": done,
+        "table": table,
+        "differences": differences(table, ctrl, done),
+        # each model's answers stay in its own eval JSON (they are only needed for the differences)
+        "controls": {b: {k: _without_items(v) for k, v in c.items()} for b, c in ctrl.items()},
+        "cells": [_without_items(c) for c in done],
     }
     write_outputs(results, out)
     return results
+
+
+def _without_items(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != "per_item"}
 
 
 # -- the report --------------------------------------------------------------------------------------------------------
@@ -410,35 +423,52 @@ def summarize(cells: list[dict]) -> list[dict]:
     return rows
 
 
-def differences(rows: list[dict], controls: dict, metric: str = SCORE) -> list[str]:
-    """For each base and size, every pair of methods (and each method against the linear probe): larger than the
-    intervals (they do not overlap) or not."""
+def differences(rows: list[dict], controls: dict, cells: list[dict], metric: str = SCORE) -> list[str]:
+    """For each base and size, every pair of methods (and each method against the linear probe), as lines.
 
-    def iv(r):
-        return r[metric + "_lo"], r[metric + "_hi"]
-
+    Where both sides are one model scored on the same items (one seed, each cell's answers recorded), the test is
+    a paired bootstrap of the difference (``finetune.metrics.paired_difference``): distinguished when its 95%
+    interval excludes 0. Otherwise (means over seeds, or answers not recorded) the two 95% intervals are compared:
+    distinguished when they do not overlap, which is conservative.
+    """
+    answers: dict[tuple, list] = {}  # each cell's recorded answers, by row
+    for c in cells:
+        answers.setdefault((c["base"], c["method"], c["size"] or "all"), []).append(c.get("per_item"))
     lines = []
     for base, size in dict.fromkeys((r["base"], r["size"]) for r in rows):
-        same = [r for r in rows if r["base"] == base and r["size"] == size]
+        entries = []
+        for r in rows:
+            if (r["base"], r["size"]) == (base, size):
+                found = answers.get((base, r["method"], size), [])
+                items = found[0] if len(found) == 1 else None  # a mean over seeds is not one model's answers
+                entries.append((r["method"], r[metric], r[metric + "_lo"], r[metric + "_hi"], items))
         probe = controls.get(base, {}).get("linear-probe")
-        entries = [(r["method"], r[metric], *iv(r)) for r in same]
         if probe:
             lo, hi = probe["intervals_95"].get(metric, (float("nan"), float("nan")))
-            entries.append(("linear probe", probe["metrics"][metric], lo, hi))
+            entries.append(("linear probe", probe["metrics"][metric], lo, hi, probe.get("per_item")))
         for i, a in enumerate(entries):
             for b in entries[i + 1 :]:
-                if any(np.isnan(x) for x in (*a[1:], *b[1:])):
-                    verdict = "no interval to compare"
-                elif a[2] > b[3] or b[2] > a[3]:
-                    hi_name = a[0] if a[1] > b[1] else b[0]
-                    verdict = f"{hi_name} is higher, beyond the intervals"
-                else:
-                    verdict = "the intervals overlap: not distinguished"
-                lines.append(
-                    f"- {base}, {size} records: {a[0]} {a[1]:.3f} [{a[2]:.3f}, {a[3]:.3f}] vs {b[0]} {b[1]:.3f} "
-                    f"[{b[2]:.3f}, {b[3]:.3f}]: {verdict}"
-                )
+                head = f"- {base}, {size} records: {a[0]} {a[1]:.3f} [{a[2]:.3f}, {a[3]:.3f}] vs {b[0]} {b[1]:.3f} "
+                head += f"[{b[2]:.3f}, {b[3]:.3f}]: "
+                lines.append(head + verdict(a, b, metric))
     return lines
+
+
+def verdict(a: tuple, b: tuple, metric: str) -> str:
+    """One comparison's verdict: paired where both carry their answers on the same items, else by the intervals."""
+    paired = paired_score_difference(a[4], b[4], metric) if metric in PAIRED_SCORES else None
+    if paired is not None:
+        d, lo, hi = paired
+        n = len(a[4]["gold_sentiment"])
+        said = f"difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}] (paired bootstrap over the same {n} items)"
+        if lo > 0 or hi < 0:
+            return f"{said}: {a[0] if d > 0 else b[0]} is higher"
+        return f"{said}: the interval contains 0: not distinguished"
+    if any(np.isnan(x) for x in (*a[1:4], *b[1:4])):
+        return "no interval to compare"
+    if a[2] > b[3] or b[2] > a[3]:
+        return f"{a[0] if a[1] > b[1] else b[0]} is higher, beyond the intervals"
+    return "the intervals overlap: not distinguished"
 
 
 def _fmt(v, digits=3) -> str:
@@ -517,7 +547,11 @@ def write_outputs(results: dict, out: Path) -> None:
         "",
         f"## Differences in {SCORE}",
         "",
-        *differences(rows, results["controls"]),
+        "Paired bootstrap of the difference where both sides are one model scored on the same items (it covers the "
+        "sampling of the test items, not training noise across seeds); otherwise the two intervals are compared. "
+        "Each comparison is at 95% on its own, with no correction for how many are made.",
+        "",
+        *results["differences"],
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()),
         "",

@@ -108,36 +108,102 @@ def bootstrap_interval(
         stats = x[idx].mean(axis=1)
         point = float(x.mean())
     elif kind in ("macro_f1", "weighted_f1"):
-        labels = list(labels)
-        pos = {lab: i for i, lab in enumerate(labels)}
-        # values outside ``labels`` count as an extra "other" class that is never scored
-        k = len(labels)
-        g = np.array([pos.get(v, k) for v in gold])
-        p = np.array([pos.get(v, k) for v in pred])
-        if g.size == 0 or g.size != p.size:
-            raise ValueError(f"need paired, non-empty gold and pred, got {g.size} and {p.size}")
-        pair = g * (k + 1) + p
-        weighted = kind == "weighted_f1"
-
-        def stat(sel: np.ndarray) -> float:
-            # gold x pred counts; errors against the unscored class still count in the row and column sums
-            full = np.bincount(pair[sel], minlength=(k + 1) ** 2).reshape(k + 1, k + 1)
-            tp = np.diag(full)[:k].astype(float)
-            support = full[:k].sum(axis=1)
-            predicted = full[:, :k].sum(axis=0)
-            denom = support + predicted
-            f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-            if weighted:
-                return float((f1 * support).sum() / support.sum()) if support.sum() else 0.0
-            present = denom > 0
-            return float(f1[present].mean()) if present.any() else 0.0
-
-        point = stat(np.arange(g.size))
-        stats = np.array([stat(rng.integers(0, g.size, size=g.size)) for _ in range(samples)])
+        stat, n = _f1_statistic(gold, pred, labels, weighted=kind == "weighted_f1")
+        point = stat(np.arange(n))
+        stats = np.array([stat(rng.integers(0, n, size=n)) for _ in range(samples)])
     else:
         raise ValueError(f"unknown bootstrap statistic {kind!r}")
     low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
     return point, float(low), float(high)
+
+
+def _f1_statistic(gold: Sequence, pred: Sequence, labels: Sequence, weighted: bool):
+    """(stat, n): ``stat(sel)`` is the macro or weighted F1 over ``labels`` of the items at the indices ``sel``."""
+    labels = list(labels)
+    pos = {lab: i for i, lab in enumerate(labels)}
+    # values outside ``labels`` count as an extra "other" class that is never scored
+    k = len(labels)
+    g = np.array([pos.get(v, k) for v in gold])
+    p = np.array([pos.get(v, k) for v in pred])
+    if g.size == 0 or g.size != p.size:
+        raise ValueError(f"need paired, non-empty gold and pred, got {g.size} and {p.size}")
+    pair = g * (k + 1) + p
+
+    def stat(sel: np.ndarray) -> float:
+        # gold x pred counts; errors against the unscored class still count in the row and column sums
+        full = np.bincount(pair[sel], minlength=(k + 1) ** 2).reshape(k + 1, k + 1)
+        tp = np.diag(full)[:k].astype(float)
+        support = full[:k].sum(axis=1)
+        predicted = full[:, :k].sum(axis=0)
+        denom = support + predicted
+        f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+        if weighted:
+            return float((f1 * support).sum() / support.sum()) if support.sum() else 0.0
+        present = denom > 0
+        return float(f1[present].mean()) if present.any() else 0.0
+
+    return stat, g.size
+
+
+def paired_difference(
+    gold: Sequence,
+    pred_a: Sequence,
+    pred_b: Sequence,
+    labels: Sequence,
+    kind: str = "weighted_f1",
+    samples: int = BOOTSTRAP_SAMPLES,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(difference, low, high): F1 of ``pred_a`` minus F1 of ``pred_b`` on the same gold items, with a paired
+    percentile bootstrap interval (both scored on the same resampled items each time).
+
+    Two models scored on the same items err on many of the same items, so their scores move together from one draw
+    of items to the next; the interval of the difference is therefore narrower than comparing two separate
+    intervals, which is the right test when both saw the same items. It covers the sampling of the test items only,
+    not the training noise across seeds.
+    """
+    if kind not in ("macro_f1", "weighted_f1"):
+        raise ValueError(f"unknown paired statistic {kind!r}")
+    stat_a, n = _f1_statistic(gold, pred_a, labels, weighted=kind == "weighted_f1")
+    stat_b, _ = _f1_statistic(gold, pred_b, labels, weighted=kind == "weighted_f1")
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(samples):
+        sel = rng.integers(0, n, size=n)
+        diffs.append(stat_a(sel) - stat_b(sel))
+    low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
+    everything = np.arange(n)
+    return stat_a(everything) - stat_b(everything), float(low), float(high)
+
+
+def sentiment_items(gold: Sequence[Analysis], pred: Sequence[Analysis]) -> dict[str, list[int]]:
+    """Each item's gold and predicted 7-level sentiment, in order: what a paired comparison of two results needs."""
+    return {"gold_sentiment": [g.sentiment for g in gold], "pred_sentiment": [p.sentiment for p in pred]}
+
+
+# the sentiment scores a paired comparison can take: (kind, labels, whether the 7 levels fold to 3 classes)
+PAIRED_SCORES = {
+    "wf1_sentiment_3": ("weighted_f1", (-1, 0, 1), True),
+    "f1_sentiment_3": ("macro_f1", (-1, 0, 1), True),
+    "f1_sentiment_7": ("macro_f1", tuple(range(-3, 4)), False),
+}
+
+
+def paired_score_difference(items_a: dict, items_b: dict, metric: str) -> tuple[float, float, float] | None:
+    """``paired_difference`` of ``metric`` between two results' ``sentiment_items``; None unless both hold the same
+    gold items in the same order (then they were not scored on the same items)."""
+    if not items_a or not items_b or items_a["gold_sentiment"] != items_b["gold_sentiment"]:
+        return None
+    kind, labels, fold = PAIRED_SCORES[metric]
+
+    def levels(xs):
+        return [three_class(x) for x in xs] if fold else list(xs)
+
+    gold = levels(items_a["gold_sentiment"])
+    return paired_difference(
+        gold, levels(items_a["pred_sentiment"]), levels(items_b["pred_sentiment"]), labels, kind
+    )
 
 
 def score_intervals(

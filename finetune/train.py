@@ -2,6 +2,7 @@
 
     python -m finetune.train --method lora --model smollm2-135m --data train.jsonl --eval eval.jsonl --out runs/lora
     python -m finetune.train ... --out runs/lora --resume          # continue from runs/lora/checkpoints/last
+    python -m finetune.train ... --out runs/lora --resume --max-steps 2000 --lr 5e-4   # extend a finished run
     torchrun --nproc_per_node 4 -m finetune.train ...              # multi-GPU (DDP): same script, one process per GPU
 
 The loss covers only the answer tokens (the prompt is masked with -100). Training is seeded and deterministic on the
@@ -421,17 +422,78 @@ def total_steps_of(n_examples: int, tcfg: TrainConfig, world: int) -> int:
     return tcfg.max_steps or max(1, math.ceil(per_epoch * tcfg.epochs))
 
 
-def make_optimizer(model, tcfg: TrainConfig, lr: float, total_steps: int):
-    """AdamW over the trainable parameters with linear warm-up then linear decay to zero."""
+def schedule_stages(
+    out: Path, resume: bool, total_steps: int, lr: float, tcfg: TrainConfig
+) -> tuple[list[dict], bool]:
+    """The learning-rate schedule as stages, each a linear warm-up to its peak then a linear decay to zero at its end;
+    and whether the run had stopped early.
+
+    A new run has one stage. Resuming keeps the stages the checkpoint recorded, so an interrupted run continues on
+    the same schedule. Resuming a finished run (or one that stopped early) with a larger ``--max-steps`` or
+    ``--epochs`` extends it: a new stage from where it stopped to the new total, warming up again over
+    ``--warmup-steps`` to ``--lr``. The data order carries on (no example is seen twice before the epoch ends) and
+    the optimizer keeps its moments, which a fresh run started from the trained weights would lose.
+    """
+    if not resume:
+        return [{"start": 0, "end": total_steps, "peak_lr": lr, "warmup": tcfg.warmup_steps}], False
+    ck = out / CHECKPOINT / "trainer_state.json"
+    prior = json.loads(ck.read_text())
+    stages, stopped_early = prior.get("stages"), prior.get("stopped_early", False)
+    if stages is None:
+        # a checkpoint written before stages were recorded: its run.json says what its schedule was (the schedule
+        # it names when an extension began after that checkpoint, else its one stage)
+        rec = json.loads((out / "run.json").read_text())
+        stages = rec.get("schedule") or [
+            {
+                "start": 0,
+                "end": rec["total_steps"],
+                "peak_lr": rec["lr"],
+                "warmup": rec["train_config"]["warmup_steps"],
+            }
+        ]
+        stopped_early = (rec.get("result") or {}).get("stopped_early", False)
+    last, step = stages[-1], prior["step"]
+    if total_steps == last["end"]:
+        return stages, stopped_early
+    if step < last["end"] and not stopped_early:
+        raise UserError(
+            f"the run stopped at step {step} of its {last['end']}-step schedule; a different length would change it",
+            path=ck,
+            hint=f"resume with --max-steps {last['end']} to finish it, then resume again with more steps to extend it",
+        )
+    if total_steps <= step:
+        raise UserError(
+            f"the run has already trained {step} steps; --max-steps/--epochs give only {total_steps}",
+            path=ck,
+            hint=f"to extend the run, give more than {step} steps",
+        )
+    ended = (
+        {**last, "stopped_at": step} if step < last["end"] else last
+    )  # an early stop ended it before its end
+    new = {"start": step, "end": total_steps, "peak_lr": lr, "warmup": tcfg.warmup_steps}
+    return [*stages[:-1], ended, new], False
+
+
+def lr_factor(stages: list[dict], step: int) -> float:
+    """The scheduler's multiplier at ``step``: relative to the first stage's peak, which is the optimizer's base."""
+    stage = [st for st in stages if st["start"] <= step][
+        -1
+    ]  # a later stage takes over where an earlier one stopped
+    local, scale = step - stage["start"], stage["peak_lr"] / stages[0]["peak_lr"]
+    if local < stage["warmup"]:
+        return scale * (local + 1) / (stage["warmup"] + 1)
+    return scale * max(0.0, (stage["end"] - step) / max(1, stage["end"] - stage["start"] - stage["warmup"]))
+
+
+def make_optimizer(model, tcfg: TrainConfig, stages: list[dict]):
+    """AdamW over the trainable parameters, its rate following ``stages`` (see ``schedule_stages``)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=tcfg.weight_decay)
-
-    def schedule(step: int) -> float:
-        if step < tcfg.warmup_steps:
-            return (step + 1) / (tcfg.warmup_steps + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - tcfg.warmup_steps))
-
-    return params, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    optimizer = torch.optim.AdamW(params, lr=stages[0]["peak_lr"], weight_decay=tcfg.weight_decay)
+    return (
+        params,
+        optimizer,
+        torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(stages, step)),
+    )
 
 
 def device_record(device: torch.device, amp_dtype, world: int) -> dict:
@@ -457,6 +519,7 @@ def new_state() -> dict:
         "train_seconds": 0.0,
         "tokens": 0,
         "samples": 0,
+        "stopped_early": False,
     }
 
 
@@ -557,7 +620,8 @@ def train(
     # -- optimisation
     total_steps = total_steps_of(len(train_ex), tcfg, world)
     lr = tcfg.lr or spec.default_lr
-    params, optimizer, scheduler = make_optimizer(model, tcfg, lr, total_steps)
+    stages, stopped_before = schedule_stages(out, resume, total_steps, lr, tcfg)
+    params, optimizer, scheduler = make_optimizer(model, tcfg, stages)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     train_model = model
     if world > 1:
@@ -584,7 +648,8 @@ def train(
         "model": model_name,
         "data": {"train": str(data), "eval": str(eval_data) if eval_data else None},
         "records": {"train": len(train_ex), "eval": len(eval_ex)},
-        "lr": lr,
+        "lr": stages[0]["peak_lr"],
+        "schedule": stages,
         "versions": library_versions(),
         "device": device_record(device, amp_dtype, world),
         "git_commit": git_commit(),
@@ -592,6 +657,23 @@ def train(
         "total_steps": total_steps,
     }
     state = load_checkpoint(out, model, optimizer, scheduler) if resume else new_state()
+    state["stopped_early"] = stopped_before
+    if 0 < state["step"] == stages[-1]["start"]:
+        # an extension starting: its own patience (the best model so far is the one to beat)
+        state["bad_evals"] = 0
+    state["stages"] = stages
+    # the rate of the next step under the schedule, relative to the first stage's peak (a checkpoint holds the rate
+    # and base of its own schedule; an extension's are new)
+    scheduler.base_lrs = [stages[0]["peak_lr"]] * len(optimizer.param_groups)
+    for group in optimizer.param_groups:
+        group["lr"] = stages[0]["peak_lr"] * lr_factor(stages, state["step"])
+    # resuming a finished run trains nothing and leaves its record as it is (unless it ended before writing it)
+    finished = resume and (state["step"] >= total_steps or state["stopped_early"])
+    record = json.loads((out / "run.json").read_text()) if finished else {}
+    if "result" in record:
+        if world > 1:
+            torch.distributed.destroy_process_group()
+        return record
     if main_proc:
         out.mkdir(parents=True, exist_ok=True)
         (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
@@ -612,7 +694,7 @@ def train(
         )
     stopped_early = interrupted = False
     t0 = time.perf_counter() - state["train_seconds"]
-    while state["step"] < total_steps:
+    while state["step"] < total_steps and not stopped_early:
         optimizer.zero_grad(set_to_none=True)
         step_loss, step_tokens, samples, epoch = train_step(
             train_model, train_ex, state["step"], tcfg, pad_id, device, amp_dtype, scaler, rank, world
@@ -620,6 +702,7 @@ def train(
         if tcfg.max_grad_norm:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, tcfg.max_grad_norm)
+        used_lr = optimizer.param_groups[0]["lr"]
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
@@ -631,7 +714,7 @@ def train(
             "step": step,
             "epoch": epoch,
             "train_loss": round(step_loss, 6),
-            "lr": scheduler.get_last_lr()[0],
+            "lr": used_lr,  # the rate this step was taken with
         }
         entry["elapsed_s"] = round(state["train_seconds"], 3)
         if eval_ex and (step % tcfg.eval_every == 0 or step == total_steps):
@@ -656,6 +739,7 @@ def train(
                 **({"wf1": f"{entry['eval_wf1']:.3f}"} if "eval_wf1" in entry else {}),
             )
         interrupted = stop_after is not None and step >= stop_after
+        state["stopped_early"] = stopped_early  # an early-stopped run may be extended
         if main_proc and (step % tcfg.save_every == 0 or step == total_steps or stopped_early or interrupted):
             save_checkpoint(out, model, optimizer, scheduler, state)
         if stopped_early or interrupted:

@@ -51,3 +51,17 @@ def test_a_bad_evaluation_argument_is_one_line(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{")
     assert main([str(run_dir), "--eval", f"x={tmp_path / 'bad.json'}"]) != 0
     assert "is not JSON" in capsys.readouterr().err
+
+
+def test_an_extended_run_shows_each_stage_of_its_schedule():
+    from finetune.card import schedule_text
+
+    assert schedule_text({"lr": 0.001}) == "learning rate 0.001"
+    stages = [
+        {"start": 0, "end": 1000, "peak_lr": 1e-3, "warmup": 100},
+        {"start": 1000, "end": 2000, "peak_lr": 5e-4, "warmup": 100},
+    ]
+    assert schedule_text({"lr": 1e-3, "schedule": stages}) == (
+        "learning rate in 2 stages (steps 0-1000 warmed up over 100 to 0.001, decayed to 0; "
+        "steps 1000-2000 warmed up over 100 to 0.0005, decayed to 0)"
+    )

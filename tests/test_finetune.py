@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -250,6 +251,28 @@ def test_early_stopping_keeps_the_best_model(tiny_bases, tmp_path):
     evals = [json.loads(x)["eval_loss"] for x in (tmp_path / "run/history.jsonl").read_text().splitlines()]
     assert evals[-1] > min(evals) < evals[0]  # it fell, then rose
     assert res["best_eval_loss"] == pytest.approx(min(evals), abs=1e-6)
+    # the stopped run is finished: resuming it trains no further and leaves its record as it was
+    record = (tmp_path / "run/run.json").read_text()
+    again = train_mod.train(
+        "full", tiny_bases["gpt2"], train_file, tmp_path / "run", eval_file, cfg, resume=True, progress=False
+    )
+    assert again == json.loads(record) and (tmp_path / "run/run.json").read_text() == record
+    # extended, it takes a new stage from where it stopped (warm-up 0 here: straight to the peak, then down)
+    stop, longer = res["steps"], replace(cfg, max_steps=res["steps"] + 3, patience=0)
+    ext = train_mod.train(
+        "full",
+        tiny_bases["gpt2"],
+        train_file,
+        tmp_path / "run",
+        eval_file,
+        longer,
+        resume=True,
+        progress=False,
+    )
+    assert ext["schedule"][0] == {"start": 0, "end": 40, "peak_lr": 3e-2, "warmup": 0, "stopped_at": stop}
+    assert ext["schedule"][1] == {"start": stop, "end": stop + 3, "peak_lr": 3e-2, "warmup": 0}
+    history = [json.loads(x) for x in (tmp_path / "run/history.jsonl").read_text().splitlines()]
+    assert [e["lr"] for e in history[stop:]] == pytest.approx([3e-2, 2e-2, 1e-2])
 
 
 def test_run_dir_records_config_versions_device_and_commit(tiny_bases, records, tmp_path):
@@ -362,6 +385,50 @@ def test_cli_stop_after_then_resume_finishes_the_schedule(tiny_bases, records, t
     assert json.loads((out / "run.json").read_text())["result"]["steps"] == 4
 
 
+def test_lr_factor_warms_up_and_decays_within_each_stage():
+    stages = [
+        {"start": 0, "end": 10, "peak_lr": 1e-3, "warmup": 2},
+        {"start": 10, "end": 20, "peak_lr": 5e-4, "warmup": 2},
+    ]
+    got = [train_mod.lr_factor(stages, s) for s in (0, 1, 2, 9, 10, 11, 12, 19, 25)]
+    want = [1 / 3, 2 / 3, 1.0, 1 / 8, 0.5 / 3, 1 / 3, 0.5, 0.5 / 8, 0.0]
+    assert got == pytest.approx(want)
+
+
+def test_cli_extends_a_finished_run_with_a_new_stage(tiny_bases, records, tmp_path, capsys):
+    out = tmp_path / "r"
+    argv = ["--method", "lora", "--model", tiny_bases["llama"], "--data", str(records), "--out", str(out)]
+    argv += ["--warmup-steps", "1", "--no-progress"]
+    assert run_main(train_mod.main, [*argv, "--max-steps", "6", "--stop-after", "2"]) == 0
+    # a half-finished run cannot change its length: that would change the schedule it was trained on
+    assert run_main(train_mod.main, [*argv, "--max-steps", "9", "--resume"]) == 2
+    assert "step 2 of its 6-step schedule" in capsys.readouterr().err
+    assert run_main(train_mod.main, [*argv, "--max-steps", "6", "--resume"]) == 0
+    assert run_main(train_mod.main, [*argv, "--max-steps", "5", "--resume"]) == 2
+    assert "already trained 6 steps" in capsys.readouterr().err
+
+    # a checkpoint from before stages were recorded gets its one stage from run.json
+    state_file = out / "checkpoints/last/trainer_state.json"
+    state = json.loads(state_file.read_text())
+    del state["stages"]
+    state_file.write_text(json.dumps(state))
+    # extended, interrupted in the new stage and resumed: the same schedule carries on
+    extend = [*argv, "--max-steps", "10", "--lr", "5e-4", "--resume"]
+    assert run_main(train_mod.main, [*extend, "--stop-after", "8"]) == 0
+    assert json.loads(state_file.read_text())["step"] == 8
+    assert run_main(train_mod.main, extend) == 0
+    run = json.loads((out / "run.json").read_text())
+    first = {"start": 0, "end": 6, "peak_lr": METHODS["lora"].default_lr, "warmup": 1}
+    assert run["schedule"] == [first, {"start": 6, "end": 10, "peak_lr": 5e-4, "warmup": 1}]
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in history] == list(range(1, 11))  # carried on, not restarted
+    # each entry has the rate its step was taken with: stage 1 decayed towards 0, stage 2 warms up again
+    lrs = [e["lr"] for e in history]
+    default = METHODS["lora"].default_lr
+    assert lrs[:6] == pytest.approx([default * f for f in (1 / 2, 1, 4 / 5, 3 / 5, 2 / 5, 1 / 5)])
+    assert lrs[6:] == pytest.approx([5e-4 / 2, 5e-4, 5e-4 * 2 / 3, 5e-4 / 3])
+
+
 @pytest.mark.slow
 def test_real_training_step_on_smollm2(records, tmp_path):
     pytest.importorskip("gguf")
@@ -468,6 +535,11 @@ def test_study_resumes_skips_and_aggregates_what_is_done(tiny_bases, records, tm
     assert set(res["controls"][base]) == {"majority", "zero-shot", "linear-probe"}
     report = (tmp_path / "results.md").read_text()
     assert "## Differences in wf1_sentiment_3" in report and "linear probe" in report
+    # one model a side on the same items (the full-size cells, the probe): paired; means over seeds: by intervals
+    all_lines = [x for x in res["differences"] if ", all records:" in x]
+    assert len(all_lines) == 3 and all("paired bootstrap over the same 8 items" in x for x in all_lines)
+    assert all("paired" not in x for x in res["differences"] if ", 4 records:" in x)
+    assert "per_item" not in json.dumps(json.loads((tmp_path / "results.json").read_text()))
     assert "the same file, which flatters the cells" in report  # --test not given: said plainly
     for name in ("results.csv", "results.json", "learning_curve.png", "score_vs_time.png", "peak_memory.png"):
         assert (tmp_path / name).stat().st_size > 0
@@ -721,6 +793,32 @@ def test_bootstrap_interval_of_known_inputs():
     a = [Analysis({"event": "other", "market": "US", "sector": "FX"}, lv) for lv in (2, 0, -2, 0)] * 10
     iv = score_intervals(a, a, schema, samples=200)
     assert iv["wf1_sentiment_3"] == (1.0, 1.0) and iv["acc_event"] == (1.0, 1.0)
+
+
+def test_paired_difference_of_known_inputs():
+    from finetune.metrics import bootstrap_interval, paired_difference, paired_score_difference, weighted_f1
+
+    gold = [1, 1, 0, 0, 0, -1, -1, 0, 1, 0] * 30
+    better = [1, 1, 0, 0, 0, -1, -1, 0, 0, 0] * 30  # one error in ten
+    worse = [1, 0, 0, 0, 1, -1, 0, 0, 0, 0] * 30  # four, including better's one
+    labels = (-1, 0, 1)
+    d, lo, hi = paired_difference(gold, better, worse, labels)
+    assert d == pytest.approx(weighted_f1(gold, better, labels) - weighted_f1(gold, worse, labels))
+    assert 0 < lo < d < hi
+    # paired, the interval of the difference is narrower than the separate intervals suggest
+    _, a_lo, a_hi = bootstrap_interval(gold=gold, pred=better, labels=labels, kind="weighted_f1")
+    _, b_lo, b_hi = bootstrap_interval(gold=gold, pred=worse, labels=labels, kind="weighted_f1")
+    # (independent intervals of two scores would give a difference about sqrt(wa^2 + wb^2) wide)
+    assert hi - lo < ((a_hi - a_lo) ** 2 + (b_hi - b_lo) ** 2) ** 0.5
+    # a model against itself: exactly no difference
+    assert paired_difference(gold, worse, worse, labels) == (0.0, 0.0, 0.0)
+    # from two results' recorded answers (7 levels, folded to 3 classes); other items: no paired test
+    items = {"gold_sentiment": [2 * g for g in gold], "pred_sentiment": [3 * p for p in better]}
+    other = {"gold_sentiment": [2 * g for g in gold], "pred_sentiment": [p for p in worse]}
+    assert paired_score_difference(items, other, "wf1_sentiment_3") == pytest.approx((d, lo, hi))
+    reordered = {**other, "gold_sentiment": [2 * g for g in gold[::-1]]}
+    assert paired_score_difference(items, reordered, "wf1_sentiment_3") is None
+    assert paired_score_difference(items, None, "wf1_sentiment_3") is None
 
 
 @pytest.mark.slow
