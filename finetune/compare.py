@@ -225,12 +225,13 @@ def run_controls(base: str, data: str, score_data: str, out: Path, probe_records
     train_gold, gold = gold_analyses(train, schema, data), gold_analyses(test, schema, score_data)
     scored = {"scored_on": str(score_data), "items": len(test)}
 
-    def fresh(path: Path) -> bool:
-        # computed already, on the same items, with each item's answer (which the paired differences need)
+    def fresh(path: Path, answers: bool = False) -> bool:
+        # computed already, on the same items (and, for the probe, with each item's answer: the paired differences
+        # compare the methods with it)
         if not path.is_file():
             return False
         rec = json.loads(path.read_text())
-        return "per_item" in rec and all(rec.get(k) == v for k, v in scored.items())
+        return (not answers or "per_item" in rec) and all(rec.get(k) == v for k, v in scored.items())
 
     results = {}
     path = folder / "majority.json"
@@ -246,7 +247,7 @@ def run_controls(base: str, data: str, score_data: str, out: Path, probe_records
         path.write_text(json.dumps({**json.loads(path.read_text()), **scored}, indent=2))
     results["zero-shot"] = json.loads(path.read_text())
     path = folder / "linear-probe.json"
-    if not fresh(path):
+    if not fresh(path, answers=True):
         from tqdm.auto import tqdm
 
         # the probe's training part: a seeded sample, as the cells draw theirs

@@ -4,8 +4,8 @@
 # SEntFiN, the project's FX/macro headlines and the 2016 ForexFactory calendar labelled by the surprise rule, each
 # split on its own with a fixed recorded seed; model choice and early stopping by the analyzer's 3-class weighted F1
 # on a fixed draw of 300 development records. Resumable: run it again and it continues from RUN/checkpoints/last
-# (the schedule is unchanged), then goes on to the next stage. The test parts are scored once, at the end, on the
-# chosen model only.
+# (the schedule is unchanged), then goes on to the next stage. The test parts are scored once per chosen model, at
+# the end, never to choose between models.
 #
 #   scripts/train_shipped.sh [WORK]        # WORK defaults to runs/shipped (ignored by git)
 #   nohup scripts/train_shipped.sh >> runs/shipped.log 2>&1 &
