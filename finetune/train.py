@@ -467,18 +467,16 @@ def schedule_stages(
             path=ck,
             hint=f"to extend the run, give more than {step} steps",
         )
-    ended = (
-        {**last, "stopped_at": step} if step < last["end"] else last
-    )  # an early stop ended it before its end
+    # an early stop ended the last stage before its end
+    ended = {**last, "stopped_at": step} if step < last["end"] else last
     new = {"start": step, "end": total_steps, "peak_lr": lr, "warmup": tcfg.warmup_steps}
     return [*stages[:-1], ended, new], False
 
 
 def lr_factor(stages: list[dict], step: int) -> float:
     """The scheduler's multiplier at ``step``: relative to the first stage's peak, which is the optimizer's base."""
-    stage = [st for st in stages if st["start"] <= step][
-        -1
-    ]  # a later stage takes over where an earlier one stopped
+    # a later stage takes over where an earlier one stopped
+    stage = [st for st in stages if st["start"] <= step][-1]
     local, scale = step - stage["start"], stage["peak_lr"] / stages[0]["peak_lr"]
     if local < stage["warmup"]:
         return scale * (local + 1) / (stage["warmup"] + 1)
@@ -692,7 +690,8 @@ def train(
         bar = tqdm(
             total=total_steps, initial=state["step"], desc=f"train {method}", unit="step", dynamic_ncols=True
         )
-    stopped_early = interrupted = False
+    # a run that stopped early trains no further (extending it starts a new stage, which clears the flag)
+    stopped_early, interrupted = state["stopped_early"], False
     t0 = time.perf_counter() - state["train_seconds"]
     while state["step"] < total_steps and not stopped_early:
         optimizer.zero_grad(set_to_none=True)
