@@ -191,8 +191,8 @@ PAIRED_SCORES = {
 
 
 def paired_score_difference(items_a: dict, items_b: dict, metric: str) -> tuple[float, float, float] | None:
-    """``paired_difference`` of ``metric`` between two results' ``sentiment_items``; None unless both hold the same
-    gold items in the same order (then they were not scored on the same items)."""
+    """``paired_difference`` of ``metric`` between two results' ``sentiment_items``; None where either is missing or
+    their gold sequences differ (they were not scored on the same items, in the same order)."""
     if not items_a or not items_b or items_a["gold_sentiment"] != items_b["gold_sentiment"]:
         return None
     kind, labels, fold = PAIRED_SCORES[metric]
