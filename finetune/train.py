@@ -317,7 +317,8 @@ def save_checkpoint(out: Path, model, optimizer, scheduler, state: dict) -> None
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(out: Path, model, optimizer, scheduler) -> dict:
+def load_checkpoint(out: Path, model, optimizer, scheduler) -> None:
+    """Restore the trainable weights, optimizer, scheduler and RNG states; the progress is ``trainer_state``'s."""
     from safetensors.torch import load_file
 
     ck = out / CHECKPOINT
@@ -336,7 +337,11 @@ def load_checkpoint(out: Path, model, optimizer, scheduler) -> dict:
     torch.set_rng_state(extra["torch_rng"])
     np.random.set_state(extra["numpy_rng"])
     random.setstate(extra["python_rng"])
-    return json.loads((ck / "trainer_state.json").read_text())
+
+
+def trainer_state(out: Path) -> dict:
+    """What the last checkpoint carries besides the weights (``new_state``'s fields, and the schedule's stages)."""
+    return json.loads((out / CHECKPOINT / "trainer_state.json").read_text())
 
 
 def dir_bytes(path: Path) -> int:
@@ -423,7 +428,7 @@ def total_steps_of(n_examples: int, tcfg: TrainConfig, world: int) -> int:
 
 
 def schedule_stages(
-    out: Path, resume: bool, total_steps: int, lr: float, tcfg: TrainConfig
+    out: Path, prior: dict | None, total_steps: int, lr: float, tcfg: TrainConfig
 ) -> tuple[list[dict], bool]:
     """The learning-rate schedule as stages, each a linear warm-up to its peak then a linear decay to zero at its end;
     and whether the run had stopped early.
@@ -434,10 +439,9 @@ def schedule_stages(
     ``--warmup-steps`` to ``--lr``. The data order carries on (no example is seen twice before the epoch ends) and
     the optimizer keeps its moments, which a fresh run started from the trained weights would lose.
     """
-    if not resume:
+    if prior is None:  # a new run
         return [{"start": 0, "end": total_steps, "peak_lr": lr, "warmup": tcfg.warmup_steps}], False
     ck = out / CHECKPOINT / "trainer_state.json"
-    prior = json.loads(ck.read_text())
     stages, stopped_early = prior.get("stages"), prior.get("stopped_early", False)
     if stages is None:
         # a checkpoint written before stages were recorded: its run.json says what its schedule was (the schedule
@@ -618,7 +622,8 @@ def train(
     # -- optimisation
     total_steps = total_steps_of(len(train_ex), tcfg, world)
     lr = tcfg.lr or spec.default_lr
-    stages, stopped_before = schedule_stages(out, resume, total_steps, lr, tcfg)
+    prior = trainer_state(out) if resume else None
+    stages, stopped_before = schedule_stages(out, prior, total_steps, lr, tcfg)
     params, optimizer, scheduler = make_optimizer(model, tcfg, stages)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     train_model = model
@@ -654,7 +659,9 @@ def train(
         "params": {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total},
         "total_steps": total_steps,
     }
-    state = load_checkpoint(out, model, optimizer, scheduler) if resume else new_state()
+    state = prior or new_state()
+    if resume:
+        load_checkpoint(out, model, optimizer, scheduler)
     state["stopped_early"] = stopped_before
     if 0 < state["step"] == stages[-1]["start"]:
         # an extension starting: its own patience (the best model so far is the one to beat)
