@@ -427,48 +427,85 @@ def summarize(cells: list[dict]) -> list[dict]:
 def differences(rows: list[dict], controls: dict, cells: list[dict], metric: str = SCORE) -> list[str]:
     """For each base and size, every pair of methods (and each method against the linear probe), as lines.
 
-    Where both sides are one model scored on the same items (one seed, each cell's answers recorded), the test is
-    a paired bootstrap of the difference (``finetune.metrics.paired_difference``): distinguished when its 95%
-    interval excludes 0. Otherwise (means over seeds, or answers not recorded) the two 95% intervals are compared:
-    distinguished when they do not overlap, which is conservative.
+    Where every model on both sides has its answers recorded on the same items, the test is a paired bootstrap of
+    the difference (``finetune.metrics.paired_difference``) that resamples the items and each side's seeds, paired
+    by seed where both sides ran the same seeds (the same seed trains on the same records): distinguished when its
+    95% interval excludes 0. With several seeds the line also gives each seed's difference. Otherwise (answers not
+    recorded) the two 95% intervals are compared: distinguished when they do not overlap, which is conservative.
     """
-    answers: dict[tuple, list] = {}  # each cell's recorded answers, by row
-    for c in cells:
-        answers.setdefault((c["base"], c["method"], c["size"] or "all"), []).append(c.get("per_item"))
+    runs: dict[tuple, list[dict]] = {}  # each row's cells, by seed
+    for c in sorted(cells, key=lambda c: c["seed"]):
+        runs.setdefault((c["base"], c["method"], c["size"] or "all"), []).append(c)
     lines = []
     for base, size in dict.fromkeys((r["base"], r["size"]) for r in rows):
         entries = []
         for r in rows:
             if (r["base"], r["size"]) == (base, size):
-                found = answers.get((base, r["method"], size), [])
-                items = found[0] if len(found) == 1 else None  # a mean over seeds is not one model's answers
-                entries.append((r["method"], r[metric], r[metric + "_lo"], r[metric + "_hi"], items))
+                cs = runs.get((base, r["method"], size), [])
+                entries.append(Side(r["method"], r[metric], r[metric + "_lo"], r[metric + "_hi"], cs))
         probe = controls.get(base, {}).get("linear-probe")
         if probe:
             lo, hi = probe["intervals_95"].get(metric, (float("nan"), float("nan")))
-            entries.append(("linear probe", probe["metrics"][metric], lo, hi, probe.get("per_item")))
+            entry = {"seed": None, "per_item": probe.get("per_item"), "eval": probe["metrics"]}
+            entries.append(Side("linear probe", probe["metrics"][metric], lo, hi, [entry]))
         for i, a in enumerate(entries):
             for b in entries[i + 1 :]:
-                head = f"- {base}, {size} records: {a[0]} {a[1]:.3f} [{a[2]:.3f}, {a[3]:.3f}] vs {b[0]} {b[1]:.3f} "
-                head += f"[{b[2]:.3f}, {b[3]:.3f}]: "
+                head = (
+                    f"- {base}, {size} records: {a.name} {a.score:.3f} [{a.lo:.3f}, {a.hi:.3f}] vs {b.name} "
+                )
+                head += f"{b.score:.3f} [{b.lo:.3f}, {b.hi:.3f}]: "
                 lines.append(head + verdict(a, b, metric))
     return lines
 
 
-def verdict(a: tuple, b: tuple, metric: str) -> str:
-    """One comparison's verdict: paired where both carry their answers on the same items, else by the intervals."""
-    paired = paired_score_difference(a[4], b[4], metric) if metric in PAIRED_SCORES else None
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison: a row's score and interval, and the trained models behind it (one per seed)."""
+
+    name: str
+    score: float
+    lo: float
+    hi: float
+    models: list[dict]
+
+    @property
+    def seeds(self) -> list:
+        return [m["seed"] for m in self.models]
+
+    @property
+    def answers(self) -> list:
+        return [m.get("per_item") for m in self.models]
+
+
+def verdict(a: Side, b: Side, metric: str) -> str:
+    """One comparison's verdict: paired where every model carries its answers on the same items, else by the
+    intervals."""
+    by_seed = len(a.models) > 1 and a.seeds == b.seeds
+    paired = (
+        paired_score_difference(a.answers, b.answers, metric, paired_runs=by_seed)
+        if metric in PAIRED_SCORES
+        else None
+    )
     if paired is not None:
         d, lo, hi = paired
-        n = len(a[4]["gold_sentiment"])
-        said = f"difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}] (paired bootstrap over the same {n} items)"
+        n = len(a.answers[0]["gold_sentiment"])
+        over = f"the same {n} items"
+        if len(a.models) > 1 or len(b.models) > 1:
+            over += f" and {len(a.models)} vs {len(b.models)} seeds" + (", paired by seed" if by_seed else "")
+        said = f"difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}] (paired bootstrap over {over})"
+        if by_seed:
+            each = [
+                f"{x['eval'][metric] - y['eval'][metric]:+.3f}"
+                for x, y in zip(a.models, b.models, strict=True)
+            ]
+            said += f"; by seed {', '.join(each)}"
         if lo > 0 or hi < 0:
-            return f"{said}: {a[0] if d > 0 else b[0]} is higher"
+            return f"{said}: {a.name if d > 0 else b.name} is higher"
         return f"{said}: the interval contains 0: not distinguished"
-    if any(np.isnan(x) for x in (*a[1:4], *b[1:4])):
+    if any(np.isnan(x) for x in (a.score, a.lo, a.hi, b.score, b.lo, b.hi)):
         return "no interval to compare"
-    if a[2] > b[3] or b[2] > a[3]:
-        return f"{a[0] if a[1] > b[1] else b[0]} is higher, beyond the intervals"
+    if a.lo > b.hi or b.lo > a.hi:
+        return f"{a.name if a.score > b.score else b.name} is higher, beyond the intervals"
     return "the intervals overlap: not distinguished"
 
 
@@ -548,9 +585,11 @@ def write_outputs(results: dict, out: Path) -> None:
         "",
         f"## Differences in {SCORE}",
         "",
-        "Paired bootstrap of the difference where both sides are one model scored on the same items (it covers the "
-        "sampling of the test items, not training noise across seeds); otherwise the two intervals are compared. "
-        "Each comparison is at 95% on its own, with no correction for how many are made.",
+        "Paired bootstrap of the difference where every model on both sides has its answers on the same items: each "
+        "draw resamples the items and each side's seeds (paired by seed where both ran the same seeds, since a seed "
+        "draws the same training records), so the interval covers the sampling of the test items and, with several "
+        "seeds, the training noise between them; with one seed a side it covers the items only. Otherwise the two "
+        "intervals are compared. Each comparison is at 95% on its own, with no correction for how many are made.",
         "",
         *results["differences"],
         "",

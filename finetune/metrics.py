@@ -147,34 +147,52 @@ def _f1_statistic(gold: Sequence, pred: Sequence, labels: Sequence, weighted: bo
 
 def paired_difference(
     gold: Sequence,
-    pred_a: Sequence,
-    pred_b: Sequence,
+    runs_a: Sequence[Sequence],
+    runs_b: Sequence[Sequence],
     labels: Sequence,
     kind: str = "weighted_f1",
+    paired_runs: bool = False,
     samples: int = BOOTSTRAP_SAMPLES,
     alpha: float = 0.05,
     seed: int = 0,
 ) -> tuple[float, float, float]:
-    """(difference, low, high): F1 of ``pred_a`` minus F1 of ``pred_b`` on the same gold items, with a paired
-    percentile bootstrap interval (both scored on the same resampled items each time).
+    """(difference, low, high): the mean F1 of the runs in ``runs_a`` (one prediction sequence per trained model, for
+    example one per seed) minus that of ``runs_b``, all on the same gold items, with a paired percentile bootstrap
+    interval.
 
-    Two models scored on the same items err on many of the same items, so their scores move together from one draw
-    of items to the next; the interval of the difference is therefore narrower than comparing two separate
-    intervals, which is the right test when both saw the same items. It covers the sampling of the test items only,
-    not the training noise across seeds.
+    Each draw resamples the test items once for every model (two models scored on the same items err on many of the
+    same items, so their scores move together and the difference's interval is narrower than two separate intervals
+    would suggest), and resamples each side's runs, so that the interval covers the training noise between seeds as
+    well as the sampling of the items. ``paired_runs``: run k of one side shares its training data with run k of the
+    other (the same seed draws the same records), so both sides draw the same runs. With one run a side this is the
+    plain paired bootstrap over items; with a few seeds the resampled runs understate the seed-to-seed spread a
+    little, as any bootstrap of a handful of values does.
     """
     if kind not in ("macro_f1", "weighted_f1"):
         raise ValueError(f"unknown paired statistic {kind!r}")
-    stat_a, n = _f1_statistic(gold, pred_a, labels, weighted=kind == "weighted_f1")
-    stat_b, _ = _f1_statistic(gold, pred_b, labels, weighted=kind == "weighted_f1")
+    if not runs_a or not runs_b:
+        raise ValueError("need at least one run a side")
+    if paired_runs and len(runs_a) != len(runs_b):
+        raise ValueError(f"paired runs need as many a side, got {len(runs_a)} and {len(runs_b)}")
+    stats_a = [_f1_statistic(gold, p, labels, weighted=kind == "weighted_f1")[0] for p in runs_a]
+    stats_b = [_f1_statistic(gold, p, labels, weighted=kind == "weighted_f1")[0] for p in runs_b]
+    n = len(gold)
     rng = np.random.default_rng(seed)
+
+    def pick(k: int) -> np.ndarray:
+        # one run is always itself (and draws nothing, so one-run results reproduce the items-only bootstrap)
+        return rng.integers(0, k, size=k) if k > 1 else np.zeros(1, dtype=int)
+
     diffs = []
     for _ in range(samples):
         sel = rng.integers(0, n, size=n)
-        diffs.append(stat_a(sel) - stat_b(sel))
+        pick_a = pick(len(runs_a))
+        pick_b = pick_a if paired_runs else pick(len(runs_b))
+        diffs.append(np.mean([stats_a[k](sel) for k in pick_a]) - np.mean([stats_b[k](sel) for k in pick_b]))
     low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
     everything = np.arange(n)
-    return stat_a(everything) - stat_b(everything), float(low), float(high)
+    point = np.mean([st(everything) for st in stats_a]) - np.mean([st(everything) for st in stats_b])
+    return float(point), float(low), float(high)
 
 
 def sentiment_items(gold: Sequence[Analysis], pred: Sequence[Analysis]) -> dict[str, list[int]]:
@@ -190,19 +208,29 @@ PAIRED_SCORES = {
 }
 
 
-def paired_score_difference(items_a: dict, items_b: dict, metric: str) -> tuple[float, float, float] | None:
-    """``paired_difference`` of ``metric`` between two results' ``sentiment_items``; None where either is missing or
-    their gold sequences differ (they were not scored on the same items, in the same order)."""
-    if not items_a or not items_b or items_a["gold_sentiment"] != items_b["gold_sentiment"]:
+def paired_score_difference(
+    runs_a: Sequence[dict], runs_b: Sequence[dict], metric: str, paired_runs: bool = False
+) -> tuple[float, float, float] | None:
+    """``paired_difference`` of ``metric`` between two sides' results, each a list of ``sentiment_items`` (one per
+    trained model); None where any is missing or their gold sequences differ (not scored on the same items, in the
+    same order)."""
+    if not runs_a or not runs_b or not all(runs_a) or not all(runs_b):
+        return None
+    gold = runs_a[0]["gold_sentiment"]
+    if any(r["gold_sentiment"] != gold for r in (*runs_a, *runs_b)):
         return None
     kind, labels, fold = PAIRED_SCORES[metric]
 
     def levels(xs):
         return [three_class(x) for x in xs] if fold else list(xs)
 
-    gold = levels(items_a["gold_sentiment"])
     return paired_difference(
-        gold, levels(items_a["pred_sentiment"]), levels(items_b["pred_sentiment"]), labels, kind
+        levels(gold),
+        [levels(r["pred_sentiment"]) for r in runs_a],
+        [levels(r["pred_sentiment"]) for r in runs_b],
+        labels,
+        kind,
+        paired_runs=paired_runs,
     )
 
 

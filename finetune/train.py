@@ -458,6 +458,15 @@ def schedule_stages(
         stopped_early = (rec.get("result") or {}).get("stopped_early", False)
     last, step = stages[-1], prior["step"]
     if total_steps == last["end"]:
+        if step < last["end"] and not stopped_early and tcfg.lr is not None and tcfg.lr != last["peak_lr"]:
+            # the stage carries on at the rate it was started with; the record must not claim another
+            raise UserError(
+                f"the run stopped at step {step} of a stage that peaks at lr {last['peak_lr']:g}; "
+                f"--lr {tcfg.lr:g} would change it",
+                path=ck,
+                hint=f"resume without --lr (or with --lr {last['peak_lr']:g}) to finish the stage; a new rate "
+                "can start a new stage once it is finished",
+            )
         return stages, stopped_early
     if step < last["end"] and not stopped_early:
         raise UserError(

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The tuning study (issue 11, section 4) on the shipped run's split (scripts/train_shipped.sh makes it first), in
 # the order that answers the most per CPU hour: LoRA and adapters at 500 records with seed 0, full tuning at 500,
-# the SmolLM2 controls, then every method at 2,000, the Gemma cell, seeds 1 and 2 at 500, and the Gemma controls.
+# the SmolLM2 controls, seed 1 at 500 (every method: a second seed puts the training noise into the comparison),
+# the Gemma LoRA cell and the Gemma controls (the choice of base), seed 2 at 500, then every method at 2,000. Seeds
+# run one seed apart, every method, so that an interrupted call leaves each method with as many seeds.
 # Each call runs only its cells; a rerun skips finished cells and resumes a half-trained one, so run it again in a
 # later session to carry on. Cells train for up to 3 epochs, stop early (patience 3, every 50 steps) and choose their
 # checkpoint by weighted F1 on a seeded draw of 200 development records; everything is scored on a stratified
@@ -28,7 +30,9 @@ study() {
 study --only smollm2-135m/lora/500/seed0 smollm2-135m/adapter/500/seed0 --no-controls
 study --only smollm2-135m/full/500/seed0 --no-controls
 study --controls-only --bases smollm2-135m   # majority, zero-shot and linear probe, then the report
-study --only smollm2-135m/2000/seed0 --no-controls
+study --only smollm2-135m/500/seed1 --no-controls
 study --only gemma3-270m/lora/500/seed0 --no-controls
-study --only smollm2-135m/500/seed1 smollm2-135m/500/seed2 --no-controls
 study --controls-only   # the Gemma controls too, then the report
+study --only smollm2-135m/500/seed2 --no-controls
+study --only smollm2-135m/2000/seed0 --no-controls
+study --report-only

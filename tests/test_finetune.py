@@ -403,6 +403,9 @@ def test_cli_extends_a_finished_run_with_a_new_stage(tiny_bases, records, tmp_pa
     # a half-finished run cannot change its length: that would change the schedule it was trained on
     assert run_main(train_mod.main, [*argv, "--max-steps", "9", "--resume"]) == 2
     assert "step 2 of its 6-step schedule" in capsys.readouterr().err
+    # nor its rate: the stage would go on at its own while the record showed the new one
+    assert run_main(train_mod.main, [*argv, "--max-steps", "6", "--lr", "2e-3", "--resume"]) == 2
+    assert "--lr 0.002 would change it" in capsys.readouterr().err
     assert run_main(train_mod.main, [*argv, "--max-steps", "6", "--resume"]) == 0
     assert run_main(train_mod.main, [*argv, "--max-steps", "5", "--resume"]) == 2
     assert "already trained 6 steps" in capsys.readouterr().err
@@ -535,10 +538,12 @@ def test_study_resumes_skips_and_aggregates_what_is_done(tiny_bases, records, tm
     assert set(res["controls"][base]) == {"majority", "zero-shot", "linear-probe"}
     report = (tmp_path / "results.md").read_text()
     assert "## Differences in wf1_sentiment_3" in report and "linear probe" in report
-    # one model a side on the same items (the full-size cells, the probe): paired; means over seeds: by intervals
+    # every comparison is paired on the same items; two seeds a side are paired by seed, against the probe not
     all_lines = [x for x in res["differences"] if ", all records:" in x]
-    assert len(all_lines) == 3 and all("paired bootstrap over the same 8 items" in x for x in all_lines)
-    assert all("paired" not in x for x in res["differences"] if ", 4 records:" in x)
+    assert len(all_lines) == 3 and all("paired bootstrap over the same 8 items)" in x for x in all_lines)
+    small = [x for x in res["differences"] if ", 4 records:" in x]
+    assert len(small) == 3 and sum("2 vs 2 seeds, paired by seed); by seed " in x for x in small) == 1
+    assert sum("2 vs 1 seeds)" in x and "linear probe" in x for x in small) == 2
     assert "per_item" not in json.dumps(json.loads((tmp_path / "results.json").read_text()))
     assert "the same file, which flatters the cells" in report  # --test not given: said plainly
     for name in ("results.csv", "results.json", "learning_curve.png", "score_vs_time.png", "peak_memory.png"):
@@ -802,7 +807,7 @@ def test_paired_difference_of_known_inputs():
     better = [1, 1, 0, 0, 0, -1, -1, 0, 0, 0] * 30  # one error in ten
     worse = [1, 0, 0, 0, 1, -1, 0, 0, 0, 0] * 30  # four, including better's one
     labels = (-1, 0, 1)
-    d, lo, hi = paired_difference(gold, better, worse, labels)
+    d, lo, hi = paired_difference(gold, [better], [worse], labels)
     assert d == pytest.approx(weighted_f1(gold, better, labels) - weighted_f1(gold, worse, labels))
     assert 0 < lo < d < hi
     # paired, the interval of the difference is narrower than the separate intervals suggest
@@ -811,14 +816,35 @@ def test_paired_difference_of_known_inputs():
     # (independent intervals of two scores would give a difference about sqrt(wa^2 + wb^2) wide)
     assert hi - lo < ((a_hi - a_lo) ** 2 + (b_hi - b_lo) ** 2) ** 0.5
     # a model against itself: exactly no difference
-    assert paired_difference(gold, worse, worse, labels) == (0.0, 0.0, 0.0)
+    assert paired_difference(gold, [worse], [worse], labels) == (0.0, 0.0, 0.0)
     # from two results' recorded answers (7 levels, folded to 3 classes); other items: no paired test
     items = {"gold_sentiment": [2 * g for g in gold], "pred_sentiment": [3 * p for p in better]}
     other = {"gold_sentiment": [2 * g for g in gold], "pred_sentiment": [p for p in worse]}
-    assert paired_score_difference(items, other, "wf1_sentiment_3") == pytest.approx((d, lo, hi))
+    assert paired_score_difference([items], [other], "wf1_sentiment_3") == pytest.approx((d, lo, hi))
     reordered = {**other, "gold_sentiment": [2 * g for g in gold[::-1]]}
-    assert paired_score_difference(items, reordered, "wf1_sentiment_3") is None
-    assert paired_score_difference(items, None, "wf1_sentiment_3") is None
+    assert paired_score_difference([items], [reordered], "wf1_sentiment_3") is None
+    assert paired_score_difference([items], [None], "wf1_sentiment_3") is None
+
+
+def test_paired_difference_over_seeds_counts_the_seed_to_seed_spread():
+    from finetune.metrics import paired_difference
+
+    gold = [1, 1, 0, 0, 0, -1, -1, 0, 1, 0] * 30
+    better = [1, 1, 0, 0, 0, -1, -1, 0, 0, 0] * 30
+    worse = [1, 0, 0, 0, 1, -1, 0, 0, 0, 0] * 30
+    labels = (-1, 0, 1)
+    d, lo, hi = paired_difference(gold, [better], [worse], labels)
+    # the same model trained twice: the seeds add nothing, the difference is the one-seed difference
+    d2, lo2, hi2 = paired_difference(gold, [better, better], [worse, worse], labels, paired_runs=True)
+    assert d2 == pytest.approx(d) and lo2 > 0
+    # one lucky seed of two: half the difference on average, and a draw of only the unlucky seed shows none
+    d3, lo3, hi3 = paired_difference(gold, [better, worse], [worse, worse], labels, paired_runs=True)
+    assert d3 == pytest.approx(d / 2) and lo3 <= 0 < d3 < hi3
+    # seeds that disagree in sign cancel: no difference either way
+    d4, lo4, hi4 = paired_difference(gold, [better, worse], [worse, better], labels, paired_runs=True)
+    assert d4 == pytest.approx(0) and lo4 < 0 < hi4 and hi4 - lo4 > hi - lo
+    with pytest.raises(ValueError, match="as many a side"):
+        paired_difference(gold, [better, worse], [worse], labels, paired_runs=True)
 
 
 @pytest.mark.slow
