@@ -425,14 +425,8 @@ def summarize(cells: list[dict]) -> list[dict]:
 
 
 def differences(rows: list[dict], controls: dict, cells: list[dict], metric: str = SCORE) -> list[str]:
-    """For each base and size, every pair of methods (and each method against the linear probe), as lines.
-
-    Where every model on both sides has its answers recorded on the same items, the test is a paired bootstrap of
-    the difference (``finetune.metrics.paired_difference``) that resamples the items and each side's seeds, paired
-    by seed where both sides ran the same seeds (the same seed trains on the same records): distinguished when its
-    95% interval excludes 0. With several seeds the line also gives each seed's difference. Otherwise (answers not
-    recorded) the two 95% intervals are compared: distinguished when they do not overlap, which is conservative.
-    """
+    """For each base and size, every pair of methods (and each method against the linear probe), as lines, each
+    with ``verdict``'s test."""
     runs: dict[tuple, list[dict]] = {}  # each row's cells, by seed
     for c in sorted(cells, key=lambda c: c["seed"]):
         runs.setdefault((c["base"], c["method"], c["size"] or "all"), []).append(c)
@@ -478,8 +472,17 @@ class Side:
 
 
 def verdict(a: Side, b: Side, metric: str) -> str:
-    """One comparison's verdict: paired where every model carries its answers on the same items, else by the
-    intervals."""
+    """One comparison's verdict.
+
+    Where every model on both sides has its answers recorded on the same items: a paired bootstrap of the difference
+    (``finetune.metrics.paired_difference``), resampling the items and each side's seeds, paired by seed where both
+    ran the same seeds (at a sub-sampled size the same seed trains on the same records; at every size it shares the
+    data order and the development draw). Where both sides ran the same two or more seeds, each seed's difference is
+    given too, with a t interval over them: the bootstrap understates training noise with so few seeds, the t
+    interval ignores the sampling of the items, so the difference counts only where both intervals exclude 0 on the
+    same side. Otherwise (answers not recorded, or scored on other items) the two rows' 95% intervals are compared:
+    distinguished when they do not overlap, which is conservative.
+    """
     by_seed = len(a.models) > 1 and a.seeds == b.seeds
     paired = (
         paired_score_difference(a.answers, b.answers, metric, paired_runs=by_seed)
@@ -489,17 +492,20 @@ def verdict(a: Side, b: Side, metric: str) -> str:
     if paired is not None:
         d, lo, hi = paired
         n = len(a.answers[0]["gold_sentiment"])
-        over = f"the same {n} items"
+        said = f"difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}] (paired bootstrap over the same {n} items"
         if len(a.models) > 1 or len(b.models) > 1:
-            over += f" and {len(a.models)} vs {len(b.models)} seeds" + (", paired by seed" if by_seed else "")
-        said = f"difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}] (paired bootstrap over {over})"
+            said += f" and {_runs(a)} vs {_runs(b)}" + (", paired by seed" if by_seed else "")
+        said += ")"
+        beyond = lo > 0 or hi < 0
         if by_seed:
-            each = [
-                f"{x['eval'][metric] - y['eval'][metric]:+.3f}"
-                for x, y in zip(a.models, b.models, strict=True)
-            ]
-            said += f"; by seed {', '.join(each)}"
-        if lo > 0 or hi < 0:
+            each = [x["eval"][metric] - y["eval"][metric] for x, y in zip(a.models, b.models, strict=True)]
+            _, t_lo, t_hi = mean_interval(each)
+            listed = ", ".join(f"seed {s} {v:+.3f}" for s, v in zip(a.seeds, each, strict=True))
+            said += f"; {listed}; t interval over the seeds [{t_lo:+.3f}, {t_hi:+.3f}]"
+            beyond = beyond and (t_lo > 0 or t_hi < 0) and (t_lo > 0) == (lo > 0)
+            if not beyond:
+                return f"{said}: an interval contains 0: not distinguished"
+        if beyond:
             return f"{said}: {a.name if d > 0 else b.name} is higher"
         return f"{said}: the interval contains 0: not distinguished"
     if any(np.isnan(x) for x in (a.score, a.lo, a.hi, b.score, b.lo, b.hi)):
@@ -507,6 +513,17 @@ def verdict(a: Side, b: Side, metric: str) -> str:
     if a.lo > b.hi or b.lo > a.hi:
         return f"{a.name if a.score > b.score else b.name} is higher, beyond the intervals"
     return "the intervals overlap: not distinguished"
+
+
+def _runs(side: Side) -> str:
+    """How many trained models a side stands for, as a line says it."""
+    if side.seeds == [None]:
+        return "one fit"
+    return (
+        f"{len(side.models)} seed"
+        + ("s" if len(side.models) > 1 else "")
+        + f" ({', '.join(map(str, side.seeds))})"
+    )
 
 
 def _fmt(v, digits=3) -> str:
@@ -586,10 +603,12 @@ def write_outputs(results: dict, out: Path) -> None:
         f"## Differences in {SCORE}",
         "",
         "Paired bootstrap of the difference where every model on both sides has its answers on the same items: each "
-        "draw resamples the items and each side's seeds (paired by seed where both ran the same seeds, since a seed "
-        "draws the same training records), so the interval covers the sampling of the test items and, with several "
-        "seeds, the training noise between them; with one seed a side it covers the items only. Otherwise the two "
-        "intervals are compared. Each comparison is at 95% on its own, with no correction for how many are made.",
+        "draw resamples the items and each side's seeds (paired by seed where both ran the same seeds). With one "
+        "seed a side it covers the sampling of the test items only; a side of one model brings no training noise. "
+        "With a few seeds the bootstrap holds only part of the seed-to-seed spread, so where both sides ran the same "
+        "seeds each seed's difference and a t interval over them are given too, and a difference counts only where "
+        "both intervals exclude 0. Otherwise the two rows' intervals are compared. Each comparison is at 95% on its "
+        "own, with no correction for how many are made.",
         "",
         *results["differences"],
         "",

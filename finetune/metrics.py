@@ -160,13 +160,15 @@ def paired_difference(
     example one per seed) minus that of ``runs_b``, all on the same gold items, with a paired percentile bootstrap
     interval.
 
-    Each draw resamples the test items once for every model (two models scored on the same items err on many of the
-    same items, so their scores move together and the difference's interval is narrower than two separate intervals
-    would suggest), and resamples each side's runs, so that the interval covers the training noise between seeds as
-    well as the sampling of the items. ``paired_runs``: run k of one side shares its training data with run k of the
-    other (the same seed draws the same records), so both sides draw the same runs. With one run a side this is the
-    plain paired bootstrap over items; with a few seeds the resampled runs understate the seed-to-seed spread a
-    little, as any bootstrap of a handful of values does.
+    Each draw resamples the test items once, shared by every model (two models scored on the same items err on many
+    of the same items, so their scores move together and the difference's interval is narrower than two separate
+    intervals would suggest), and resamples each side's runs, so that the interval holds some of the training noise
+    between seeds as well as the sampling of the items. ``paired_runs``: run k of one side shares its training data
+    with run k of the other (the same seed draws the same records), so both sides draw the same runs. With one run a
+    side this is the plain paired bootstrap over items (a side of one run brings no training noise). With k runs the
+    resampled runs carry only (k - 1) / k of their variance and no small-sample widening: with two or three seeds the
+    seed part of the interval is about the range of the seeds' own differences, far narrower than a t interval over
+    the seeds, so read it together with one (``finetune.compare.verdict`` does).
     """
     if kind not in ("macro_f1", "weighted_f1"):
         raise ValueError(f"unknown paired statistic {kind!r}")

@@ -434,7 +434,7 @@ def schedule_stages(
     and whether the run had stopped early.
 
     A new run has one stage. Resuming keeps the stages the checkpoint recorded, so an interrupted run continues on
-    the same schedule. Resuming a finished run (or one that stopped early) with a larger ``--max-steps`` or
+    the same schedule (an explicit ``--lr`` must then be the unfinished stage's own). Resuming a finished run (or one that stopped early) with a larger ``--max-steps`` or
     ``--epochs`` extends it: a new stage from where it stopped to the new total, warming up again over
     ``--warmup-steps`` to ``--lr``. The data order carries on (no example is seen twice before the epoch ends) and
     the optimizer keeps its moments, which a fresh run started from the trained weights would lose.
@@ -458,13 +458,14 @@ def schedule_stages(
         stopped_early = (rec.get("result") or {}).get("stopped_early", False)
     last, step = stages[-1], prior["step"]
     if total_steps == last["end"]:
-        if step < last["end"] and not stopped_early and tcfg.lr is not None and tcfg.lr != last["peak_lr"]:
+        new_rate = tcfg.lr is not None and not math.isclose(tcfg.lr, last["peak_lr"], rel_tol=1e-9)
+        if step < last["end"] and not stopped_early and new_rate:
             # the stage carries on at the rate it was started with; the record must not claim another
             raise UserError(
-                f"the run stopped at step {step} of a stage that peaks at lr {last['peak_lr']:g}; "
-                f"--lr {tcfg.lr:g} would change it",
+                f"the run stopped at step {step} of a stage that peaks at lr {last['peak_lr']!r}; "
+                f"--lr {tcfg.lr!r} would change it",
                 path=ck,
-                hint=f"resume without --lr (or with --lr {last['peak_lr']:g}) to finish the stage; a new rate "
+                hint=f"resume without --lr (or with --lr {last['peak_lr']!r}) to finish the stage; a new rate "
                 "can start a new stage once it is finished",
             )
         return stages, stopped_early

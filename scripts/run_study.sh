@@ -3,7 +3,8 @@
 # the order that answers the most per CPU hour: LoRA and adapters at 500 records with seed 0, full tuning at 500,
 # the SmolLM2 controls, seed 1 at 500 (every method: a second seed puts the training noise into the comparison),
 # the Gemma LoRA cell and the Gemma controls (the choice of base), seed 2 at 500, then every method at 2,000. Seeds
-# run one seed apart, every method, so that an interrupted call leaves each method with as many seeds.
+# run one call per seed, every method in it, so that each finished call leaves every method with as many seeds (the
+# comparison pairs them by seed); rerun an interrupted call to finish it.
 # Each call runs only its cells; a rerun skips finished cells and resumes a half-trained one, so run it again in a
 # later session to carry on. Cells train for up to 3 epochs, stop early (patience 3, every 50 steps) and choose their
 # checkpoint by weighted F1 on a seeded draw of 200 development records; everything is scored on a stratified

@@ -542,8 +542,9 @@ def test_study_resumes_skips_and_aggregates_what_is_done(tiny_bases, records, tm
     all_lines = [x for x in res["differences"] if ", all records:" in x]
     assert len(all_lines) == 3 and all("paired bootstrap over the same 8 items)" in x for x in all_lines)
     small = [x for x in res["differences"] if ", 4 records:" in x]
-    assert len(small) == 3 and sum("2 vs 2 seeds, paired by seed); by seed " in x for x in small) == 1
-    assert sum("2 vs 1 seeds)" in x and "linear probe" in x for x in small) == 2
+    paired = "2 seeds (0, 1) vs 2 seeds (0, 1), paired by seed); seed 0 "
+    assert len(small) == 3 and sum(paired in x and "t interval over the seeds" in x for x in small) == 1
+    assert sum("2 seeds (0, 1) vs one fit)" in x and "linear probe" in x for x in small) == 2
     assert "per_item" not in json.dumps(json.loads((tmp_path / "results.json").read_text()))
     assert "the same file, which flatters the cells" in report  # --test not given: said plainly
     for name in ("results.csv", "results.json", "learning_curve.png", "score_vs_time.png", "peak_memory.png"):
@@ -810,6 +811,8 @@ def test_paired_difference_of_known_inputs():
     d, lo, hi = paired_difference(gold, [better], [worse], labels)
     assert d == pytest.approx(weighted_f1(gold, better, labels) - weighted_f1(gold, worse, labels))
     assert 0 < lo < d < hi
+    # one run a side draws nothing for the runs: the items-only bootstrap, as it was before runs were resampled
+    assert (d, lo, hi) == (0.30787878787878786, 0.2533148153086406, 0.3603710638059252)
     # paired, the interval of the difference is narrower than the separate intervals suggest
     _, a_lo, a_hi = bootstrap_interval(gold=gold, pred=better, labels=labels, kind="weighted_f1")
     _, b_lo, b_hi = bootstrap_interval(gold=gold, pred=worse, labels=labels, kind="weighted_f1")
@@ -836,7 +839,7 @@ def test_paired_difference_over_seeds_counts_the_seed_to_seed_spread():
     d, lo, hi = paired_difference(gold, [better], [worse], labels)
     # the same model trained twice: the seeds add nothing, the difference is the one-seed difference
     d2, lo2, hi2 = paired_difference(gold, [better, better], [worse, worse], labels, paired_runs=True)
-    assert d2 == pytest.approx(d) and lo2 > 0
+    assert d2 == pytest.approx(d) and (lo2, hi2) == pytest.approx((lo, hi), abs=0.01)
     # one lucky seed of two: half the difference on average, and a draw of only the unlucky seed shows none
     d3, lo3, hi3 = paired_difference(gold, [better, worse], [worse, worse], labels, paired_runs=True)
     assert d3 == pytest.approx(d / 2) and lo3 <= 0 < d3 < hi3
@@ -845,6 +848,65 @@ def test_paired_difference_over_seeds_counts_the_seed_to_seed_spread():
     assert d4 == pytest.approx(0) and lo4 < 0 < hi4 and hi4 - lo4 > hi - lo
     with pytest.raises(ValueError, match="as many a side"):
         paired_difference(gold, [better, worse], [worse], labels, paired_runs=True)
+
+    # pairing by seed matters: each seed's B is its A with a few more errors, so every paired draw favours A, while
+    # drawing the seeds apart mixes a good seed of one side with a bad seed of the other
+    def spoil(pred):
+        return [
+            (0 if x != 0 else 1) if i % 7 == 0 and x == g else x
+            for i, (x, g) in enumerate(zip(pred, gold, strict=True))
+        ]
+
+    runs_a, runs_b = [better, worse], [spoil(better), spoil(worse)]
+    paired = paired_difference(gold, runs_a, runs_b, labels, paired_runs=True)
+    apart = paired_difference(gold, runs_a, runs_b, labels, paired_runs=False)
+    assert paired[0] == pytest.approx(apart[0]) and paired[1] > 0 >= apart[1]
+
+
+def _cell(method, seed, pred, gold, wf1):
+    return {"base": "b", "method": method, "size": 4, "seed": seed, "eval": {"wf1_sentiment_3": wf1},
+            "per_item": None if pred is None else {"gold_sentiment": gold, "pred_sentiment": pred}}  # fmt: skip
+
+
+def test_differences_pair_seed_by_seed_and_fall_back_to_intervals():
+    from finetune.compare import differences
+    from finetune.metrics import weighted_f1
+
+    gold = [2, 2, 0, 0, 0, -2, -2, 0, 2, 0] * 30
+    good = [2, 2, 0, 0, 0, -2, -2, 0, 0, 0] * 30
+    bad = [2, 0, 0, 0, 2, -2, 0, 0, 0, 0] * 30
+    f = {name: weighted_f1([g // 2 for g in gold], [p // 2 for p in pred], (-1, 0, 1))
+         for name, pred in (("good", good), ("bad", bad))}  # fmt: skip
+
+    def row(method, score):
+        return {"base": "b", "size": 4, "method": method, "wf1_sentiment_3": score,
+                "wf1_sentiment_3_lo": score - 0.1, "wf1_sentiment_3_hi": score + 0.1}  # fmt: skip
+
+    # given out of seed order: seed 0 is compared with seed 0, seed 1 with seed 1
+    cells = [_cell("x", 1, bad, gold, f["bad"]), _cell("x", 0, good, gold, f["good"])]
+    cells += [_cell("y", 0, bad, gold, f["bad"]), _cell("y", 1, bad, gold, f["bad"])]
+    rows = [row("x", (f["good"] + f["bad"]) / 2), row("y", f["bad"])]
+    [line] = differences(rows, {}, cells)
+    gap = f["good"] - f["bad"]
+    assert (
+        f"seed 0 {gap:+.3f}, seed 1 +0.000;" in line
+        and "2 seeds (0, 1) vs 2 seeds (0, 1), paired by seed" in line
+    )
+    assert f"difference {gap / 2:+.3f}" in line
+    # one seed better, one the same: the t interval over two seeds contains 0, whatever the bootstrap says
+    assert line.endswith("an interval contains 0: not distinguished")
+    # other seeds on one side: not paired by seed; a seed without its answers: the rows' intervals
+    other = [c if c["method"] == "x" else {**c, "seed": c["seed"] + 1} for c in cells]
+    [line] = differences(rows, {}, other)
+    assert "paired by seed" not in line and "2 seeds (1, 2)" in line and "t interval" not in line
+    missing = [*cells[:3], _cell("y", 1, None, gold, f["bad"])]
+    [line] = differences(rows, {}, missing)
+    assert line.endswith("the intervals overlap: not distinguished")
+    # against the probe: one fit, never paired by seed
+    probe = {"metrics": {"wf1_sentiment_3": f["bad"]}, "intervals_95": {"wf1_sentiment_3": (0.5, 0.6)},
+             "per_item": {"gold_sentiment": gold, "pred_sentiment": bad}}  # fmt: skip
+    lines = differences(rows, {"b": {"linear-probe": probe}}, cells)
+    assert len(lines) == 3 and all("vs one fit)" in x for x in lines[1:])
 
 
 @pytest.mark.slow
