@@ -387,8 +387,9 @@ def mean_interval(values: list[float]) -> tuple[float, float, float]:
 
 
 def summarize(cells: list[dict]) -> list[dict]:
-    """One row per (base, method, size): scores as the mean over seeds with a 95% interval (over seeds when there are
-    several, else the one cell's bootstrap interval over test items), and the costs."""
+    """One row per (base, method, size): scores as the mean over seeds with a 95% interval, and the costs. With one
+    seed the interval is the cell's bootstrap over the test items; with several, the t interval over the seeds,
+    widened to at least the seeds' mean bootstrap interval and kept within [0, 1] (every score here is a share)."""
     groups: dict[tuple, list[dict]] = {}
     for c in cells:
         groups.setdefault((c["base"], c["method"], c["size"]), []).append(c)
@@ -416,39 +417,52 @@ def summarize(cells: list[dict]) -> list[dict]:
         }
         for m in METRICS:
             mean, lo, hi = mean_interval([c["eval"].get(m) for c in cs])
+            items = np.array([c["intervals_95"].get(m, (np.nan, np.nan)) for c in cs], dtype=float)
             if len(cs) == 1:
-                lo, hi = cs[0]["intervals_95"].get(m, (float("nan"), float("nan")))
-            row[m], row[m + "_lo"], row[m + "_hi"] = mean, lo, hi
+                lo, hi = items[0]
+            elif not np.isnan(items).any():
+                # a t interval over two or three seeds can be wider than the scale or (where the seeds happen to
+                # agree) no width at all; it is never narrower than the items' own sampling, nor beyond [0, 1]
+                lo, hi = max(0.0, min(lo, items[:, 0].mean())), min(1.0, max(hi, items[:, 1].mean()))
+            row[m], row[m + "_lo"], row[m + "_hi"] = mean, float(lo), float(hi)
         rows.append(row)
     rows.sort(key=lambda r: (r["base"], float("inf") if r["size"] == "all" else r["size"], r["method"]))
     return rows
 
 
 def differences(rows: list[dict], controls: dict, cells: list[dict], metric: str = SCORE) -> list[str]:
-    """For each base and size, every pair of methods (and each method against the linear probe), as lines, each
-    with ``verdict``'s test."""
+    """Every pair of methods for each base and size (and each method against that base's linear probe), then every
+    pair of bases for each method and size, as lines, each with ``verdict``'s test."""
     runs: dict[tuple, list[dict]] = {}  # each row's cells, by seed
     for c in sorted(cells, key=lambda c: c["seed"]):
         runs.setdefault((c["base"], c["method"], c["size"] or "all"), []).append(c)
+
+    def side(r: dict, name: str) -> Side:
+        cs = runs.get((r["base"], r["method"], r["size"]), [])
+        return Side(name, r[metric], r[metric + "_lo"], r[metric + "_hi"], cs)
+
     lines = []
     for base, size in dict.fromkeys((r["base"], r["size"]) for r in rows):
-        entries = []
-        for r in rows:
-            if (r["base"], r["size"]) == (base, size):
-                cs = runs.get((base, r["method"], size), [])
-                entries.append(Side(r["method"], r[metric], r[metric + "_lo"], r[metric + "_hi"], cs))
+        entries = [side(r, r["method"]) for r in rows if (r["base"], r["size"]) == (base, size)]
         probe = controls.get(base, {}).get("linear-probe")
         if probe:
             lo, hi = probe["intervals_95"].get(metric, (float("nan"), float("nan")))
             entry = {"seed": None, "per_item": probe.get("per_item"), "eval": probe["metrics"]}
             entries.append(Side("linear probe", probe["metrics"][metric], lo, hi, [entry]))
-        for i, a in enumerate(entries):
-            for b in entries[i + 1 :]:
-                head = (
-                    f"- {base}, {size} records: {a.name} {a.score:.3f} [{a.lo:.3f}, {a.hi:.3f}] vs {b.name} "
-                )
-                head += f"{b.score:.3f} [{b.lo:.3f}, {b.hi:.3f}]: "
-                lines.append(head + verdict(a, b, metric))
+        lines += _pairs(f"{base}, {size} records", entries, metric)
+    for method, size in dict.fromkeys((r["method"], r["size"]) for r in rows):
+        entries = [side(r, r["base"]) for r in rows if (r["method"], r["size"]) == (method, size)]
+        lines += _pairs(f"{method}, {size} records", entries, metric)
+    return lines
+
+
+def _pairs(label: str, entries: list[Side], metric: str) -> list[str]:
+    lines = []
+    for i, a in enumerate(entries):
+        for b in entries[i + 1 :]:
+            head = f"- {label}: {a.name} {a.score:.3f} [{a.lo:.3f}, {a.hi:.3f}] vs {b.name} "
+            head += f"{b.score:.3f} [{b.lo:.3f}, {b.hi:.3f}]: "
+            lines.append(head + verdict(a, b, metric))
     return lines
 
 

@@ -868,6 +868,33 @@ def _cell(method, seed, pred, gold, wf1):
             "per_item": None if pred is None else {"gold_sentiment": gold, "pred_sentiment": pred}}  # fmt: skip
 
 
+def test_rows_over_seeds_keep_their_intervals_within_the_scale_and_the_items_sampling():
+    from finetune.compare import METRICS, summarize
+
+    result = {"train_seconds": 1.0, "steps": 4, "samples_per_s": 1.0, "tokens_per_s": 1.0, "peak_memory_mb": 1.0,
+              "peak_memory_kind": "peak_rss", "checkpoint_bytes": 2**20}  # fmt: skip
+    run = {"records": {"train": 4}, "params": {"trainable": 1, "trainable_pct": 1.0}, "result": result}
+
+    def cell(seed, wf1, event):
+        scores = {m: 0.5 for m in METRICS} | {"wf1_sentiment_3": wf1, "acc_event": event}
+        iv = {"wf1_sentiment_3": (wf1 - 0.04, wf1 + 0.04), "acc_event": (event - 0.03, event + 0.03)}
+        return {
+            "base": "b",
+            "method": "x",
+            "size": 4,
+            "seed": seed,
+            "run": run,
+            "eval": scores,
+            "intervals_95": iv,
+        }
+
+    [row] = summarize([cell(0, 0.70, 0.95), cell(1, 0.70, 0.80)])
+    # the seeds agree on wF1: a t interval of no width, widened to the items' own interval
+    assert (row["wf1_sentiment_3_lo"], row["wf1_sentiment_3_hi"]) == pytest.approx((0.66, 0.74))
+    # they disagree on event: a t interval over two seeds (t = 12.7) runs past 1, and stops there
+    assert row["acc_event_hi"] == 1.0 and row["acc_event_lo"] < 0.80
+
+
 def test_differences_pair_seed_by_seed_and_fall_back_to_intervals():
     from finetune.compare import differences
     from finetune.metrics import weighted_f1
@@ -907,6 +934,10 @@ def test_differences_pair_seed_by_seed_and_fall_back_to_intervals():
              "per_item": {"gold_sentiment": gold, "pred_sentiment": bad}}  # fmt: skip
     lines = differences(rows, {"b": {"linear-probe": probe}}, cells)
     assert len(lines) == 3 and all("vs one fit)" in x for x in lines[1:])
+    # a second base: the bases are compared method by method too (here the same answers: no difference)
+    cells_c = [{**c, "base": "c"} for c in cells if c["method"] == "x"]
+    lines = differences([*rows, {**rows[0], "base": "c"}], {}, [*cells, *cells_c])
+    assert len(lines) == 2 and lines[1].startswith("- x, 4 records: b ") and "difference +0.000" in lines[1]
 
 
 @pytest.mark.slow
