@@ -642,6 +642,7 @@ def plot(results: dict, out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     rows = results["table"]
 
@@ -649,25 +650,34 @@ def plot(results: dict, out: Path) -> None:
         lo, hi = r[SCORE + "_lo"], r[SCORE + "_hi"]
         return [[0.0 if np.isnan(lo) else r[SCORE] - lo], [0.0 if np.isnan(hi) else hi - r[SCORE]]]
 
+    # colour = method, marker and control-line colour = base; each base's points a little apart so that the
+    # error bars of the same size do not overlap
+    bases = list(dict.fromkeys([*(r["base"] for r in rows), *results["controls"]]))
+    marker = {b: "os^D"[i % 4] for i, b in enumerate(bases)}
+    shade = {b: ("dimgray", "darkgoldenrod", "slateblue", "black")[i % 4] for i, b in enumerate(bases)}
+    shift = {b: 1.04**i for i, b in enumerate(bases)}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for base, method in dict.fromkeys((r["base"], r["method"]) for r in rows):
         rs = sorted(
             (r for r in rows if (r["base"], r["method"]) == (base, method)), key=lambda r: r["train_records"]
         )
-        x = [r["train_records"] for r in rs]
+        x = [r["train_records"] * shift[base] for r in rs]
         ax.plot(x, [r[SCORE] for r in rs], "-", color=COLORS.get(method), alpha=0.6)
-        for r in rs:
-            ax.errorbar(
-                r["train_records"], r[SCORE], yerr=err(r), fmt="o", color=COLORS.get(method), capsize=3
-            )
-        ax.plot([], [], "o-", color=COLORS.get(method), label=f"{method} ({base})")
+        for xi, r in zip(x, rs, strict=True):
+            ax.errorbar(xi, r[SCORE], yerr=err(r), fmt=marker[base], color=COLORS.get(method), capsize=3)
+        ax.plot([], [], marker[base] + "-", color=COLORS.get(method), label=f"{method} ({base})")
     styles = {"majority": ":", "zero-shot": "-.", "linear-probe": "--"}
     for base, ctrl in results["controls"].items():
         for name, res in ctrl.items():
             ax.axhline(
-                res["metrics"][SCORE], ls=styles.get(name, ":"), color="gray", label=f"{name} ({base})"
+                res["metrics"][SCORE], ls=styles.get(name, ":"), color=shade[base], label=f"{name} ({base})"
             )
     ax.set_xscale("log")
+    # ticks at the sizes trained, and room either side even where only one size is done yet
+    sizes = sorted({r["train_records"] for r in rows})
+    ax.set_xlim(sizes[0] / 1.6, sizes[-1] * 1.6)
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel("training records")
     ax.set_ylabel("3-class sentiment weighted F1")
     ax.set_title("Learning curves (95% intervals)")
@@ -679,10 +689,11 @@ def plot(results: dict, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for r in rows:
         ax.errorbar(
-            r["train_seconds"], r[SCORE], yerr=err(r), fmt="o", color=COLORS.get(r["method"]), capsize=3
-        )
-    for method in dict.fromkeys(r["method"] for r in rows):
-        ax.plot([], [], "o", color=COLORS.get(method), label=method)
+            r["train_seconds"], r[SCORE], yerr=err(r), fmt=marker[r["base"]], color=COLORS.get(r["method"]),
+            capsize=3,
+        )  # fmt: skip
+    for base, method in dict.fromkeys((r["base"], r["method"]) for r in rows):
+        ax.plot([], [], marker[base], color=COLORS.get(method), label=f"{method} ({base})")
     ax.set_xscale("log")
     ax.set_xlabel("training wall time [s]")
     ax.set_ylabel("3-class sentiment weighted F1")
@@ -692,7 +703,7 @@ def plot(results: dict, out: Path) -> None:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    labels = [f"{r['method']}\n{r['train_records']}" for r in rows]
+    labels = [f"{r['method']}\n{r['train_records']}\n{r['base']}" for r in rows]
     ax.bar(labels, [r["peak_memory_mb"] for r in rows], color=[COLORS.get(r["method"]) for r in rows])
     ax.set_ylabel(f"peak memory [MB] ({rows[0]['peak_memory_kind']})")
     ax.tick_params(axis="x", labelsize=7)
