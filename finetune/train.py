@@ -434,10 +434,11 @@ def schedule_stages(
     and whether the run had stopped early.
 
     A new run has one stage. Resuming keeps the stages the checkpoint recorded, so an interrupted run continues on
-    the same schedule (an explicit ``--lr`` must then be the unfinished stage's own). Resuming a finished run (or one that stopped early) with a larger ``--max-steps`` or
-    ``--epochs`` extends it: a new stage from where it stopped to the new total, warming up again over
-    ``--warmup-steps`` to ``--lr``. The data order carries on (no example is seen twice before the epoch ends) and
-    the optimizer keeps its moments, which a fresh run started from the trained weights would lose.
+    the same schedule (an explicit ``--lr`` must then be the unfinished stage's own). Resuming a finished run (or
+    one that stopped early) with a larger ``--max-steps`` or ``--epochs`` extends it: a new stage from where it
+    stopped to the new total, warming up again over ``--warmup-steps`` to ``--lr``. The data order carries on (no
+    example is seen twice before the epoch ends) and the optimizer keeps its moments, which a fresh run started from
+    the trained weights would lose.
     """
     if prior is None:  # a new run
         return [{"start": 0, "end": total_steps, "peak_lr": lr, "warmup": tcfg.warmup_steps}], False
