@@ -51,9 +51,13 @@ class NewsAnalyzer:
     def __init__(self, lm: Analyzer | None, calendar: Analyzer | None, schema=None, cache=None):
         self.lm, self.calendar, self.cache = lm, calendar, cache
         self.schema = schema or load_schema()
-        self.name = "+".join(analyzer_name(a) for a in (lm, calendar) if a is not None) or NOT_ANALYSED
         self.failures = 0  # items whose analyzer raised and that fell back to neutral
         self.computed = 0  # items the language model actually read (not from the cache): the costly part
+
+    @property
+    def name(self) -> str:
+        # read each time: a language model's name changes when its ONNX build fails on first use (torch answers)
+        return "+".join(analyzer_name(a) for a in (self.lm, self.calendar) if a is not None) or NOT_ANALYSED
 
     def observe(self, items: Iterable[NewsItem]) -> None:
         """Let the surprise rule learn from ``items`` (every item accepted or loaded, analysed or not)."""
@@ -88,15 +92,15 @@ class NewsAnalyzer:
         return self._safely(analyzer, batch)
 
     def _cached(self, analyzer: Analyzer, batch: list[NewsItem]) -> list[Analysis]:
-        name = analyzer_name(analyzer)
-        found = self.cache.get_many(name, batch)
+        found = self.cache.get_many(analyzer_name(analyzer), batch)
         todo = [i for i, a in enumerate(found) if a is None]
         if todo:
             items = [batch[i] for i in todo]
             results = self._safely(analyzer, items)
             keep = [(it, a) for it, a in zip(items, results, strict=True) if not a.fallback]
             if keep:
-                self.cache.put_many(name, *map(list, zip(*keep, strict=True)))
+                # under the name of what answered: the first analysis may have switched ONNX to torch
+                self.cache.put_many(analyzer_name(analyzer), *map(list, zip(*keep, strict=True)))
             for i, a in zip(todo, results, strict=True):
                 found[i] = a
         return found  # type: ignore[return-value]

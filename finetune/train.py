@@ -458,9 +458,10 @@ def schedule_stages(
         ]
         stopped_early = (rec.get("result") or {}).get("stopped_early", False)
     last, step = stages[-1], prior["step"]
+    unfinished = step < last["end"] and not stopped_early  # the last stage still has steps to train
     if total_steps == last["end"]:
         new_rate = tcfg.lr is not None and not math.isclose(tcfg.lr, last["peak_lr"], rel_tol=1e-9)
-        if step < last["end"] and not stopped_early and new_rate:
+        if unfinished and new_rate:
             # the stage carries on at the rate it was started with; the record must not claim another
             raise UserError(
                 f"the run stopped at step {step} of a stage that peaks at lr {last['peak_lr']!r}; "
@@ -470,7 +471,7 @@ def schedule_stages(
                 "can start a new stage once it is finished",
             )
         return stages, stopped_early
-    if step < last["end"] and not stopped_early:
+    if unfinished:
         raise UserError(
             f"the run stopped at step {step} of its {last['end']}-step schedule; a different length would change it",
             path=ck,

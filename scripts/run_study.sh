@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The tuning study (issue 11, section 4) on the shipped run's split (scripts/train_shipped.sh makes it first), in
-# the order that answers the most per CPU hour: LoRA and adapters at 500 records with seed 0, full tuning at 500,
-# the SmolLM2 controls, seed 1 at 500 (every method: a second seed puts the training noise into the comparison),
-# the Gemma LoRA cell and the Gemma controls (the choice of base), seed 2 at 500, then every method at 2,000. Seeds
-# run one call per seed, every method in it, so that each finished call leaves every method with as many seeds (the
-# comparison pairs them by seed); rerun an interrupted call to finish it.
+# The tuning study (issue 11, section 4) on the shipped run's split (scripts/make_split.sh), in the order that
+# answers the most per CPU hour: LoRA and adapters at 500 records with seed 0, full tuning at 500, the SmolLM2
+# controls, seed 1 at 500 (every method: a second seed puts the training noise into the comparison), the Gemma LoRA
+# cell and the Gemma controls (the choice of base), seed 2 at 500, then LoRA at 2,000 and the other methods at 2,000.
+# Seeds run one call per seed, every method in it, so that each finished call leaves every method with as many seeds
+# (the comparison pairs them by seed); rerun an interrupted call to finish it.
 # Each call runs only its cells; a rerun skips finished cells and resumes a half-trained one, so run it again in a
 # later session to carry on. Cells train for up to 3 epochs, stop early (patience 3, every 50 steps) and choose their
 # checkpoint by weighted F1 on a seeded draw of 200 development records; everything is scored on a stratified
@@ -18,11 +18,7 @@ WORK=${1:-runs/shipped}
 OUT=${2:-runs/study}
 PY=${PY:-.venv/bin/python}
 S="$WORK/split"
-# each training record once (the shipped run repeats the FX part; the study does not)
-[ -s "$S/study.train.jsonl" ] || cat "$S/tfns.train.jsonl" "$S/sentfin.train.jsonl" "$S/calendar.train.jsonl" \
-    "$S/fx.train.jsonl" > "$S/study.train.jsonl"
-[ -s "$S/studytest.test.jsonl" ] || $PY -m finetune.data split "$S/tfns.test.jsonl" "$S/sentfin.test.jsonl" \
-    "$S/calendar.test.jsonl" "$S/fx.test.jsonl" --out "$S" --dev 0 --test 0.25 --seed 0 --prefix studytest.
+scripts/make_split.sh "$WORK"   # the shipped run's split, and the study's training and test files
 study() {
     $PY -m finetune.compare --data "$S/study.train.jsonl" --eval "$S/shipped.dev.jsonl" --test "$S/studytest.test.jsonl" \
         --out "$OUT" --bases smollm2-135m gemma3-270m --sizes 500 2000 --seeds 3 --latency-items 8 \
@@ -35,5 +31,6 @@ study --only smollm2-135m/500/seed1 --no-controls
 study --only gemma3-270m/lora/500/seed0 --no-controls
 study --controls-only   # the Gemma controls too, then the report
 study --only smollm2-135m/500/seed2 --no-controls
+study --only smollm2-135m/lora/2000/seed0 --no-controls   # the learning curve's second point, the shipped method first
 study --only smollm2-135m/2000/seed0 --no-controls
 study --report-only

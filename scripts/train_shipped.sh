@@ -14,35 +14,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
 WORK=${1:-runs/shipped}
-SHARED=../shared/data
 PY=${PY:-.venv/bin/python}
 RUN="$WORK/lora"
 S="$WORK/split"
-mkdir -p "$WORK/data" "$S"
 
-# 1. data: each source converted and split on its own (stratified by 3-class label, 10% dev, 10% test, seed 0; the
-# FX headlines 15% / 25%, so their test part has at least 150 items); the split is recorded in each *.meta.json
-convert() { [ -s "$WORK/data/$2.jsonl" ] || $PY -m finetune.data convert --format "$1" "$3" "$WORK/data/$2.jsonl" --no-progress; }
-convert tfns tfns "$SHARED/sentiment/sent_train.csv"
-convert sentfin sentfin "$SHARED/sentiment/SEntFiN.csv"
-convert calendar calendar "$SHARED/calendar/forexfactory_2016.csv"
-cp -n finetune/datasets/fx_macro_headlines.jsonl "$WORK/data/fx.jsonl"
-# FiQA task 1 is never trained on nor split: an out-of-domain test of other posts (StockTwits, other years)
-convert fiqa fiqa "$SHARED/sentiment/task1_post_ABSA_train.json"
-for name in tfns sentfin calendar fx; do
-    dev=0.1 test=0.1
-    [ "$name" = fx ] && dev=0.15 test=0.25
-    [ -s "$S/$name.train.jsonl" ] || $PY -m finetune.data split "$WORK/data/$name.jsonl" --out "$S" \
-        --dev $dev --test $test --seed 0 --prefix "$name."
-done
-# the FX training part is repeated 5 times, so the FX vocabulary (events, markets) is about a tenth of the training
-# examples rather than 2%
-if [ ! -s "$S/shipped.train.jsonl" ]; then
-    cat "$S/tfns.train.jsonl" "$S/sentfin.train.jsonl" "$S/calendar.train.jsonl" \
-        "$S/fx.train.jsonl" "$S/fx.train.jsonl" "$S/fx.train.jsonl" "$S/fx.train.jsonl" "$S/fx.train.jsonl" \
-        > "$S/shipped.train.jsonl"
-    cat "$S/tfns.dev.jsonl" "$S/sentfin.dev.jsonl" "$S/calendar.dev.jsonl" "$S/fx.dev.jsonl" > "$S/shipped.dev.jsonl"
-fi
+# 1. data: converted and split by scripts/make_split.sh (fixed seed, recorded in each *.meta.json)
+scripts/make_split.sh "$WORK"
 
 # 2. train (or resume) in two stages, model choice by dev weighted F1 over both:
 #  a. 1,000 steps of 8 (8,000 examples, 0.39 of an epoch: what a 2-core CPU without native bf16 affords in a

@@ -177,3 +177,27 @@ def test_an_export_that_fails_parity_on_first_use_leaves_torch(bases, tmp_path, 
     assert auto.backend == "torch" and auto.name.endswith(":torch") and not any(a.fallback for a in out)
     assert not list((tmp_path / "cache").glob("onnx/*/model.onnx"))  # only the failed record is kept
     assert LMAnalyzer(run, backend="auto").backend == "torch"  # and it is not built again
+
+
+def test_analyses_are_cached_under_the_backend_that_answered(bases, tmp_path, monkeypatch):
+    """A first use whose ONNX build fails answers with torch, and its analyses are kept under the torch name: the
+    next run (torch from the start) finds them all."""
+    import pandas as pd
+
+    from backtest.cache import AnalysisCache
+    from bridge.analysis import NewsAnalyzer
+    from bridge.types import NewsItem
+
+    monkeypatch.setenv("EA_BRIDGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("bridge.lm.onnx.FP32_TOLERANCE", -1.0)  # no export can pass
+    run = tmp_path / "run"
+    make_tiny_model_dir(bases["gpt2"], run / "model", method="lora")
+    t = pd.Timestamp("2016-05-06 12:30", tz="UTC")
+    items = [NewsItem(time=t, headline=text, source="wire") for text in ODD_TEXTS[:2]]
+    with AnalysisCache(tmp_path / "analyses") as cache:
+        first = NewsAnalyzer(LMAnalyzer(run, backend="auto"), None, cache=cache)
+        assert first.name.endswith(":onnx")  # the build is planned
+        answers = first.analyze(items)
+        assert first.name.endswith(":torch") and first.computed == 2
+        again = NewsAnalyzer(LMAnalyzer(run, backend="auto"), None, cache=cache)
+        assert again.name == first.name and again.analyze(items) == answers and again.computed == 0

@@ -289,6 +289,15 @@ def test_run_dir_records_config_versions_device_and_commit(tiny_bases, records, 
     assert info["method"] == "lora"
 
 
+def test_lora_targets_are_written_in_a_stable_order(tiny_bases, records, tmp_path):
+    """peft holds the target modules as a set; the saved list is sorted, so saving again does not reorder it."""
+    train_mod.train(
+        "lora", tiny_bases["llama"], records, tmp_path / "run", None, quick_cfg(max_steps=1), progress=False
+    )
+    targets = json.loads((tmp_path / "run/model/adapter_config.json").read_text())["target_modules"]
+    assert len(targets) > 1 and targets == sorted(targets)
+
+
 BAD_RECORDS = {
     "missing field": ('{"instruction": "x", "input": "Fed hikes"}', "missing field 'output'"),
     "empty output": ('{"instruction": "x", "input": "Fed hikes", "output": ""}', "empty output"),

@@ -144,6 +144,9 @@ def _save_lora(model: nn.Module, tokenizer, model_dir: Path, info: ModelInfo) ->
         # The real hub id (smollm2-135m -> HuggingFaceTB/SmolLM2-135M-Instruct) so plain peft can load it; the project
         # maps that id back to its local copy. Never a cache path of this machine.
         cfg.base_model_name_or_path = hub_id(info.base)
+        # peft keeps the targets as a set and writes it in hash order, so each save would reorder them
+        if isinstance(cfg.target_modules, set):
+            cfg.target_modules = sorted(cfg.target_modules)
     with warnings.catch_warnings():
         # offline, peft cannot look that id up to see whether the vocabulary changed; it did not (no new tokens)
         warnings.filterwarnings("ignore", message="Could not find a config file", category=UserWarning)
