@@ -41,9 +41,11 @@ from bridge.errors import ModelError, UserError, run_main
 from bridge.lm.loading import DEFAULT_BASE
 from bridge.lm.methods import METHODS
 from bridge.provenance import library_versions
-from finetune.metrics import PAIRED_SCORES, paired_score_difference
+from finetune.metrics import pairable, paired_score_difference
 
 SCORE = "wf1_sentiment_3"  # the headline score: 3-class sentiment weighted F1 (what the literature reports)
+# the scores whose differences the report tests: the headline score, and the field the FX target is about
+COMPARED = (SCORE, "acc_event")
 METRICS = ("wf1_sentiment_3", "f1_sentiment_3", "f1_sentiment_7", "acc_event", "acc_market", "acc_sector")
 METRICS += ("acc_related", "exact_match", "parse_failure_rate")
 QUICK = {
@@ -355,7 +357,7 @@ def study(
         "cells_done": len(done),
         "found": found,
         "table": table,
-        "differences": differences(table, ctrl, done),
+        "differences": {m: differences(table, ctrl, done, m) for m in COMPARED},
         # each model's answers stay in its own eval JSON (they are only needed for the differences)
         "controls": {b: {k: _without_items(v) for k, v in c.items()} for b, c in ctrl.items()},
         "cells": [_without_items(c) for c in done],
@@ -500,7 +502,7 @@ def verdict(a: Side, b: Side, metric: str) -> str:
     by_seed = len(a.models) > 1 and a.seeds == b.seeds
     paired = (
         paired_score_difference(a.answers, b.answers, metric, paired_runs=by_seed)
-        if metric in PAIRED_SCORES
+        if pairable(metric)
         else None
     )
     if paired is not None:
@@ -614,7 +616,7 @@ def write_outputs(results: dict, out: Path) -> None:
         "",
         controls_table(results["controls"]),
         "",
-        f"## Differences in {SCORE}",
+        "## Differences",
         "",
         "Paired bootstrap of the difference where every model on both sides has its answers on the same items: each "
         "draw resamples the items and each side's seeds (paired by seed where both ran the same seeds). With one "
@@ -624,8 +626,7 @@ def write_outputs(results: dict, out: Path) -> None:
         "both intervals exclude 0. Otherwise the two rows' intervals are compared. Each comparison is at 95% on its "
         "own, with no correction for how many are made.",
         "",
-        *results["differences"],
-        "",
+        *(line for m, lines in results["differences"].items() for line in (f"### {m}", "", *lines, "")),
         "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()),
         "",
     ]

@@ -22,7 +22,7 @@ from bridge.lm.loading import ModelInfo, load_base
 from bridge.prompt import build_prompt
 from bridge.schema import Schema
 from bridge.types import Analysis
-from finetune.metrics import score, score_intervals, sentiment_items
+from finetune.metrics import answer_items, score, score_intervals
 
 PROBE_L2 = 1e-3  # weight decay of the probe, per example; features are standardised first
 PROBE_STEPS = 200  # L-BFGS iterations (the problem is convex: this converges)
@@ -34,7 +34,7 @@ def _result(name: str, gold: list[Analysis], pred: list[Analysis], schema: Schem
         "analyzer": name,
         "metrics": score(gold, pred, schema),
         "intervals_95": {k: [round(lo, 4), round(hi, 4)] for k, (lo, hi) in ci.items()},
-        "per_item": sentiment_items(gold, pred),
+        "per_item": answer_items(gold, pred, schema),
         **extra,
     }
 

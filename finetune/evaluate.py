@@ -22,7 +22,7 @@ from bridge.errors import DataError, run_main
 from bridge.lm.analyzer import BACKENDS, LMAnalyzer
 from bridge.prompt import parse_output
 from bridge.provenance import library_versions
-from finetune.metrics import score, score_intervals, sentiment_items
+from finetune.metrics import answer_items, score, score_intervals
 from finetune.train import read_records
 
 
@@ -97,7 +97,9 @@ def evaluate(
         "intervals_95": {k: [round(lo, 4), round(hi, 4)] for k, (lo, hi) in ci.items()},
         "seconds": round(batched_s, 2),
         "versions": library_versions(),
-        "per_item": sentiment_items(gold, pred),  # for paired comparisons of models scored on the same items
+        "per_item": answer_items(
+            gold, pred, schema
+        ),  # for paired comparisons of models scored on the same items
     }
 
 

@@ -145,6 +145,17 @@ def _f1_statistic(gold: Sequence, pred: Sequence, labels: Sequence, weighted: bo
     return stat, g.size
 
 
+def _accuracy_statistic(gold: Sequence, pred: Sequence):
+    """(stat, n): ``stat(sel)`` is the share of the items at the indices ``sel`` whose prediction is the gold."""
+    if len(gold) == 0 or len(gold) != len(pred):
+        raise ValueError(f"need paired, non-empty gold and pred, got {len(gold)} and {len(pred)}")
+    hit = np.array([g == p for g, p in zip(gold, pred, strict=True)], dtype=float)
+    return (lambda sel: float(hit[sel].mean())), hit.size
+
+
+PAIRED_KINDS = ("macro_f1", "weighted_f1", "accuracy")
+
+
 def paired_difference(
     gold: Sequence,
     runs_a: Sequence[Sequence],
@@ -156,9 +167,9 @@ def paired_difference(
     alpha: float = 0.05,
     seed: int = 0,
 ) -> tuple[float, float, float]:
-    """(difference, low, high): the mean F1 of the runs in ``runs_a`` (one prediction sequence per trained model, for
-    example one per seed) minus that of ``runs_b``, all on the same gold items, with a paired percentile bootstrap
-    interval.
+    """(difference, low, high): the mean F1 (``kind`` macro_f1, weighted_f1) or accuracy of the runs in ``runs_a`` (one
+    prediction sequence per trained model, for example one per seed) minus that of ``runs_b``, all on the same gold
+    items, with a paired percentile bootstrap interval (``labels`` is used by the F1 kinds only).
 
     Each draw resamples the test items once, shared by every model (two models scored on the same items err on many
     of the same items, so their scores move together and the difference's interval is narrower than two separate
@@ -170,14 +181,19 @@ def paired_difference(
     seed part of the interval is about the range of the seeds' own differences, far narrower than a t interval over
     the seeds, so read it together with one (``finetune.compare.verdict`` does).
     """
-    if kind not in ("macro_f1", "weighted_f1"):
+    if kind not in PAIRED_KINDS:
         raise ValueError(f"unknown paired statistic {kind!r}")
     if not runs_a or not runs_b:
         raise ValueError("need at least one run a side")
     if paired_runs and len(runs_a) != len(runs_b):
         raise ValueError(f"paired runs need as many a side, got {len(runs_a)} and {len(runs_b)}")
-    stats_a = [_f1_statistic(gold, p, labels, weighted=kind == "weighted_f1")[0] for p in runs_a]
-    stats_b = [_f1_statistic(gold, p, labels, weighted=kind == "weighted_f1")[0] for p in runs_b]
+
+    def statistic(pred):
+        if kind == "accuracy":
+            return _accuracy_statistic(gold, pred)[0]
+        return _f1_statistic(gold, pred, labels, weighted=kind == "weighted_f1")[0]
+
+    stats_a, stats_b = [statistic(p) for p in runs_a], [statistic(p) for p in runs_b]
     n = len(gold)
     rng = np.random.default_rng(seed)
 
@@ -197,12 +213,21 @@ def paired_difference(
     return float(point), float(low), float(high)
 
 
-def sentiment_items(gold: Sequence[Analysis], pred: Sequence[Analysis]) -> dict[str, list[int]]:
-    """Each item's gold and predicted 7-level sentiment, in order: what a paired comparison of two results needs."""
-    return {"gold_sentiment": [g.sentiment for g in gold], "pred_sentiment": [p.sentiment for p in pred]}
+def answer_items(gold: Sequence[Analysis], pred: Sequence[Analysis], schema: Schema) -> dict[str, list]:
+    """Each item's gold and predicted 7-level sentiment and label of every field, in order: what a paired comparison
+    of two results needs (``gold_sentiment``, ``pred_sentiment``, ``gold_event``, ``pred_event``, ...)."""
+    out: dict[str, list] = {
+        "gold_sentiment": [g.sentiment for g in gold],
+        "pred_sentiment": [p.sentiment for p in pred],
+    }
+    for f in schema.fields:
+        out[f"gold_{f.name}"] = [g.labels.get(f.name) for g in gold]
+        out[f"pred_{f.name}"] = [p.labels.get(f.name) for p in pred]
+    return out
 
 
-# the sentiment scores a paired comparison can take: (kind, labels, whether the 7 levels fold to 3 classes)
+# the sentiment scores a paired comparison can take: (kind, labels, whether the 7 levels fold to 3 classes); besides
+# these, the accuracy of any field whose answers were recorded (``acc_event``: ``gold_event`` / ``pred_event``)
 PAIRED_SCORES = {
     "wf1_sentiment_3": ("weighted_f1", (-1, 0, 1), True),
     "f1_sentiment_3": ("macro_f1", (-1, 0, 1), True),
@@ -210,26 +235,36 @@ PAIRED_SCORES = {
 }
 
 
+def pairable(metric: str) -> bool:
+    """Whether ``paired_score_difference`` can take ``metric`` (given each item's answers)."""
+    return metric in PAIRED_SCORES or metric.startswith("acc_")
+
+
 def paired_score_difference(
     runs_a: Sequence[dict], runs_b: Sequence[dict], metric: str, paired_runs: bool = False
 ) -> tuple[float, float, float] | None:
-    """``paired_difference`` of ``metric`` between two sides' results, each a list of ``sentiment_items`` (one per
-    trained model); None where any is missing or their gold sequences differ (not scored on the same items, in the
-    same order)."""
-    if not runs_a or not runs_b or not all(runs_a) or not all(runs_b):
+    """``paired_difference`` of ``metric`` between two sides' results, each a list of ``answer_items`` (one per
+    trained model); None where any is missing, lacks the field's answers (recorded before they were) or their gold
+    sequences differ (not scored on the same items, in the same order)."""
+    if metric in PAIRED_SCORES:
+        field, (kind, labels, fold) = "sentiment", PAIRED_SCORES[metric]
+    else:
+        field, kind, labels, fold = metric.removeprefix("acc_"), "accuracy", (), False
+    gold_key, pred_key = f"gold_{field}", f"pred_{field}"
+    runs = (*runs_a, *runs_b)
+    if not runs_a or not runs_b or not all(runs) or any(gold_key not in r or pred_key not in r for r in runs):
         return None
-    gold = runs_a[0]["gold_sentiment"]
-    if any(r["gold_sentiment"] != gold for r in (*runs_a, *runs_b)):
+    gold = runs_a[0][gold_key]
+    if any(r[gold_key] != gold or r["gold_sentiment"] != runs_a[0]["gold_sentiment"] for r in runs):
         return None
-    kind, labels, fold = PAIRED_SCORES[metric]
 
     def levels(xs):
         return [three_class(x) for x in xs] if fold else list(xs)
 
     return paired_difference(
         levels(gold),
-        [levels(r["pred_sentiment"]) for r in runs_a],
-        [levels(r["pred_sentiment"]) for r in runs_b],
+        [levels(r[pred_key]) for r in runs_a],
+        [levels(r[pred_key]) for r in runs_b],
         labels,
         kind,
         paired_runs=paired_runs,

@@ -546,11 +546,15 @@ def test_study_resumes_skips_and_aggregates_what_is_done(tiny_bases, records, tm
     )
     assert set(res["controls"][base]) == {"majority", "zero-shot", "linear-probe"}
     report = (tmp_path / "results.md").read_text()
-    assert "## Differences in wf1_sentiment_3" in report and "linear probe" in report
+    assert "### wf1_sentiment_3" in report and "### acc_event" in report and "linear probe" in report
     # every comparison is paired on the same items; two seeds a side are paired by seed, against the probe not
-    all_lines = [x for x in res["differences"] if ", all records:" in x]
+    lines = res["differences"]["wf1_sentiment_3"]
+    all_lines = [x for x in lines if ", all records:" in x]
     assert len(all_lines) == 3 and all("paired bootstrap over the same 8 items)" in x for x in all_lines)
-    small = [x for x in res["differences"] if ", 4 records:" in x]
+    # event accuracy too: each cell's and the probe's event answers are recorded
+    event_all = [x for x in res["differences"]["acc_event"] if ", all records:" in x]
+    assert len(event_all) == 3 and all("paired bootstrap over the same 8 items)" in x for x in event_all)
+    small = [x for x in lines if ", 4 records:" in x]
     paired = "2 seeds (0, 1) vs 2 seeds (0, 1), paired by seed); seed 0 "
     assert len(small) == 3 and sum(paired in x and "t interval over the seeds" in x for x in small) == 1
     assert sum("2 seeds (0, 1) vs one fit)" in x and "linear probe" in x for x in small) == 2
@@ -836,6 +840,36 @@ def test_paired_difference_of_known_inputs():
     reordered = {**other, "gold_sentiment": [2 * g for g in gold[::-1]]}
     assert paired_score_difference([items], [reordered], "wf1_sentiment_3") is None
     assert paired_score_difference([items], [None], "wf1_sentiment_3") is None
+    # no event answers recorded (results scored before they were): no paired test of event accuracy
+    assert paired_score_difference([items], [other], "acc_event") is None
+
+
+def test_paired_accuracy_of_recorded_field_answers():
+    from bridge.types import Analysis
+    from finetune.metrics import answer_items, paired_difference, paired_score_difference
+
+    gold_events = ["rates", "jobs", "inflation", "trade"] * 50
+    right = list(gold_events)
+    wrong = ["rates", "rates", "inflation", "rates"] * 50  # half right
+    d, lo, hi = paired_difference(gold_events, [right], [wrong], (), "accuracy")
+    assert d == pytest.approx(0.5) and 0.4 < lo < 0.5 < hi < 0.6
+    with pytest.raises(ValueError, match="unknown paired statistic"):
+        paired_difference(gold_events, [right], [wrong], (), "median")
+
+    schema = load_schema()
+    event = next(f for f in schema.fields if f.name == "event")
+    values = list(event.values[:3])
+
+    def analyses(events, sentiment):
+        return [Analysis(labels={"event": e}, sentiment=sentiment) for e in events]
+
+    gold = analyses(values * 20, 1)
+    good = answer_items(gold, analyses(values * 20, 1), schema)
+    bad = answer_items(gold, analyses([values[0]] * 60, 1), schema)
+    assert good["gold_event"] == [a.labels["event"] for a in gold] and good["gold_sentiment"] == [1] * 60
+    d, lo, hi = paired_score_difference([good], [bad], "acc_event")
+    assert d == pytest.approx(2 / 3) and lo > 0
+    assert paired_score_difference([good], [bad], "acc_sentiment") == (0.0, 0.0, 0.0)  # 7-level exact
 
 
 def test_paired_difference_over_seeds_counts_the_seed_to_seed_spread():
