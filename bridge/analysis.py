@@ -92,7 +92,12 @@ class NewsAnalyzer:
         return self._safely(analyzer, batch)
 
     def _cached(self, analyzer: Analyzer, batch: list[NewsItem]) -> list[Analysis]:
-        found = self.cache.get_many(analyzer_name(analyzer), batch)
+        names = getattr(analyzer, "cache_names", None) or [analyzer_name(analyzer)]
+        found = self.cache.get_many(names[0], batch)
+        for other in names[1:]:
+            missing = [i for i, a in enumerate(found) if a is None]
+            for i, a in zip(missing, self.cache.get_many(other, [batch[i] for i in missing]), strict=True):
+                found[i] = a
         todo = [i for i, a in enumerate(found) if a is None]
         if todo:
             items = [batch[i] for i in todo]

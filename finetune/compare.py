@@ -228,12 +228,16 @@ def run_controls(base: str, data: str, score_data: str, out: Path, probe_records
     scored = {"scored_on": str(score_data), "items": len(test)}
 
     def fresh(path: Path, answers: bool = False) -> bool:
-        # computed already, on the same items (and, for the probe, with each item's answer: the paired differences
-        # compare the methods with it)
+        # computed already, on the same items (and, for the probe, with each item's answer of every field: the paired
+        # differences compare the methods with it)
         if not path.is_file():
             return False
         rec = json.loads(path.read_text())
-        return (not answers or "per_item" in rec) and all(rec.get(k) == v for k, v in scored.items())
+        recorded = rec.get("per_item") or {}
+        every_field = (
+            all(f"pred_{f.name}" in recorded for f in schema.fields) and "pred_sentiment" in recorded
+        )
+        return (not answers or every_field) and all(rec.get(k) == v for k, v in scored.items())
 
     results = {}
     path = folder / "majority.json"
@@ -405,6 +409,12 @@ def summarize(cells: list[dict]) -> list[dict]:
             "train_records": cs[0]["run"]["records"]["train"],
             "seeds": len(cs),
             "interval": "seeds" if len(cs) > 1 else "bootstrap",
+            # each seed's training precision (bf16 autocast where the CPU has it natively, else fp32), in seed order:
+            # cells trained on other machines differ in it, and in their times
+            "precision": ", ".join(
+                str(c["run"].get("device", {}).get("amp_dtype") or "fp32")
+                for c in sorted(cs, key=lambda c: c["seed"])
+            ),
             "trainable_params": cs[0]["run"]["params"]["trainable"],
             "trainable_pct": cs[0]["run"]["params"]["trainable_pct"],
             "train_seconds": mean_interval([r["train_seconds"] for r in res])[0],
@@ -557,13 +567,13 @@ def _with_interval(r: dict, m: str) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     head = [
-        "base", "method", "train records", "seeds", "trainable", "%", "train s", "samples/s", "tokens/s", "peak MB",
-        "ckpt MB", "wF1-3", "F1-3", "F1-7", "event", "market", "sector", "related", "exact", "torch ms", "ONNX ms",
+        "base", "method", "train records", "seeds", "precision", "trainable", "%", "train s", "samples/s", "tokens/s",
+        "peak MB", "ckpt MB", "wF1-3", "F1-3", "F1-7", "event", "market", "sector", "related", "exact", "torch ms", "ONNX ms",
     ]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [
-            r["base"], r["method"], _fmt(r["train_records"]), f"{r['seeds']} ({r['interval']})",
+            r["base"], r["method"], _fmt(r["train_records"]), f"{r['seeds']} ({r['interval']})", r["precision"],
             _fmt(r["trainable_params"]), _fmt(r["trainable_pct"], 2), _fmt(r["train_seconds"], 0),
             _fmt(r["samples_per_s"], 2), _fmt(r["tokens_per_s"], 0), f"{_fmt(r['peak_memory_mb'], 0)}",
             _fmt(r["checkpoint_mb"], 1),

@@ -97,9 +97,8 @@ def evaluate(
         "intervals_95": {k: [round(lo, 4), round(hi, 4)] for k, (lo, hi) in ci.items()},
         "seconds": round(batched_s, 2),
         "versions": library_versions(),
-        "per_item": answer_items(
-            gold, pred, schema
-        ),  # for paired comparisons of models scored on the same items
+        # for paired comparisons of models scored on the same items
+        "per_item": answer_items(gold, pred, schema),
     }
 
 

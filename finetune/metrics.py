@@ -236,7 +236,8 @@ PAIRED_SCORES = {
 
 
 def pairable(metric: str) -> bool:
-    """Whether ``paired_score_difference`` can take ``metric`` (given each item's answers)."""
+    """Whether ``paired_score_difference`` takes ``metric``: the sentiment scores, and the accuracy of a field
+    (it returns None where that field's answers were not recorded, as for ``acc_related``)."""
     return metric in PAIRED_SCORES or metric.startswith("acc_")
 
 

@@ -18,7 +18,7 @@ convert() { [ -s "$WORK/data/$2.jsonl" ] || $PY -m finetune.data convert --forma
 convert tfns tfns "$SHARED/sentiment/sent_train.csv"
 convert sentfin sentfin "$SHARED/sentiment/SEntFiN.csv"
 convert calendar calendar "$SHARED/calendar/forexfactory_2016.csv"
-cp -n finetune/datasets/fx_macro_headlines.jsonl "$WORK/data/fx.jsonl"
+[ -s "$WORK/data/fx.jsonl" ] || cp finetune/datasets/fx_macro_headlines.jsonl "$WORK/data/fx.jsonl"
 # FiQA task 1 is never trained on nor split: an out-of-domain test of other posts (StockTwits, other years)
 convert fiqa fiqa "$SHARED/sentiment/task1_post_ABSA_train.json"
 for name in tfns sentfin calendar fx; do

@@ -179,9 +179,11 @@ def test_an_export_that_fails_parity_on_first_use_leaves_torch(bases, tmp_path, 
     assert LMAnalyzer(run, backend="auto").backend == "torch"  # and it is not built again
 
 
-def test_analyses_are_cached_under_the_backend_that_answered(bases, tmp_path, monkeypatch):
-    """A first use whose ONNX build fails answers with torch, and its analyses are kept under the torch name: the
-    next run (torch from the start) finds them all."""
+@pytest.mark.parametrize("failure", ["parity", "raises"])
+def test_analyses_are_cached_under_the_backend_that_answered(failure, bases, tmp_path, monkeypatch):
+    """A first use whose ONNX build fails answers with torch, and its analyses are kept under the torch name. The
+    next run finds them all without loading the weights: torch from the start after a failed parity check, or
+    planning the build again after one that raised (no record is left), and looking under the torch name too."""
     import pandas as pd
 
     from backtest.cache import AnalysisCache
@@ -189,7 +191,14 @@ def test_analyses_are_cached_under_the_backend_that_answered(bases, tmp_path, mo
     from bridge.types import NewsItem
 
     monkeypatch.setenv("EA_BRIDGE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("bridge.lm.onnx.FP32_TOLERANCE", -1.0)  # no export can pass
+    if failure == "parity":
+        monkeypatch.setattr("bridge.lm.onnx.FP32_TOLERANCE", -1.0)  # no export can pass
+    else:
+
+        def untraceable(model, path):
+            raise RuntimeError("this graph cannot be traced")
+
+        monkeypatch.setattr("bridge.lm.onnx.export_onnx", untraceable)
     run = tmp_path / "run"
     make_tiny_model_dir(bases["gpt2"], run / "model", method="lora")
     t = pd.Timestamp("2016-05-06 12:30", tz="UTC")
@@ -199,5 +208,7 @@ def test_analyses_are_cached_under_the_backend_that_answered(bases, tmp_path, mo
         assert first.name.endswith(":onnx")  # the build is planned
         answers = first.analyze(items)
         assert first.name.endswith(":torch") and first.computed == 2
-        again = NewsAnalyzer(LMAnalyzer(run, backend="auto"), None, cache=cache)
-        assert again.name == first.name and again.analyze(items) == answers and again.computed == 0
+        lm = LMAnalyzer(run, backend="auto")
+        again = NewsAnalyzer(lm, None, cache=cache)
+        assert again.name.endswith(":torch" if failure == "parity" else ":onnx")
+        assert again.analyze(items) == answers and again.computed == 0 and not lm.loaded

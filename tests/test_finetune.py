@@ -538,6 +538,9 @@ def test_study_resumes_skips_and_aggregates_what_is_done(tiny_bases, records, tm
     rows = {(r["method"], r["size"]): r for r in res["table"]}
     assert set(rows) == {("lora", 4), ("lora", "all"), ("adapter", 4), ("adapter", "all")}
     assert rows[("lora", 4)]["seeds"] == 2 and rows[("lora", 4)]["interval"] == "seeds"
+    # each seed's training precision, as its run recorded it
+    assert set(rows[("lora", 4)]["precision"].split(", ")) <= {"fp32", "bfloat16"}
+    assert len(rows[("lora", 4)]["precision"].split(", ")) == 2
     assert all(
         r["latency_ms_onnx"] > 0 and r["latency_ms_torch"] > 0 for r in rows.values()
     )  # both backends timed
@@ -567,6 +570,20 @@ def test_study_resumes_skips_and_aggregates_what_is_done(tiny_bases, records, tm
         str(records), str(records), tmp_path, [base], ["lora", "adapter"], [4, None], seeds=2, **kw
     )
     assert set(again["found"].values()) == {"done"}  # nothing is trained or scored twice
+    # a probe kept from before every field's answers were recorded is fitted again; one that has them is kept
+    probe_file = tmp_path / "controls" / study_mod.slug(base) / "linear-probe.json"
+    old = json.loads(probe_file.read_text())
+    old["per_item"] = {k: v for k, v in old["per_item"].items() if "sentiment" in k}
+    probe_file.write_text(json.dumps(old))
+    study_mod.run_controls(base, str(records), str(records), tmp_path, 8, None)
+    refit = json.loads(probe_file.read_text())
+    assert (
+        refit["per_item"]["gold_event"]
+        and refit["per_item"]["pred_sentiment"] == old["per_item"]["pred_sentiment"]
+    )
+    mtime = probe_file.stat().st_mtime_ns
+    study_mod.run_controls(base, str(records), str(records), tmp_path, 8, None)
+    assert probe_file.stat().st_mtime_ns == mtime
     only = study_mod.study(
         str(records),
         str(records),

@@ -482,6 +482,15 @@ class LMAnalyzer:
         """Whether the weights are in memory."""
         return "runner" in self.__dict__
 
+    @property
+    def cache_names(self) -> list[str]:
+        """The names under which a cache may hold this analyzer's analyses, its own first. Before a first-use ONNX
+        build has run, torch may yet answer (the build can fail, and one that raises leaves no record to say so), so
+        the torch name too: torch's answers are what the ONNX export is checked against."""
+        if getattr(self, "_build_onnx", False) and not self.loaded:
+            return [self.name, self._name("torch", False)]
+        return [self.name]
+
     def _tokenizer(self):
         if (self.model_dir / "tokenizer_config.json").is_file():
             return load_tokenizer(str(self.model_dir))
