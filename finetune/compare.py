@@ -41,7 +41,7 @@ from bridge.errors import ModelError, UserError, run_main
 from bridge.lm.loading import DEFAULT_BASE
 from bridge.lm.methods import METHODS
 from bridge.provenance import library_versions
-from finetune.metrics import pairable, paired_score_difference
+from finetune.metrics import answer_items, paired_score_difference
 
 SCORE = "wf1_sentiment_3"  # the headline score: 3-class sentiment weighted F1 (what the literature reports)
 # the scores whose differences the report tests: the headline score, and the field the FX target is about
@@ -233,11 +233,9 @@ def run_controls(base: str, data: str, score_data: str, out: Path, probe_records
         if not path.is_file():
             return False
         rec = json.loads(path.read_text())
-        recorded = rec.get("per_item") or {}
-        every_field = (
-            all(f"pred_{f.name}" in recorded for f in schema.fields) and "pred_sentiment" in recorded
-        )
-        return (not answers or every_field) and all(rec.get(k) == v for k, v in scored.items())
+        if answers and not set(answer_items([], [], schema)) <= set(rec.get("per_item") or {}):
+            return False
+        return all(rec.get(k) == v for k, v in scored.items())
 
     results = {}
     path = folder / "majority.json"
@@ -510,11 +508,7 @@ def verdict(a: Side, b: Side, metric: str) -> str:
     distinguished when they do not overlap, which is conservative.
     """
     by_seed = len(a.models) > 1 and a.seeds == b.seeds
-    paired = (
-        paired_score_difference(a.answers, b.answers, metric, paired_runs=by_seed)
-        if pairable(metric)
-        else None
-    )
+    paired = paired_score_difference(a.answers, b.answers, metric, paired_runs=by_seed)
     if paired is not None:
         d, lo, hi = paired
         n = len(a.answers[0]["gold_sentiment"])

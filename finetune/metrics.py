@@ -235,22 +235,19 @@ PAIRED_SCORES = {
 }
 
 
-def pairable(metric: str) -> bool:
-    """Whether ``paired_score_difference`` takes ``metric``: the sentiment scores, and the accuracy of a field
-    (it returns None where that field's answers were not recorded, as for ``acc_related``)."""
-    return metric in PAIRED_SCORES or metric.startswith("acc_")
-
-
 def paired_score_difference(
     runs_a: Sequence[dict], runs_b: Sequence[dict], metric: str, paired_runs: bool = False
 ) -> tuple[float, float, float] | None:
-    """``paired_difference`` of ``metric`` between two sides' results, each a list of ``answer_items`` (one per
-    trained model); None where any is missing, lacks the field's answers (recorded before they were) or their gold
+    """``paired_difference`` of ``metric`` (a ``PAIRED_SCORES`` name, or ``acc_<field>``) between two sides'
+    results, each a list of ``answer_items`` (one per trained model); None for any other metric, or where any result
+    is missing, lacks the field's answers (recorded before they were, or never, as for ``acc_related``) or their gold
     sequences differ (not scored on the same items, in the same order)."""
     if metric in PAIRED_SCORES:
         field, (kind, labels, fold) = "sentiment", PAIRED_SCORES[metric]
-    else:
+    elif metric.startswith("acc_"):
         field, kind, labels, fold = metric.removeprefix("acc_"), "accuracy", (), False
+    else:
+        return None
     gold_key, pred_key = f"gold_{field}", f"pred_{field}"
     runs = (*runs_a, *runs_b)
     if not runs_a or not runs_b or not all(runs) or any(gold_key not in r or pred_key not in r for r in runs):

@@ -859,6 +859,7 @@ def test_paired_difference_of_known_inputs():
     assert paired_score_difference([items], [None], "wf1_sentiment_3") is None
     # no event answers recorded (results scored before they were): no paired test of event accuracy
     assert paired_score_difference([items], [other], "acc_event") is None
+    assert paired_score_difference([items], [other], "exact_match") is None  # no paired statistic for it
 
 
 def test_paired_accuracy_of_recorded_field_answers():
