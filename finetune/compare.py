@@ -41,6 +41,7 @@ from bridge.errors import ModelError, UserError, run_main
 from bridge.lm.loading import DEFAULT_BASE
 from bridge.lm.methods import METHODS
 from bridge.provenance import library_versions
+from finetune.config import TrainConfig
 from finetune.metrics import answer_items, paired_score_difference
 
 SCORE = "wf1_sentiment_3"  # the headline score: 3-class sentiment weighted F1 (what the literature reports)
@@ -128,15 +129,41 @@ def selected(cell: Cell, only: list[str]) -> bool:
     return any(set(p.split("/")) <= parts for p in only)
 
 
-def cell_state(run_dir: Path) -> str:
-    """``done`` (scored), ``trained``, ``partial`` (a checkpoint to resume from) or ``new``."""
+def study_train_config(extra: list[str]) -> TrainConfig:
+    """The training options every cell gets (a bad one fails here, before any cell runs)."""
+    from finetune.train import build_parser, configs_from_args
+
+    args = build_parser().parse_args(["--method", "lora", "--data", "-", "--out", "-", *extra])
+    return configs_from_args(args)[0]
+
+
+def stopped_too_soon(run_dir: Path, tcfg: TrainConfig) -> bool:
+    """Whether the cell stopped early sooner than ``tcfg``'s rule allows: it was trained under a stricter one, and
+    resuming trains it on as if it had trained under this rule from the start (the rule only decides when to stop)."""
+    from finetune.train import earliest_stop
+
+    run = run_dir / "run.json"
+    record = json.loads(run.read_text()) if run.is_file() else {}
+    result = record.get("result") or {}
+    if not result.get("stopped_early"):
+        return False
+    stage = (record.get("schedule") or [{"start": 0, "end": record["total_steps"]}])[-1]
+    return result["steps"] < earliest_stop(stage, tcfg.min_steps_share)
+
+
+def cell_state(run_dir: Path, tcfg: TrainConfig | None = None) -> str:
+    """``done`` (scored), ``trained``, ``reopened`` (stopped sooner than ``tcfg``'s rule allows), ``partial`` (a
+    checkpoint to resume from) or ``new``."""
+    checkpoint = (run_dir / "checkpoints" / "last" / "trainer_state.json").is_file()
+    if tcfg is not None and checkpoint and stopped_too_soon(run_dir, tcfg):
+        return "reopened"
     if (run_dir / "eval_torch.json").is_file():
         return "done"
     run = run_dir / "run.json"
     result = json.loads(run.read_text()).get("result") if run.is_file() else None
     if result is not None and result.get("complete", True):
         return "trained"
-    if (run_dir / "checkpoints" / "last" / "trainer_state.json").is_file():
+    if checkpoint:
         return "partial"
     return "new"
 
@@ -148,6 +175,7 @@ def run_cell(
     score_data: str,
     out: Path,
     extra: list[str],
+    tcfg: TrainConfig,
     eval_items,
     latency_items,
 ) -> str:
@@ -155,8 +183,11 @@ def run_cell(
     ``score_data``); returns the state it was found in."""
     py = sys.executable
     run_dir = out / "cells" / cell.name
-    found = cell_state(run_dir)
-    if found in ("new", "partial"):
+    found = cell_state(run_dir, tcfg)
+    if found == "reopened":
+        for scored in ("eval_torch.json", "latency_onnx.json"):  # the scores of the model it had chosen then
+            (run_dir / scored).unlink(missing_ok=True)
+    if found in ("new", "partial", "reopened"):
         if found == "new" and run_dir.exists():
             import shutil
 
@@ -165,7 +196,7 @@ def run_cell(
         cmd += ["--eval", eval_data, "--out", str(run_dir), "--seed", str(cell.seed), "--no-progress", *extra]
         if cell.size is not None:
             cmd += ["--max-train-samples", str(cell.size)]
-        if found == "partial":
+        if found != "new":
             cmd.append("--resume")
         _run(cmd, out / "logs" / f"{cell.name}.train.log")
     if found != "done":
@@ -183,9 +214,9 @@ def run_cell(
     return found
 
 
-def load_cell(cell: Cell, out: Path) -> dict | None:
+def load_cell(cell: Cell, out: Path, tcfg: TrainConfig) -> dict | None:
     run_dir = out / "cells" / cell.name
-    if cell_state(run_dir) != "done":
+    if cell_state(run_dir, tcfg) != "done":
         return None
     ev = json.loads((run_dir / "eval_torch.json").read_text())
     onnx = run_dir / "latency_onnx.json"  # absent in cells scored before it was measured
@@ -314,6 +345,7 @@ def study(
         eval_items = eval_items or QUICK["eval_items"]
         latency_items = QUICK["latency_items"]
         probe_records = QUICK["probe_records"]
+    tcfg = study_train_config(extra)
     cells = plan(bases, methods, sizes, seeds, seeds_at_all)
     found: dict[str, str] = {}
     t_all = time.perf_counter()
@@ -323,12 +355,12 @@ def study(
         todo = [c for c in cells if selected(c, only or [])]
         for cell in tqdm(todo, desc="study cells", unit="cell"):
             found[cell.name] = run_cell(
-                cell, data, eval_data, score_data, out, extra, eval_items, latency_items
+                cell, data, eval_data, score_data, out, extra, tcfg, eval_items, latency_items
             )
         if controls:
             for base in bases:
                 run_controls(base, data, score_data, out, probe_records, eval_items)
-    done = [r for r in (load_cell(c, out) for c in cells) if r is not None]
+    done = [r for r in (load_cell(c, out, tcfg) for c in cells) if r is not None]
     ctrl = {}
     for base in bases:
         folder = out / "controls" / slug(base)

@@ -70,6 +70,13 @@ class TrainConfig:
     patience: int = field(
         default=3, metadata={"help": "stop after N evaluations without a better eval loss (0 = off)"}
     )
+    min_steps_share: float = field(
+        default=0.0,
+        metadata={
+            "help": "early stopping waits until this share of the schedule is trained (0-1), so that a dip of a "
+            "noisy eval score early in the run does not end it"
+        },
+    )
     # hardware
     device: str = field(default="auto", metadata={"help": "auto (CUDA if present, else CPU), cpu, cuda"})
     precision: str = field(
@@ -105,6 +112,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.warmup_steps < 0 or self.patience < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
             raise ValueError("warmup_steps, patience, weight_decay and max_grad_norm must be >= 0")
+        if not 0.0 <= self.min_steps_share <= 1.0:
+            raise ValueError(f"min_steps_share must be between 0 and 1, got {self.min_steps_share}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):

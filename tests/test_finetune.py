@@ -275,6 +275,39 @@ def test_early_stopping_keeps_the_best_model(tiny_bases, tmp_path):
     assert [e["lr"] for e in history[stop:]] == pytest.approx([3e-2, 2e-2, 1e-2])
 
 
+def test_a_later_stopping_rule_trains_on_a_run_that_stopped_sooner(tiny_bases, tmp_path):
+    """``min_steps_share`` holds early stopping back until that share of the schedule is trained. Resuming a run that
+    stopped sooner under the old rule trains it on exactly as if it had run under the new one from the start."""
+    # as above: the eval loss falls, then rises
+    flipped = [(t, e, m, s, -lv if lv else 3, r) for t, e, m, s, lv, r in EXAMPLES]
+    train_file = write_records(tmp_path / "train.jsonl")
+    eval_file = write_records(tmp_path / "eval.jsonl", flipped)
+    strict = quick_cfg(max_steps=40, eval_every=1, save_every=1, patience=2, lr=3e-2)
+    later = replace(strict, min_steps_share=0.75)  # no stop before step 30
+    base = tiny_bases["gpt2"]
+    first = train_mod.train("full", base, train_file, tmp_path / "run", eval_file, strict, progress=False)
+    assert first["result"]["stopped_early"] and first["result"]["steps"] < 30
+    resumed = train_mod.train(
+        "full", base, train_file, tmp_path / "run", eval_file, later, resume=True, progress=False
+    )
+    straight = train_mod.train(
+        "full", base, train_file, tmp_path / "straight", eval_file, later, progress=False
+    )
+    assert resumed["result"]["steps"] == straight["result"]["steps"] >= 30
+    assert (
+        resumed["schedule"] == straight["schedule"] == [{"start": 0, "end": 40, "peak_lr": 3e-2, "warmup": 0}]
+    )
+
+    def steps(run: str) -> list[dict]:  # the history less its clock
+        lines = (tmp_path / run / "history.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(x).items() if k != "elapsed_s"} for x in lines]
+
+    assert steps("run") == steps("straight")
+    assert resumed["result"]["best_eval_loss"] == straight["result"]["best_eval_loss"]
+    with pytest.raises(ValueError, match="min_steps_share"):
+        quick_cfg(min_steps_share=1.5)
+
+
 def test_run_dir_records_config_versions_device_and_commit(tiny_bases, records, tmp_path):
     train_mod.train(
         "lora", tiny_bases["gpt2"], records, tmp_path / "run", None, quick_cfg(max_steps=1), progress=False
@@ -507,6 +540,37 @@ def test_evaluate_cli_scores_a_run(tiny_bases, records, tmp_path, capsys):
         assert 0.0 <= m[key] <= 1.0
     assert m["latency_ms_p95"] >= m["latency_ms_p50"] > 0 and m["items_per_s"] > 0
     assert "f1_sentiment_3" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_study_trains_on_a_cell_that_stopped_sooner_than_its_rule_allows(tiny_bases, tmp_path, monkeypatch):
+    """A cell that stopped early under a stricter rule than the study's is trained on and scored again; the report
+    leaves it out until then."""
+    from finetune import compare as study_mod
+
+    monkeypatch.setenv("EA_BRIDGE_CACHE", str(tmp_path / "cache"))
+    flipped = [(t, e, m, s, -lv if lv else 3, r) for t, e, m, s, lv, r in EXAMPLES]
+    train_file = write_records(tmp_path / "train.jsonl")
+    eval_file = write_records(tmp_path / "eval.jsonl", flipped)
+    strict = "--max-steps 40 --batch-size 4 --warmup-steps 0 --eval-every 1 --lr 3e-2 --patience 2".split()
+    later = [*strict, "--min-steps-share", "0.75"]
+    base, cell = tiny_bases["gpt2"], study_mod.Cell(tiny_bases["gpt2"], "full", None, 0)
+    kw = {"latency_items": 1, "controls": False, "test_data": str(train_file)}
+    args = (str(train_file), str(eval_file), tmp_path, [base], ["full"], [None])
+    first = study_mod.study(*args, seeds=1, train_args=strict, **kw)
+    stopped = first["cells"][0]["run"]["result"]["steps"]
+    assert first["found"][cell.name] == "new" and stopped < 30
+    run_dir = tmp_path / "cells" / cell.name
+    assert study_mod.cell_state(run_dir, study_mod.study_train_config(strict)) == "done"
+    assert study_mod.cell_state(run_dir, study_mod.study_train_config(later)) == "reopened"
+    assert study_mod.study(*args, seeds=1, train_args=later, report_only=True, **kw)["cells_done"] == 0
+    again = study_mod.study(*args, seeds=1, train_args=later, **kw)
+    assert again["found"][cell.name] == "reopened" and again["cells_done"] == 1
+    assert again["cells"][0]["run"]["result"]["steps"] >= 30
+    assert again["cells"][0]["run"]["train_config"]["min_steps_share"] == 0.75
+    steps = [json.loads(x)["step"] for x in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, steps[-1] + 1))  # trained on from where it stopped, not restarted
+    assert study_mod.cell_state(run_dir, study_mod.study_train_config(later)) == "done"
 
 
 @pytest.mark.slow
