@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bridge.errors import ModelError
-from bridge.lm.analyzer import LMAnalyzer
+from bridge.lm.analyzer import GRAPH_VERSION, LMAnalyzer
 from bridge.lm.loading import load_model
 from finetune.export import FP32_TOLERANCE, export
 from finetune.tiny import ODD_TEXTS, make_tiny_base, make_tiny_model_dir
@@ -146,7 +146,14 @@ def test_a_first_use_build_that_fails_on_a_full_disk_leaves_torch_and_no_half_ex
         got = an.analyze_texts(ODD_TEXTS[:3])
     assert an.backend == "torch" and an.name.endswith(":torch") and not any(a.fallback for a in got)
     assert "could not be built (OSError" in caplog.text and "No space left" in caplog.text
-    assert list(cache.glob("onnx/*")) == []  # the temporary folder went with the failure
+    assert "to build it again" in caplog.text
+    # the half export went with the failure; only its record stays, so the next start does not spend the build again
+    (folder,) = cache.glob("onnx/*")
+    assert [f.name for f in folder.iterdir()] == ["parity.json"]
+    record = json.loads((folder / "parity.json").read_text())
+    assert record["fp32"] == {"passed": False, "error": "OSError: [Errno 28] No space left on device"}
+    assert record["checkpoint"] == an._hash and record["graph"] == GRAPH_VERSION
+    assert LMAnalyzer(run, backend="auto").backend == "torch"
     want = LMAnalyzer(run, backend="torch").analyze_texts(ODD_TEXTS[:3])
     assert [(a.labels, a.sentiment) for a in got] == [(a.labels, a.sentiment) for a in want]
 
@@ -179,11 +186,12 @@ def test_an_export_that_fails_parity_on_first_use_leaves_torch(bases, tmp_path, 
     assert LMAnalyzer(run, backend="auto").backend == "torch"  # and it is not built again
 
 
-@pytest.mark.parametrize("failure", ["parity", "raises"])
+@pytest.mark.parametrize("failure", ["parity", "raises", "raises unrecorded"])
 def test_analyses_are_cached_under_the_backend_that_answered(failure, bases, tmp_path, monkeypatch):
     """A first use whose ONNX build fails answers with torch, and its analyses are kept under the torch name. The
-    next run finds them all without loading the weights: torch from the start after a failed parity check, or
-    planning the build again after one that raised (no record is left), and looking under the torch name too."""
+    next run finds them all without loading the weights: torch from the start where the failure is recorded, or,
+    where its record could not be written (a full or read-only cache), the build planned again and the cache looked
+    up under the torch name too."""
     import pandas as pd
 
     from backtest.cache import AnalysisCache
@@ -199,6 +207,9 @@ def test_analyses_are_cached_under_the_backend_that_answered(failure, bases, tmp
             raise RuntimeError("this graph cannot be traced")
 
         monkeypatch.setattr("bridge.lm.onnx.export_onnx", untraceable)
+    if failure == "raises unrecorded":
+        # injected: root writes anywhere, so a read-only cache cannot be made here
+        monkeypatch.setattr("bridge.lm.onnx.record_build_error", lambda *args: None)
     run = tmp_path / "run"
     make_tiny_model_dir(bases["gpt2"], run / "model", method="lora")
     t = pd.Timestamp("2016-05-06 12:30", tz="UTC")
@@ -210,5 +221,5 @@ def test_analyses_are_cached_under_the_backend_that_answered(failure, bases, tmp
         assert first.name.endswith(":torch") and first.computed == 2
         lm = LMAnalyzer(run, backend="auto")
         again = NewsAnalyzer(lm, None, cache=cache)
-        assert again.name.endswith(":torch" if failure == "parity" else ":onnx")
+        assert again.name.endswith(":onnx" if failure == "raises unrecorded" else ":torch")
         assert again.analyze(items) == answers and again.computed == 0 and not lm.loaded

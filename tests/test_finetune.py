@@ -552,7 +552,8 @@ def test_study_trains_on_a_cell_that_stopped_sooner_than_its_rule_allows(tiny_ba
     flipped = [(t, e, m, s, -lv if lv else 3, r) for t, e, m, s, lv, r in EXAMPLES]
     train_file = write_records(tmp_path / "train.jsonl")
     eval_file = write_records(tmp_path / "eval.jsonl", flipped)
-    strict = "--max-steps 40 --batch-size 4 --warmup-steps 0 --eval-every 1 --lr 3e-2 --patience 2".split()
+    strict = ["--max-steps", "40", "--batch-size", "4", "--warmup-steps", "0", "--eval-every", "1"]
+    strict += ["--lr", "3e-2", "--patience", "2"]
     later = [*strict, "--min-steps-share", "0.75"]
     base, cell = tiny_bases["gpt2"], study_mod.Cell(tiny_bases["gpt2"], "full", None, 0)
     kw = {"latency_items": 1, "controls": False, "test_data": str(train_file)}

@@ -460,7 +460,14 @@ class LMAnalyzer:
             if self._onnx_path is not None:
                 del model_obj
                 return tokenizer, _OnnxRunner(self._onnx_path, self._onnx_meta)
-            log.warning("ONNX export of %s %s: analysing with torch", self.model_dir, why)
+            from bridge.lm.onnx import cached_export_dir
+
+            log.warning(
+                "ONNX export of %s %s: analysing with torch (remove %s to build it again)",
+                self.model_dir,
+                why,
+                cached_export_dir(self._hash),
+            )
             self.backend = "torch"
             self.name = self._name("torch", False)
         return tokenizer, _TorchRunner(model_obj.to(self.device))
@@ -485,8 +492,8 @@ class LMAnalyzer:
     @property
     def cache_names(self) -> list[str]:
         """The names under which a cache may hold this analyzer's analyses, its own first. Before a first-use ONNX
-        build has run, torch may yet answer (the build can fail, and one that raises leaves no record to say so), so
-        the torch name too: torch's answers are what the ONNX export is checked against."""
+        build has run, torch may yet answer (the build can fail, and one that could not write its record leaves
+        nothing to say so), so the torch name too: torch's answers are what the ONNX export is checked against."""
         if getattr(self, "_build_onnx", False) and not self.loaded:
             return [self.name, self._name("torch", False)]
         return [self.name]

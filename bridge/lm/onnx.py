@@ -3,8 +3,9 @@
 An export is used only where its parity check passed and it was made from the same weights (checkpoint hash) and
 graph version. ``python -m finetune.export RUN --onnx`` writes one into the model directory; otherwise the analyzer
 builds one into the cache the first time a model is used with ``backend="auto"`` (``build_cached_export``): about a minute
-for SmolLM2-135M, once per set of weights, with a progress bar; a failed parity check is recorded there and the
-analyzer stays on torch. The cache keeps the ``MAX_CACHED_EXPORTS`` most recently used exports.
+for SmolLM2-135M, once per set of weights, with a progress bar. A failed parity check, or a build that raised, is
+recorded there and the analyzer stays on torch (removing the record's folder builds again). The cache keeps the
+``MAX_CACHED_EXPORTS`` most recently used exports.
 """
 
 from __future__ import annotations
@@ -165,22 +166,15 @@ def build_cached_export(
             bar.update()
             parity = check_parity(model, ort_session(tmp / ONNX_FILE), tokenizer, schema, max_tokens)
             bar.update()
-    except BaseException:  # disk full, interrupted: no half export stays behind
+    except BaseException as exc:  # disk full, interrupted: no half export stays behind
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, Exception):  # not an interruption: the next start would fail the same way
+            record_build_error(folder, model_dir, weights_hash, exc)
         raise
-    layers, kv_heads, head_dim = kv_shape(model.config)
     passed = parity["max_abs_diff"] <= FP32_TOLERANCE
     record = {
-        "model": str(model_dir),
-        "checkpoint": weights_hash,
-        "graph": GRAPH_VERSION,
-        "layers": layers,
-        "kv_heads": kv_heads,
-        "head_dim": head_dim,
-        "opset": OPSET,
-        "built": "on first use",
+        **build_record(model_dir, weights_hash, model.config),
         "fp32": {**parity, "tolerance": FP32_TOLERANCE, "passed": passed},
-        "versions": library_versions(),
     }
     if not passed:
         (tmp / ONNX_FILE).unlink(missing_ok=True)
@@ -197,6 +191,37 @@ def build_cached_export(
         shutil.rmtree(tmp, ignore_errors=True)
     prune_cached_exports(keep=folder)
     return record
+
+
+def build_record(model_dir: Path, weights_hash: str, config=None) -> dict:
+    """What a first-use build's ``parity.json`` says besides its outcome."""
+    shape = dict(zip(("layers", "kv_heads", "head_dim"), kv_shape(config), strict=True)) if config else {}
+    return {
+        "model": str(model_dir),
+        "checkpoint": weights_hash,
+        "graph": GRAPH_VERSION,
+        **shape,
+        "opset": OPSET,
+        "built": "on first use",
+        "versions": library_versions(),
+    }
+
+
+def record_build_error(folder: Path, model_dir: Path, weights_hash: str, exc: Exception) -> None:
+    """Record a build that raised as a failed one, so that later starts use torch at once instead of spending the
+    build again; removing ``folder`` retries it. Best effort: where the cache cannot be written (full, read-only), no
+    record is left and the next start tries again."""
+    record = {
+        **build_record(model_dir, weights_hash),
+        "fp32": {"passed": False, "error": f"{type(exc).__name__}: {exc}"},
+    }
+    tmp = folder.with_name(f"{folder.name}{PART}{os.getpid()}")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        (tmp / PARITY_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        tmp.rename(folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def prune_cached_exports(keep: Path, limit: int | None = None) -> list[Path]:
