@@ -1,13 +1,16 @@
-"""One headline's analysis, alone: latency and achieved GFLOP/s of the analyzer against a plain matrix multiply of the
-same precision, measured in the same run: the plain greedy loop (one forward pass per decision, the baseline), draft
-and verify (several decisions checked per pass, the analyzer's default), and draft and verify with bf16 weights.
+"""One headline's analysis, alone: latency of the plain greedy loop (one forward pass per decision, the baseline),
+draft and verify (several decisions checked per pass, the analyzer's default), with ONNX Runtime, with int8 weights
+and with bf16 weights, measured in the same run against two kinds of floor.
 
     python bench/analysis_latency.py --model runs/lora --data dev.jsonl --items 40
 
-A forward pass costs about 2 x parameters x tokens floating-point operations; the analyzer's achieved rate is that
-over the tokens it feeds per item (prompt and answer) divided by its time per item. Two baselines per precision: a
-matrix-vector product (one token, what each decoding step is) and a 64-row matrix product, of the model's own hidden
-and MLP sizes. Every run's answers are compared with the baseline's. Goal (issue 11): p50 at most 100 ms.
+Arithmetic: a forward pass costs about 2 x parameters x tokens floating-point operations; the analyzer's achieved
+rate is that over the tokens it feeds per item (prompt and answer) divided by its time per item. Two baselines per
+precision: a matrix-vector product (one token) and a 64-row matrix product, of the model's own hidden and MLP sizes.
+Memory: a decoding pass feeds a few tokens, so it streams every weight once for little arithmetic; the floor of a
+pass is one token through every linear weight of the model (its own tensors, in torch), against which each run's
+time per forward pass is set. Every run's answers are compared with the baseline's. Goal (issue 11): p50 at most
+100 ms.
 
 Prints a table and writes JSON (config, versions, every figure) to ``--out``.
 """
@@ -55,6 +58,29 @@ def matmul_gflops(rows: int, inner: int, outer: int, dtype: torch.dtype, seconds
         a @ w
         n += 1
     return 2 * rows * inner * outer * n / (time.perf_counter() - t0) / 1e9
+
+
+def weights_pass(model: torch.nn.Module, seconds: float = 1.0) -> tuple[float, int]:
+    """Seconds of one token through every linear weight of ``model`` (its own tensors and dtype, the output layer
+    included), and their bytes: the least a decoding pass costs, since it streams every weight from memory once for
+    little arithmetic."""
+    mats = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    xs = [torch.randn(1, w.shape[1], dtype=w.dtype) for w in mats]
+
+    def once():
+        for x, w in zip(xs, mats, strict=True):
+            torch.nn.functional.linear(x, w)
+
+    with torch.inference_mode():
+        for _ in range(3):
+            once()
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            once()
+            n += 1
+    return (time.perf_counter() - t0) / n, sum(
+        w.numel() * w.element_size() for w in {id(w): w for w in mats}.values()
+    )
 
 
 def time_items(an: LMAnalyzer, texts: list[str]) -> tuple[list[float], list, float]:
@@ -125,6 +151,8 @@ def main(argv=None) -> int:
         ]
         flops = 2 * params * float(np.mean(tokens))
         p50 = float(np.median(lat))
+        # the torch model in this run's precision (int8 and ONNX rows: the fp32 weights, the bytes they start from)
+        floor_s, weight_bytes = weights_pass(an.runner.model if backend == "torch" else model)
         results["runs"][name] = {
             "p50_ms": 1e3 * p50,
             "p90_ms": 1e3 * float(np.percentile(lat, 90)),
@@ -134,6 +162,9 @@ def main(argv=None) -> int:
             # int8 weights: the matrix baselines stay fp32 (torch has no plain int8 matmul on the CPU)
             "matvec_gflops": matmul_gflops(1, hidden, mlp, matmul_dtype),
             "matmul64_gflops": matmul_gflops(64, hidden, mlp, matmul_dtype),
+            "ms_per_forward": 1e3 * p50 / forwards,
+            "weights_pass_ms": 1e3 * floor_s,
+            "weights_gb_per_s": weight_bytes / floor_s / 1e9,
             "answers_equal_to_baseline": sum(
                 (a.labels, a.sentiment, a.related) == (b.labels, b.sentiment, b.related)
                 for a, b in zip(answers[CONFIGS[0][0]], out, strict=True)
@@ -153,6 +184,15 @@ def main(argv=None) -> int:
             f"{r['answers_equal_to_baseline']:>5}"
         )
     print(f"same: answers equal to the baseline's, of {len(texts)}; goal: p50 <= 100 ms")
+    print(f"\n{'':<26} {'ms/forward':>10} {'weights pass ms':>16} {'GB/s':>6} {'x floor':>8}")
+    for name, r in results["runs"].items():
+        print(
+            f"{name:<26} {r['ms_per_forward']:>10.1f} {r['weights_pass_ms']:>16.1f} {r['weights_gb_per_s']:>6.1f} "
+            f"{r['ms_per_forward'] / r['weights_pass_ms']:>8.2f}"
+        )
+    print(
+        "weights pass: one token through every linear weight in torch (the fp32 ones for ONNX and int8 rows)"
+    )
     write_results(results, args.out)
     return 0
 

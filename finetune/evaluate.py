@@ -121,9 +121,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True, help="run directory or model directory")
     ap.add_argument("--data", required=True, help="labelled instruction records (JSONL/JSON)")
     ap.add_argument("--backend", choices=BACKENDS, default="auto", help="inference backend")
-    ap.add_argument(
-        "--int8", action="store_true", help="with the onnx backend: the dynamically quantized export"
-    )
+    ap.add_argument("--int8", action="store_true", help="with the onnx backend: the export with int8 weights")
     ap.add_argument("--batch-size", type=int, default=32, help="items per batch")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--limit", type=int, default=None, help="evaluate only the first N records")

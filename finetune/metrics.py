@@ -46,6 +46,23 @@ def three_class(level: int) -> int:
     return (level > 0) - (level < 0)
 
 
+def item_hits(gold: Sequence[Analysis], pred: Sequence[Analysis], schema: Schema) -> dict[str, list[bool]]:
+    """Per item, whether each field, the sentiment, the related list (as a set) and the whole answer are right: the
+    accuracies are their means."""
+    pairs = list(zip(gold, pred, strict=True))
+    hits = {
+        f"acc_{f.name}": [g.labels.get(f.name) == p.labels.get(f.name) for g, p in pairs]
+        for f in schema.fields
+    }
+    hits["acc_sentiment"] = [g.sentiment == p.sentiment for g, p in pairs]
+    hits["acc_related"] = [set(g.related) == set(p.related) for g, p in pairs]
+    hits["exact_match"] = [
+        g.labels == p.labels and g.sentiment == p.sentiment and set(g.related) == set(p.related)
+        for g, p in pairs
+    ]
+    return hits
+
+
 def score(gold: Sequence[Analysis], pred: Sequence[Analysis], schema: Schema) -> dict[str, float]:
     """All label metrics for paired gold and predicted analyses."""
     if len(gold) != len(pred):
@@ -54,26 +71,14 @@ def score(gold: Sequence[Analysis], pred: Sequence[Analysis], schema: Schema) ->
     if n == 0:
         raise ValueError("nothing to score")
     out: dict[str, float] = {"n": n}
-    for f in schema.fields:
-        out[f"acc_{f.name}"] = (
-            sum(g.labels.get(f.name) == p.labels.get(f.name) for g, p in zip(gold, pred, strict=True)) / n
-        )
+    out.update({name: sum(hits) / n for name, hits in item_hits(gold, pred, schema).items()})
     g7 = [g.sentiment for g in gold]
     p7 = [p.sentiment for p in pred]
-    out["acc_sentiment"] = sum(a == b for a, b in zip(g7, p7, strict=True)) / n
-    out["acc_related"] = sum(set(g.related) == set(p.related) for g, p in zip(gold, pred, strict=True)) / n
     out["f1_sentiment_7"] = macro_f1(g7, p7, range(-3, 4))
     g3, p3 = [three_class(x) for x in g7], [three_class(x) for x in p7]
     out["f1_sentiment_3"] = macro_f1(g3, p3, (-1, 0, 1))
     out["wf1_sentiment_3"] = weighted_f1(g3, p3, (-1, 0, 1))
     out["acc_sentiment_3"] = sum(a == b for a, b in zip(g3, p3, strict=True)) / n
-    out["exact_match"] = (
-        sum(
-            g.labels == p.labels and g.sentiment == p.sentiment and set(g.related) == set(p.related)
-            for g, p in zip(gold, pred, strict=True)
-        )
-        / n
-    )
     out["parse_failure_rate"] = sum(p.fallback for p in pred) / n
     return out
 
@@ -280,18 +285,8 @@ def score_intervals(
     if len(gold) != len(pred) or not gold:
         raise ValueError(f"need paired, non-empty analyses, got {len(gold)} and {len(pred)}")
     out: dict[str, tuple[float, float]] = {}
-    pairs = list(zip(gold, pred, strict=True))
-    per_item = {
-        f"acc_{f.name}": [g.labels.get(f.name) == p.labels.get(f.name) for g, p in pairs]
-        for f in schema.fields
-    }
-    per_item["acc_sentiment"] = [g.sentiment == p.sentiment for g, p in pairs]
-    per_item["exact_match"] = [
-        g.labels == p.labels and g.sentiment == p.sentiment and set(g.related) == set(p.related)
-        for g, p in pairs
-    ]
-    for name, vals in per_item.items():
-        out[name] = bootstrap_interval(vals, samples=samples, seed=seed)[1:]
+    for name, hits in item_hits(gold, pred, schema).items():
+        out[name] = bootstrap_interval(hits, samples=samples, seed=seed)[1:]
     g7, p7 = [g.sentiment for g in gold], [p.sentiment for p in pred]
     g3, p3 = [three_class(x) for x in g7], [three_class(x) for x in p7]
     out["f1_sentiment_7"] = bootstrap_interval(

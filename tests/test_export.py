@@ -37,6 +37,11 @@ def test_export_parity_merged_weights_and_backend_choice(method, arch, bases, tm
     assert parity["prefill_ms"]["torch"] > 0 and parity["prefill_ms"]["onnx"] > 0
     if "int8" in report:
         assert (run / "model/onnx/model.int8.onnx").is_file() and report["int8"]["max_abs_diff"] > 0
+        # weight-only: the weights of every matrix product are int8 blocks, the activations are not quantized
+        import onnx
+
+        ops = {n.op_type for n in onnx.load(str(run / "model/onnx/model.int8.onnx")).graph.node}
+        assert "MatMulNBits" in ops and "DynamicQuantizeLinear" not in ops
     # merged weights give the unmerged model's logits
     unmerged, tok, _ = load_model(run)
     ids = torch.tensor([tok("### Response:\nevent: central bank decision")["input_ids"]])

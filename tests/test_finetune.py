@@ -875,7 +875,9 @@ def test_plain_peft_template_can_be_set_for_llamafactory(tiny_bases, tmp_path, m
 
 
 def test_bootstrap_interval_of_known_inputs():
-    from finetune.metrics import bootstrap_interval, macro_f1, score_intervals, weighted_f1
+    import dataclasses
+
+    from finetune.metrics import bootstrap_interval, macro_f1, score, score_intervals, weighted_f1
 
     # all correct: no spread at all
     assert bootstrap_interval([1.0] * 50) == (1.0, 1.0, 1.0)
@@ -894,6 +896,14 @@ def test_bootstrap_interval_of_known_inputs():
     a = [Analysis({"event": "other", "market": "US", "sector": "FX"}, lv) for lv in (2, 0, -2, 0)] * 10
     iv = score_intervals(a, a, schema, samples=200)
     assert iv["wf1_sentiment_3"] == (1.0, 1.0) and iv["acc_event"] == (1.0, 1.0)
+    # every accuracy has one, the related list's too (a set: order does not count); half of it right here
+    gold_related, pred_related = [("EURUSD", "XAUUSD"), ()] * 20, [("XAUUSD", "EURUSD"), ("DXY",)] * 20
+    related = [dataclasses.replace(x, related=r) for x, r in zip(a, gold_related, strict=True)]
+    guess = [dataclasses.replace(x, related=r) for x, r in zip(a, pred_related, strict=True)]
+    iv = score_intervals(related, guess, schema, samples=400)
+    assert score(related, guess, schema)["acc_related"] == 0.5
+    assert iv["acc_related"][0] < 0.5 < iv["acc_related"][1]
+    assert iv["acc_event"] == (1.0, 1.0) and iv["exact_match"] == iv["acc_related"]
 
 
 def test_paired_difference_of_known_inputs():

@@ -32,9 +32,11 @@ from bridge.lm.loading import cache_dir, encode_prompt
 from bridge.provenance import library_versions
 
 FP32_TOLERANCE = 1e-3  # max abs logit difference allowed between ONNX Runtime and torch in fp32
-# int8 changes logits by design; beyond this it also changes answers (measured on SmolLM2: diff 19, event accuracy
-# 0.68 -> 0.07), so such an export is recorded as failed and never loaded.
+# int8 changes logits by design; beyond this it also changes answers (measured on SmolLM2 with activations quantized
+# too: diff 19, event accuracy 0.68 -> 0.07), so such an export is recorded as failed and never loaded.
 INT8_TOLERANCE = 1.0
+# int8 weights: one scale per block of this many input rows (finetune.export.quantize_weights)
+INT8_BLOCK = 32
 OPSET = 17
 # First-use exports kept in the cache (about 540 MB each for SmolLM2-135M in fp32); building one more removes the
 # least recently used beyond this.
