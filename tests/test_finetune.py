@@ -1107,3 +1107,33 @@ def test_gemma3_base_loads_offline_trains_and_reads_news_through_the_same_code(r
     assert adapter["base_model_name_or_path"] == "google/gemma-3-270m"
     tuned = LMAnalyzer(tmp_path / "lora", backend="torch")
     assert all(not a.fallback for a in tuned.analyze_texts(texts))
+
+
+def test_study_scores_by_source_trace_each_item_to_its_part(tmp_path):
+    from bench.study_by_source import item_parts, part_scores
+
+    def write(path, inputs):
+        path.write_text("".join(json.dumps({"input": t, "output": ""}) + "\n" for t in inputs))
+        return path
+
+    a = write(tmp_path / "tfns.test.jsonl", ["a1", "a2", "both"])
+    b = write(tmp_path / "fx.test.jsonl", ["b1", "both"])
+    test = write(tmp_path / "studytest.test.jsonl", ["b1", "a2", "both", "a1"])
+    meta = {"inputs": [{"path": str(a)}, {"path": str(b)}]}
+    (tmp_path / "studytest.test.jsonl.meta.json").write_text(json.dumps(meta))
+    parts = item_parts(test)
+    assert parts == ["fx", "tfns", "?", "tfns"]  # an input in two parts belongs to neither
+    per_item = {
+        "gold_sentiment": [2, -1, 0, 0],
+        "pred_sentiment": [1, 1, 0, 0],
+        "gold_event": ["central bank", "corporate", "other", "corporate"],
+        "pred_event": ["other", "corporate", "other", "corporate"],
+    }
+    scores = part_scores(per_item, parts)
+    assert scores["fx"]["n"] == 1 and scores["fx"]["acc_event"] == (0.0, 0.0, 0.0)
+    assert scores["fx"]["wf1_sentiment_3"][0] == 1.0  # +2 and +1 are both positive
+    assert scores["tfns"]["n"] == 2 and scores["tfns"]["acc_event"][0] == 1.0
+    # negative read as positive (F1 0), neutral right (F1 1), one item each: weighted F1 0.5
+    assert scores["tfns"]["wf1_sentiment_3"][0] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="3 answers for 4 test items"):
+        part_scores({k: v[:3] for k, v in per_item.items()}, parts)
