@@ -184,9 +184,6 @@ def run_cell(
     py = sys.executable
     run_dir = out / "cells" / cell.name
     found = cell_state(run_dir, tcfg)
-    if found == "reopened":
-        for scored in ("eval_torch.json", "latency_onnx.json"):  # the scores of the model it had chosen then
-            (run_dir / scored).unlink(missing_ok=True)
     if found in ("new", "partial", "reopened"):
         if found == "new" and run_dir.exists():
             import shutil
@@ -199,6 +196,9 @@ def run_cell(
         if found != "new":
             cmd.append("--resume")
         _run(cmd, out / "logs" / f"{cell.name}.train.log")
+        if found == "reopened":  # trained on: the scores of the model it had chosen before go
+            for scored in ("eval_torch.json", "latency_onnx.json"):
+                (run_dir / scored).unlink(missing_ok=True)
     if found != "done":
         # ONNX latency first (the export is built on first use into the cache), then the scores on torch, whose file
         # marks the cell done

@@ -73,8 +73,8 @@ class TrainConfig:
     min_steps_share: float = field(
         default=0.0,
         metadata={
-            "help": "early stopping waits until this share of the schedule is trained (0-1), so that a dip of a "
-            "noisy eval score early in the run does not end it"
+            "help": "early stopping waits until this share of the current stage of the schedule is trained "
+            "(0-1), so that a dip of a noisy eval score early in the run does not end it"
         },
     )
     # hardware

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from bridge.cli import HelpFormatter
-from bridge.errors import ModelError, run_main
+from bridge.errors import ModelError, UserError, run_main
 from bridge.lm.analyzer import (
     GRAPH_VERSION,
     ONNX_FILE,
@@ -105,7 +105,14 @@ def quantize_weights(
     import logging
 
     import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    try:
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    except ImportError as exc:
+        raise UserError(
+            f"int8 weights need ONNX Runtime's 8-bit MatMulNBits quantizer: {exc}",
+            hint="pip install -U onnxruntime onnx-ir (the versions that installing EA Bridge picks have it)",
+        ) from exc
 
     # its progress lines are not the user's business
     logging.getLogger("onnxruntime.quantization").setLevel(logging.ERROR)

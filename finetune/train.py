@@ -9,8 +9,8 @@ The loss covers only the answer tokens (the prompt is masked with -100). Trainin
 CPU: the data order of every epoch comes from the seed, and a checkpoint holds the trainable weights, optimizer,
 scheduler and RNG states, so a resumed run continues exactly where it stopped. With ``--eval``, the eval loss is
 measured every ``--eval-every`` steps, the best model so far is kept in ``RUN_DIR/model`` and training stops after
-``--patience`` evaluations without improvement (not before ``--min-steps-share`` of the schedule). The run directory
-holds:
+``--patience`` evaluations without improvement (not before ``--min-steps-share`` of the current stage). The run
+directory holds:
 
     run.json            configs, library versions, device, git commit, parameter counts, speed and memory figures
     history.jsonl       train loss per step and eval loss per evaluation (the loss curves)
@@ -435,11 +435,12 @@ def schedule_stages(
     and whether the run had stopped early.
 
     A new run has one stage. Resuming keeps the stages the checkpoint recorded, so an interrupted run continues on
-    the same schedule (an explicit ``--lr`` must then be the unfinished stage's own), and so does one that stopped
-    early sooner than ``--min-steps-share`` now allows. Resuming a finished run (or one that stopped early) with a
-    larger ``--max-steps`` or ``--epochs`` extends it: a new stage from where it stopped to the new total, warming up
-    again over ``--warmup-steps`` to ``--lr``. The data order carries on (no example is seen twice before the epoch
-    ends) and the optimizer keeps its moments, which a fresh run started from the trained weights would lose.
+    the same schedule (an explicit ``--lr`` must then be the unfinished stage's own), and so does one resumed with
+    the same length that stopped early sooner than ``--min-steps-share`` now allows. Resuming a finished run (or
+    one that stopped early) with a larger ``--max-steps`` or ``--epochs`` extends it: a new stage from where it
+    stopped to the new total, warming up again over ``--warmup-steps`` to ``--lr``. The data order carries on (no
+    example is seen twice before the epoch ends) and the optimizer keeps its moments, which a fresh run started from
+    the trained weights would lose.
     """
     if prior is None:  # a new run
         return [{"start": 0, "end": total_steps, "peak_lr": lr, "warmup": tcfg.warmup_steps}], False
@@ -459,8 +460,10 @@ def schedule_stages(
         ]
         stopped_early = (rec.get("result") or {}).get("stopped_early", False)
     last, step = stages[-1], prior["step"]
-    if stopped_early and step < earliest_stop(last, tcfg.min_steps_share):
-        stopped_early = False  # stopped by a rule that allowed a sooner stop: this one trains on
+    if stopped_early and total_steps == last["end"] and step < earliest_stop(last, tcfg.min_steps_share):
+        # stopped by a rule that allowed a sooner stop: this one trains on (an extension instead starts its new
+        # stage from where the run stopped)
+        stopped_early = False
     unfinished = step < last["end"] and not stopped_early  # the last stage still has steps to train
     if total_steps == last["end"]:
         new_rate = tcfg.lr is not None and not math.isclose(tcfg.lr, last["peak_lr"], rel_tol=1e-9)
@@ -494,7 +497,8 @@ def schedule_stages(
 
 def earliest_stop(stage: dict, share: float) -> int:
     """The first step at which early stopping may end ``stage``: once ``share`` of its steps are trained."""
-    return stage["start"] + math.ceil(share * (stage["end"] - stage["start"]))
+    # rounded first, so that a share such as 0.3 of 10 steps is 3 steps, not 4 (0.3 * 10 = 3.0000000000000004)
+    return stage["start"] + math.ceil(round(share * (stage["end"] - stage["start"]), 9))
 
 
 def lr_factor(stages: list[dict], step: int) -> float:

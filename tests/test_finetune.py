@@ -308,6 +308,20 @@ def test_a_later_stopping_rule_trains_on_a_run_that_stopped_sooner(tiny_bases, t
         quick_cfg(min_steps_share=1.5)
 
 
+def test_extending_a_run_that_stopped_too_soon_starts_its_new_stage_where_it_stopped(tmp_path):
+    """Only a resume with the same length trains a too-soon stop on to the end of its stage; a longer one extends
+    the run from where it stopped, as it would any early stop."""
+    first = {"start": 0, "end": 40, "peak_lr": 3e-2, "warmup": 0}
+    prior = {"stages": [first], "stopped_early": True, "step": 5}
+    later = quick_cfg(max_steps=40, min_steps_share=0.75, lr=3e-2)
+    assert train_mod.schedule_stages(tmp_path, prior, 40, 3e-2, later) == ([first], False)
+    stages, stopped = train_mod.schedule_stages(tmp_path, prior, 60, 1e-2, replace(later, max_steps=60))
+    assert not stopped
+    assert stages == [{**first, "stopped_at": 5}, {"start": 5, "end": 60, "peak_lr": 1e-2, "warmup": 0}]
+    # the share counts the current stage's steps, rounded so that 0.3 of 10 is 3
+    assert train_mod.earliest_stop({"start": 20, "end": 30}, 0.3) == 23
+
+
 def test_run_dir_records_config_versions_device_and_commit(tiny_bases, records, tmp_path):
     train_mod.train(
         "lora", tiny_bases["gpt2"], records, tmp_path / "run", None, quick_cfg(max_steps=1), progress=False
@@ -562,6 +576,8 @@ def test_study_trains_on_a_cell_that_stopped_sooner_than_its_rule_allows(tiny_ba
     stopped = first["cells"][0]["run"]["result"]["steps"]
     assert first["found"][cell.name] == "new" and stopped < 30
     run_dir = tmp_path / "cells" / cell.name
+    history = lambda: [json.loads(x) for x in (run_dir / "history.jsonl").read_text().splitlines()]  # noqa: E731
+    before = history()
     assert study_mod.cell_state(run_dir, study_mod.study_train_config(strict)) == "done"
     assert study_mod.cell_state(run_dir, study_mod.study_train_config(later)) == "reopened"
     assert study_mod.study(*args, seeds=1, train_args=later, report_only=True, **kw)["cells_done"] == 0
@@ -569,8 +585,10 @@ def test_study_trains_on_a_cell_that_stopped_sooner_than_its_rule_allows(tiny_ba
     assert again["found"][cell.name] == "reopened" and again["cells_done"] == 1
     assert again["cells"][0]["run"]["result"]["steps"] >= 30
     assert again["cells"][0]["run"]["train_config"]["min_steps_share"] == 0.75
-    steps = [json.loads(x)["step"] for x in (run_dir / "history.jsonl").read_text().splitlines()]
+    after = history()
+    steps = [row["step"] for row in after]
     assert steps == list(range(1, steps[-1] + 1))  # trained on from where it stopped, not restarted
+    assert after[: len(before)] == before
     assert study_mod.cell_state(run_dir, study_mod.study_train_config(later)) == "done"
 
 

@@ -462,12 +462,14 @@ class LMAnalyzer:
                 return tokenizer, _OnnxRunner(self._onnx_path, self._onnx_meta)
             from bridge.lm.onnx import cached_export_dir
 
-            log.warning(
-                "ONNX export of %s %s: analysing with torch (remove %s to build it again)",
-                self.model_dir,
-                why,
-                cached_export_dir(self._hash),
+            folder = cached_export_dir(self._hash)
+            # a recorded failure pins torch until its folder goes; a full disk or a missing library is not recorded
+            then = (
+                f"remove {folder} to build it again"
+                if (folder / "parity.json").exists()
+                else "the next start tries again"
             )
+            log.warning("ONNX export of %s %s: analysing with torch (%s)", self.model_dir, why, then)
             self.backend = "torch"
             self.name = self._name("torch", False)
         return tokenizer, _TorchRunner(model_obj.to(self.device))

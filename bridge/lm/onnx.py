@@ -170,7 +170,9 @@ def build_cached_export(
             bar.update()
     except BaseException as exc:  # disk full, interrupted: no half export stays behind
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, Exception):  # not an interruption: the next start would fail the same way
+        # a build that cannot work with these weights and libraries is recorded; a full disk, too little memory or a
+        # missing library may be gone by the next start, which tries again
+        if isinstance(exc, Exception) and not isinstance(exc, (OSError, MemoryError, ImportError)):
             record_build_error(folder, model_dir, weights_hash, exc)
         raise
     passed = parity["max_abs_diff"] <= FP32_TOLERANCE
