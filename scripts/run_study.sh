@@ -22,7 +22,7 @@ PY=${PY:-.venv/bin/python}
 S="$WORK/split"
 scripts/make_split.sh "$WORK"   # the shipped run's split, and the study's training and test files
 study() {
-    $PY -m finetune.compare --data "$S/study.train.jsonl" --eval "$S/shipped.dev.jsonl" --test "$S/studytest.test.jsonl" \
+    $PY -m finetune.compare --data "$S/study.train.jsonl" --eval "$S/study.dev.jsonl" --test "$S/studytest.test.jsonl" \
         --out "$OUT" --bases smollm2-135m gemma3-270m --sizes 500 2000 --seeds 3 --latency-items 8 \
         --train-args "--epochs 3 --eval-every 50 --patience 3 --max-eval-samples 200 --select-by wf1 --save-every 50 --min-steps-share 0.5" "$@"
 }
