@@ -5,9 +5,8 @@
 # each split on its own with a fixed recorded seed (scripts/make_split.sh). The ForexFactory calendar is split and
 # scored but not trained on: its licence is not stated, and only weights trained on the MIT sets and the project's own
 # data may ship. Model choice and early stopping by the analyzer's 3-class weighted F1 on a fixed draw of 300
-# development records, every 250 steps. Resumable: run it again and it
-# continues from RUN/checkpoints/last. The test parts are scored once per chosen model, at the end, never to choose
-# between models.
+# development records, every 250 steps. Resumable: run it again and it continues from RUN/checkpoints/last. The test
+# parts are scored once per chosen model, at the end, never to choose between models.
 #
 # Adapters because the tuning study found their event accuracy above LoRA's at 2,000 records (sentiment not
 # distinguished). METHOD=lora (or full) trains that method with the same data, seed, batches and schedule instead

@@ -140,7 +140,7 @@ def test_no_duplicate_inputs_in_either_set():
 def test_extra_set_has_no_near_copy_of_a_split_record():
     # The extra set is trained on beside the split set's training part; a headline that shares most of its words
     # with one in the split set (in its test part, say) would leak that item into training. Jaccard similarity of
-    # the word sets must stay below 0.55 (rephrasings of one event by the two sets score 0.6-0.9).
+    # the word sets must stay below 0.55 (rephrasings of one real event in the two sets scored 0.55-0.9).
     split_words = [_words(r["input"]) for r in _read_jsonl(HEADLINES)]
     for rec in _read_jsonl(HEADLINES_EXTRA):
         words = _words(rec["input"])
