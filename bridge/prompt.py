@@ -91,8 +91,10 @@ def _answer_pattern() -> re.Pattern:
     key = "|".join(re.escape(k) for k in sorted(keys, key=len, reverse=True))
     # a related list is instruments in capitals (EUR, GBPUSD, BRK.B), so "related: stocks" keeps its word
     instruments = r"[A-Z0-9][A-Z0-9._/]{1,23}\b(?:\s*,\s*[A-Z0-9][A-Z0-9._/]{1,23}\b)*"
+    # a request right before a key ("Answer sentiment: ...") goes with it; "answer" before other words stays
+    request = r"(?:(?i:answer|respond|reply|output|return)(?:\s+(?i:with))?\s+)?"
     return re.compile(
-        rf"\b(?:(?i:{key})\s*:\s*(?:(?i:{vocab})\b)?|(?i:related)\s*:\s*(?:(?i:none)\b|{instruments})?)"
+        rf"\b{request}(?:(?i:{key})\s*:\s*(?:(?i:{vocab})\b)?|(?i:related)\s*:\s*(?:(?i:none)\b|{instruments})?)"
     )
 
 
