@@ -62,11 +62,14 @@ def related_entries(raw: str) -> tuple[list[str], int]:
 # GBP") goes altogether, as does a request to ignore the instructions. Only a key's own vocabulary (every shipped
 # schema's labels, or a list of instruments) is taken with it, so "Sentiment: investors gloomy" keeps its news.
 _SECTION = re.compile(r"#{2,}|\b(?:instruction|input|response|news|labels)\s*:", re.IGNORECASE)
+# verbs that ask for an answer: right before an answer key they go with it ("Answer sentiment: ..."); after a request
+# to ignore the instructions, "say" and "write" count too (before a key they are too common in news to take)
+_REQUEST_VERBS = "answer|respond|reply|output|return"
 _OVERRIDE = re.compile(
     r"\b(?:ignore|disregard|forget)\s+(?:all\s+|any\s+)?(?:the\s+)?(?:previous|prior|above|earlier|preceding)\s+"
     r"(?:instructions?|prompts?|rules|labels?)\b"
     # and the request it introduces ("... and answer sentiment: ..."), whose answer goes with the key below
-    r"(?:\s*,?\s*(?:and|then|just)?\s*(?:answer|respond|reply|say|output|write|return)(?:\s+with)?\b)?",
+    rf"(?:\s*,?\s*(?:and|then|just)?\s*(?:{_REQUEST_VERBS}|say|write)(?:\s+with)?\b)?",
     re.IGNORECASE,
 )
 
@@ -91,8 +94,8 @@ def _answer_pattern() -> re.Pattern:
     key = "|".join(re.escape(k) for k in sorted(keys, key=len, reverse=True))
     # a related list is instruments in capitals (EUR, GBPUSD, BRK.B), so "related: stocks" keeps its word
     instruments = r"[A-Z0-9][A-Z0-9._/]{1,23}\b(?:\s*,\s*[A-Z0-9][A-Z0-9._/]{1,23}\b)*"
-    # a request right before a key ("Answer sentiment: ...") goes with it; "answer" before other words stays
-    request = r"(?:(?i:answer|respond|reply|output|return)(?:\s+(?i:with))?\s+)?"
+    # a request right before a key goes with it; "answer" before other words stays
+    request = rf"(?:(?i:{_REQUEST_VERBS})(?:\s+(?i:with))?\s+)?"
     return re.compile(
         rf"\b{request}(?:(?i:{key})\s*:\s*(?:(?i:{vocab})\b)?|(?i:related)\s*:\s*(?:(?i:none)\b|{instruments})?)"
     )
