@@ -29,11 +29,13 @@ from finetune.metrics import paired_score_difference  # noqa: E402
 SCORES = ("wf1_sentiment_3", "f1_sentiment_3", "f1_sentiment_7", "acc_event", "acc_market", "acc_sector")
 
 
-def compare_part(new: dict, old: dict) -> dict:
+def compare_part(part: str, new: dict, old: dict) -> dict:
     """Each score of ``SCORES``: both results' values and intervals, and the paired difference new - old where the
     answers allow one (``None`` where they do not)."""
     if new["per_item"]["gold_sentiment"] != old["per_item"]["gold_sentiment"]:
-        raise SystemExit("the two results were not scored on the same items in the same order")
+        raise SystemExit(
+            f"eval_{part}.json: the two results were not scored on the same items in the same order"
+        )
     rows = {}
     for name in SCORES:
         paired = paired_score_difference([new["per_item"]], [old["per_item"]], name)
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     for part in args.parts:
         new = json.loads((Path(args.new) / f"eval_{part}.json").read_text())
         old = json.loads((Path(args.old) / f"eval_{part}.json").read_text())
-        rows = compare_part(new, old)
+        rows = compare_part(part, new, old)
         results["parts"][part] = {"n": new["metrics"]["n"], "scores": rows}
         for name, row in rows.items():
             diff = row["difference"]
