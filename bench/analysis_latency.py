@@ -1,6 +1,12 @@
 """One headline's analysis, alone: latency of the plain greedy loop (one forward pass per decision, the baseline),
-draft and verify (several decisions checked per pass, the analyzer's default), with ONNX Runtime, with int8 weights
-and with bf16 weights, measured in the same run against two kinds of floor.
+drafts of ``LATENCY_AHEAD`` guessed decisions (several decisions checked per pass, the analyzer's default for one
+item), one guessed decision ahead (the analyzer's only draft before), with ONNX Runtime, with int8 weights and with
+bf16 weights, measured in the same run against two kinds of floor; then draft lengths one headline alone, and
+batched items/s of each.
+
+Guesses learn from the answers before them, so each row starts from a fresh decoder warmed on ``--warm`` other
+headlines (the records after the timed ones), as a server that has been running a while: no row is helped by having
+seen the timed items.
 
     python bench/analysis_latency.py --model runs/lora --data dev.jsonl --items 40
 
@@ -11,6 +17,9 @@ Memory: a decoding pass feeds a few tokens, so it streams every weight once for 
 pass is one token through every linear weight of the model (its own tensors, in torch), against which each run's
 time per forward pass is set. Every run's answers are compared with the baseline's. Goal (issue 11): p50 at most
 100 ms.
+
+Batched: ``--batch-items`` headlines in batches of ``--batch`` through ONNX Runtime (where its export passed),
+items/s with each draft length, which is how the analyzer's choice for a batch (``THROUGHPUT_AHEAD``) is made.
 
 Prints a table and writes JSON (config, versions, every figure) to ``--out``.
 """
@@ -32,21 +41,28 @@ from bench.common import write_results  # noqa: E402
 from bridge.cli import HelpFormatter  # noqa: E402
 from bridge.errors import ModelError  # noqa: E402
 from bridge.lm.analyzer import LMAnalyzer, _TorchRunner  # noqa: E402
+from bridge.lm.decoding import LATENCY_AHEAD, THROUGHPUT_AHEAD  # noqa: E402
 from bridge.prompt import build_prompt, format_output  # noqa: E402
 from bridge.provenance import default_results_dir, library_versions  # noqa: E402
 from finetune.train import cpu_bf16_support  # noqa: E402
 
-# (name, backend, weights, draft and verify); the first is the baseline. ONNX Runtime runs fp32 weights; its export
-# is built on first use (not timed). The int8 row runs where the model directory has a passing int8 export
-# (python -m finetune.export RUN --onnx --int8); bf16 rows only where the CPU has native bf16.
+# (name, backend, weights, guessed decisions a draft holds: 0 is the plain loop, None the whole answer); the first is
+# the baseline. ONNX Runtime runs fp32 weights; its export is built on first use (not timed). The int8 row runs where
+# the model directory has a passing int8 export (python -m finetune.export RUN --onnx --int8); bf16 rows only where
+# the CPU has native bf16.
 CONFIGS = (
-    ("plain greedy, torch", "torch", torch.float32, False),
-    ("draft-verify, torch", "torch", torch.float32, True),
-    ("plain greedy, ONNX", "onnx", torch.float32, False),
-    ("draft-verify, ONNX", "onnx", torch.float32, True),
-    ("draft-verify, ONNX int8", "onnx-int8", torch.int8, True),
-    ("draft-verify, torch bf16", "torch", torch.bfloat16, True),
+    ("plain greedy, torch", "torch", torch.float32, 0),
+    ("drafts, torch", "torch", torch.float32, LATENCY_AHEAD),
+    ("plain greedy, ONNX", "onnx", torch.float32, 0),
+    ("one ahead, ONNX", "onnx", torch.float32, 1),
+    ("drafts, ONNX", "onnx", torch.float32, LATENCY_AHEAD),
+    ("drafts, ONNX int8", "onnx-int8", torch.int8, LATENCY_AHEAD),
+    ("drafts, torch bf16", "torch", torch.bfloat16, LATENCY_AHEAD),
 )
+# batched: the plain loop (what a batch runs, THROUGHPUT_AHEAD), one guess ahead, the drafts of one item alone
+BATCHED = (("plain greedy", THROUGHPUT_AHEAD), ("one ahead", 1), ("drafts", LATENCY_AHEAD))
+# one headline alone on ONNX Runtime: how many guessed decisions a draft holds (LATENCY_AHEAD's choice among these)
+SWEEP = {f"{k} ahead": k for k in (1, 2, 4, 8)} | {"whole answer": None}
 
 
 def matmul_gflops(rows: int, inner: int, outer: int, dtype: torch.dtype, seconds: float = 1.0) -> float:
@@ -83,9 +99,15 @@ def weights_pass(model: torch.nn.Module, seconds: float = 1.0) -> tuple[float, i
     )
 
 
+def set_drafts(an: LMAnalyzer, ahead: int | None, warm: list[str]) -> None:
+    """Drafts of ``ahead`` guessed decisions, from a fresh decoder that has seen ``warm`` (and the runner warmed)."""
+    an.speculate, an.ahead = ahead != 0, ahead
+    an.__dict__.pop("decoder", None)  # a cached property: the next use builds a fresh one
+    an.analyze_texts(warm)
+
+
 def time_items(an: LMAnalyzer, texts: list[str]) -> tuple[list[float], list, float]:
     """Seconds per item alone, the analyses, and forwards per item."""
-    an.analyze_texts(texts[:3])  # warm-up
     before = an.stats["forwards"]
     lat, out = [], []
     for text in texts:
@@ -100,6 +122,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True, help="a model or run directory")
     ap.add_argument("--data", required=True, help="records whose inputs are analysed")
     ap.add_argument("--items", type=int, default=40, help="headlines timed one at a time")
+    ap.add_argument("--warm", type=int, default=40, help="other headlines each row's decoder sees first")
+    ap.add_argument("--batch", type=int, default=32, help="batch size of the batched rows")
+    ap.add_argument("--batch-items", type=int, default=96, help="headlines of the batched rows (0: none)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     ap.add_argument(
         "--out",
@@ -111,6 +136,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     records = [json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()]
     texts = [r["input"] for r in records[: args.items]]
+    warm = [r["input"] for r in records[args.items : args.items + args.warm]]
     torch_an = LMAnalyzer(args.model, backend="torch", batch_size=1)
     model = torch_an.runner.model
     params = sum(p.numel() for p in model.parameters())
@@ -121,7 +147,7 @@ def main(argv=None) -> int:
     answers = {}
     onnx = LMAnalyzer(args.model, backend="auto", batch_size=1)
     native_bf16, why = cpu_bf16_support()
-    for name, backend, dtype, speculate in CONFIGS:
+    for name, backend, dtype, ahead in CONFIGS:
         if dtype is torch.bfloat16 and not native_bf16:
             print(f"{name}: skipped, {why}")
             continue
@@ -140,7 +166,7 @@ def main(argv=None) -> int:
             an = torch_an
             if dtype is torch.bfloat16:
                 an.__dict__["runner"] = _TorchRunner(model.to(torch.bfloat16))
-        an.speculate = speculate
+        set_drafts(an, ahead, warm)
         matmul_dtype = torch.float32 if dtype is torch.int8 else dtype
         lat, out, forwards = time_items(an, texts)
         answers[name] = out
@@ -193,8 +219,71 @@ def main(argv=None) -> int:
     print(
         "weights pass: one token through every linear weight in torch (the fp32 ones for ONNX and int8 rows)"
     )
+    if onnx.backend == "onnx":
+        results["draft_lengths"] = sweep(onnx, texts, warm, answers[CONFIGS[0][0]])
+    if onnx.backend == "onnx" and args.batch_items:
+        results["batched"] = batched(
+            onnx,
+            [r["input"] for r in records[: args.batch_items]],
+            [r["input"] for r in records[args.batch_items : args.batch_items + args.warm]],
+            args.batch,
+        )
     write_results(results, args.out)
     return 0
+
+
+def sweep(an: LMAnalyzer, texts: list[str], warm: list[str], want: list) -> dict:
+    """One headline alone through ONNX Runtime with each draft length of ``SWEEP``."""
+    out = {}
+    print(f"\n{'one headline, ONNX':<22} {'p50 ms':>8} {'p90 ms':>8} {'fwd/item':>9} {'same':>5}")
+    for name, ahead in SWEEP.items():
+        set_drafts(an, ahead, warm)
+        lat, got, forwards = time_items(an, texts)
+        out[name] = {
+            "ahead": ahead,
+            "p50_ms": 1e3 * float(np.median(lat)),
+            "p90_ms": 1e3 * float(np.percentile(lat, 90)),
+            "forwards_per_item": forwards,
+            "answers_equal_to_baseline": sum(
+                (a.labels, a.sentiment, a.related) == (b.labels, b.sentiment, b.related)
+                for a, b in zip(want, got, strict=True)
+            ),
+        }
+        r = out[name]
+        print(
+            f"{name:<22} {r['p50_ms']:>8.1f} {r['p90_ms']:>8.1f} {forwards:>9.2f} {r['answers_equal_to_baseline']:>5}"
+        )
+    return out
+
+
+def batched(an: LMAnalyzer, texts: list[str], warm: list[str], batch: int) -> dict:
+    """Items/s of ``texts`` in batches of ``batch`` with each draft length (ONNX Runtime), and answers as the plain
+    loop's."""
+    an.batch_size = batch
+    out, want = {}, None
+    print(f"\n{len(texts)} headlines in batches of {batch}, ONNX Runtime")
+    print(f"{'':<14} {'items/s':>8} {'x plain':>8} {'fwd/batch':>10} {'same':>5}")
+    for name, ahead in BATCHED:
+        set_drafts(an, ahead, warm)
+        before, t0 = dict(an.stats), time.perf_counter()
+        got = an.analyze_texts(texts)
+        seconds = time.perf_counter() - t0
+        want = want or got
+        out[name] = {
+            "items_per_s": len(texts) / seconds,
+            "forwards_per_batch": (an.stats["forwards"] - before["forwards"]) / -(-len(texts) // batch),
+            "answers_equal_to_plain": sum(
+                (a.labels, a.sentiment, a.related) == (b.labels, b.sentiment, b.related)
+                for a, b in zip(want, got, strict=True)
+            ),
+        }
+    for name, r in out.items():
+        r["x_plain"] = r["items_per_s"] / out[BATCHED[0][0]]["items_per_s"]
+        print(
+            f"{name:<14} {r['items_per_s']:>8.2f} {r['x_plain']:>8.2f} {r['forwards_per_batch']:>10.1f} "
+            f"{r['answers_equal_to_plain']:>5}"
+        )
+    return {"batch": batch, "items": len(texts), "runs": out}
 
 
 if __name__ == "__main__":

@@ -163,22 +163,3 @@ def test_weights_are_not_loaded_while_every_item_is_in_the_analysis_cache(tiny, 
     assert NewsAnalyzer(second, None, cache=cache).analyze(items) == fresh and not second.loaded
     NewsAnalyzer(second, None, cache=cache).analyze([NewsItem(time=t, headline="A headline not seen before")])
     assert second.loaded
-
-
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
-def test_draft_and_verify_gives_the_plain_greedy_answers(arch, tiny):
-    """Decoding by draft and verify (several positions checked per pass) must answer exactly as the plain loop of
-    one forward pass per decision. A tiny random model disagrees with its own drafts often, so rejection, masking
-    of rejected cache entries and guesses from earlier answers are all exercised; batches mix finished and
-    unfinished items."""
-    texts = ODD_TEXTS * 2
-    plain = LMAnalyzer(tiny[arch], backend="torch", batch_size=3, speculate=False)
-    fast = LMAnalyzer(tiny[arch], backend="torch", batch_size=3)
-    for batch in (3, 1):
-        plain.batch_size = fast.batch_size = batch
-        want = plain.analyze_texts(texts)
-        got = fast.analyze_texts(texts)
-        for a, b in zip(want, got, strict=True):
-            assert (a.labels, a.sentiment, a.related) == (b.labels, b.sentiment, b.related)
-            assert a.confidence == pytest.approx(b.confidence, abs=1e-4)
-    assert fast.stats["forwards"] < plain.stats["forwards"]

@@ -1,21 +1,10 @@
 """The fine-tuned language model as an ``Analyzer``: constrained decoding over the label schema, torch or ONNX Runtime.
 
-Decoding (deterministic, never unparseable):
-
-- The answer is produced piece by piece in the schema's key order. The fixed text between values (``, market:``) is
-  appended without asking the model. Each closed-vocabulary field (event, market, sector, sentiment) is chosen by
-  walking a token trie of its allowed values: where the trie has one way on, the token is appended without a decision;
-  where it branches, the model's logits restricted to the allowed tokens pick the greedy (argmax) branch.
-- Draft and verify: each forward pass feeds a draft (the answer so far and a guess of the next decision) with a KV
-  cache and returns the logits at every drafted position, so one pass can check more than one decision; a rejected
-  guess is masked out of the cache. The answers are the plain greedy loop's (``speculate=False``: one pass per
-  decision), which a test checks.
-- ``related`` is an open list: tokens are restricted to instrument-like text (letters, digits, ``._/-``, comma, space)
-  and end-of-sequence, at most ``MAX_RELATED_TOKENS``.
-- The text is then read by ``bridge.prompt.parse_output`` (the one parser); anything it still cannot read falls back
-  to neutral and is counted in ``stats["fallbacks"]``.
-- Confidence is the probability of the chosen sentiment level under the constrained distribution: the product over
-  the sentiment decisions of the softmax over the allowed tokens at that step.
+Decoding (deterministic, never unparseable) is ``bridge.lm.decoding``'s: the answer in the schema's key order,
+closed-vocabulary values by their token tries, ``related`` as an open list of instrument-like tokens, greedy at
+every decision, several decisions checked per forward pass by drafting the rest of the answer. The text is then read by
+``bridge.prompt.parse_output`` (the one parser); anything it still cannot read falls back to neutral and is counted
+in ``stats["fallbacks"]``.
 
 Backends: ``torch`` (eager, CPU or CUDA) and ``onnx`` (ONNX Runtime, the step graph exported by ``finetune.export``
 with its KV cache as inputs/outputs). ``auto`` on a CPU uses ONNX: the model directory's export where its parity
@@ -30,7 +19,6 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Sequence
 from functools import cached_property
@@ -42,13 +30,12 @@ from torch import nn
 
 from bridge.analysis import Analyzer
 from bridge.errors import ModelError, UserError
+from bridge.lm.decoding import LATENCY_AHEAD, THROUGHPUT_AHEAD, Decoder, Draft
 from bridge.lm.loading import (
     ONNX_DIR,
     base_of,
     checkpoint_hash,
-    encode,
     encode_prompt,
-    field_prefix,
     load_model,
     load_tokenizer,
     model_dir_of,
@@ -56,18 +43,12 @@ from bridge.lm.loading import (
     resolve_base,
 )
 from bridge.prompt import format_input, parse_output, related_entries
-from bridge.schema import Schema, load_schema
+from bridge.schema import load_schema
 from bridge.types import Analysis, NewsItem
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "default"
 BACKENDS = ("auto", "torch", "onnx")
-MAX_RELATED_TOKENS = 12
-FOLLOW_LIMIT = 4096
-# How many unchecked decisions a draft guesses ahead. Each drafted token costs compute in the pass that checks it,
-# and a guess after a wrong one is rarely right: on SmolLM2 through ONNX Runtime one decision ahead was fastest
-# (bench/analysis_latency.py: 1 -> 1.17x the plain loop's p50, 2 -> 1.12x, 4 -> 1.01x, 20 items each).
-DRAFT_DECISIONS = 1
 DEFAULT_BATCH = 8
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
@@ -178,193 +159,6 @@ class _OnnxRunner:
         return out[0], out[1:]
 
 
-# ---- constrained decoding -----------------------------------------------------------------------------------------
-
-
-class _Trie:
-    """Token trie of a field's allowed values (each tokenized with its leading space, as in training)."""
-
-    def __init__(self):
-        self.children: dict[int, _Trie] = {}
-        self.value: str | None = None  # set where a whole value ends
-
-    def add(self, ids: list[int], value: str) -> None:
-        node = self
-        for t in ids:
-            node = node.children.setdefault(t, _Trie())
-        node.value = value
-
-
-def _allowed_related(tokenizer) -> np.ndarray:
-    """Vocabulary mask of tokens that may appear in the related list (instrument-like text, comma, space)."""
-    ok = re.compile(r"^[ ,]*[A-Za-z0-9._/-]*$")
-    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
-    mask = np.array([bool(t) and bool(ok.match(t)) for t in texts], dtype=bool)
-    mask[tokenizer.eos_token_id] = True
-    return mask
-
-
-def _softmax_pick(logits: np.ndarray, allowed: list[int]) -> tuple[int, float]:
-    """Greedy choice among ``allowed`` (ties: the first listed) and its probability among them."""
-    sub = logits[allowed].astype(np.float64)
-    k = int(np.argmax(sub))
-    p = np.exp(sub - sub[k])
-    return allowed[k], float(1.0 / p.sum())
-
-
-class _Decoder:
-    """Builds each answer piece by piece; a generator per item yields whenever it needs the model's next logits."""
-
-    def __init__(self, tokenizer, schema: Schema):
-        self.tok = tokenizer
-        self.schema = schema
-        self.eos = tokenizer.eos_token_id
-        self.prefix_ids = [encode(tokenizer, field_prefix(schema, i)) for i in range(len(schema.keys))]
-        self.tries: dict[str, _Trie] = {}
-        for f in schema.fields:
-            self.tries[f.name] = self._trie([(v, v) for v in f.values])
-        self.tries["sentiment"] = self._trie([(name, name) for name, _ in schema.sentiment_levels])
-        self.follow: dict[int, int] = {}  # token -> the token that followed it in the last finished answers
-        self.related_mask = _allowed_related(tokenizer)
-        self.related_ids = np.flatnonzero(self.related_mask).tolist()
-
-    def _trie(self, values: list[tuple[str, str]]) -> _Trie:
-        root = _Trie()
-        seen: dict[tuple[int, ...], str] = {}
-        for text, value in values:
-            ids = encode(self.tok, " " + text)
-            if tuple(ids) in seen:
-                raise ModelError(f"values {seen[tuple(ids)]!r} and {value!r} tokenize identically")
-            seen[tuple(ids)] = value
-            root.add(ids, value)
-        return root
-
-    def remember(self, answer: _Answer) -> None:
-        """Learn which token followed which in a finished answer (guesses where no logits say better: the related
-        list in particular, which a draft cannot see beyond its own end). Bounded: cleared past FOLLOW_LIMIT."""
-        if len(self.follow) > FOLLOW_LIMIT:
-            self.follow.clear()
-        for a, b in zip(answer.tokens, [*answer.tokens[1:], self.eos], strict=True):
-            self.follow[a] = b
-
-    def first_guess(self, seed: _Answer | None, speculate: bool) -> _Answer:
-        """The draft an item starts from: ``seed`` (the last finished answer: news items often share event, market
-        and sector) re-walked without logits, or only the text before the first decision."""
-        return self.walk(_Answer(seed.tokens, seed.spans) if seed else _Answer([], []), {}, speculate)
-
-    def walk(self, old: _Answer, rows: dict[int, np.ndarray], speculate: bool = True) -> _Answer:
-        """Check ``old`` against ``rows`` (answer position -> the logits predicting the token there, computed with
-        ``old.tokens`` before it as context) and return the answer that follows: greedy where the logits are valid,
-        a guess after the first decision that disagrees with ``old``.
-
-        Positions below ``old.verified`` were checked in an earlier pass and are kept. A guess (Jacobi style) takes,
-        for each later decision, the argmax of the logits at the same place in ``old``'s value of that field, which
-        saw a slightly wrong context; where there are none, the token that followed the previous one in an earlier
-        answer (``follow``), else ``old``'s own token, else the first option. Each walk
-        verifies at least one more decision, so an answer of D decisions takes at most D + 1 passes. Without
-        ``speculate`` the draft stops at the first unchecked decision: one pass per decision, the plain greedy loop.
-        """
-        keys = self.schema.keys
-        out: list[int] = []
-        spans: list[tuple[int, int]] = []
-        probs: dict[int, float] = {}
-        verified: int | None = None  # set where checking ends
-        guesses = 0
-
-        def old_token(j: int) -> int:
-            return old.tokens[j] if j < len(old.tokens) else self.eos
-
-        def decide(j: int, options: list[int], aligned: int | None, key: str) -> int | None:
-            nonlocal verified, guesses
-            if verified is None:
-                if j < old.verified:  # checked in an earlier pass
-                    if j in old.probs:
-                        probs[j] = old.probs[j]
-                    return old_token(j)
-                if j in rows:  # valid: every token before j agrees with old
-                    tok, p = _softmax_pick(rows[j], options)
-                    if key == "sentiment":
-                        probs[j] = p
-                    if tok != old_token(j):
-                        verified = j + 1
-                    return tok
-                verified = j
-            guesses += 1
-            if not speculate or guesses > DRAFT_DECISIONS:
-                return None
-            if aligned is not None and aligned in rows:
-                return _softmax_pick(rows[aligned], options)[0]
-            if out and self.follow.get(out[-1]) in options:
-                return self.follow[out[-1]]
-            if aligned is not None and old_token(aligned) in options:
-                return old_token(aligned)
-            return options[0]
-
-        for i, key in enumerate(keys):
-            out.extend(self.prefix_ids[i])
-            start = len(out)
-            old_start = old.spans[i][0] if i < len(old.spans) else None
-            if key == self.schema.related_name:
-                for k in range(MAX_RELATED_TOKENS):
-                    aligned = None if old_start is None else old_start + k
-                    tok = decide(len(out), self.related_ids, aligned, key)
-                    if tok is None:
-                        return _Answer(out, spans, verified, probs)
-                    if tok == self.eos:
-                        break
-                    out.append(tok)
-                spans.append((start, len(out)))
-                continue
-            # the token that follows a complete value: the next prefix, or EOS after the last key
-            after = self.prefix_ids[i + 1][0] if i + 1 < len(keys) else self.eos
-            node = self.tries[key]
-            while node.children:
-                options = list(node.children)
-                if node.value is not None:
-                    options.append(after)  # a complete value that is also the start of a longer one
-                if len(options) == 1:
-                    tok = options[0]  # forced: no decision, no logits needed
-                else:
-                    aligned = None if old_start is None else old_start + len(out) - start
-                    tok = decide(len(out), options, aligned, key)
-                    if tok is None:
-                        return _Answer(out, spans, verified, probs)
-                if tok not in node.children:
-                    break
-                out.append(tok)
-                node = node.children[tok]
-            spans.append((start, len(out)))
-        if verified is None or guesses == 0:
-            # every decision checked; after the last one that disagreed with ``old`` (taken on valid logits) only
-            # forced tokens followed: the answer is complete without a pass to confirm it
-            return _Answer(out, spans, len(out), probs, done=True)
-        return _Answer(out, spans, verified, probs)
-
-
-@dataclasses.dataclass
-class _Answer:
-    """An answer being decoded by draft and verify: ``tokens[:verified]`` are the greedy answer's start (each decision
-    taken on logits whose context was the greedy answer before it); the rest is a guess still to be checked."""
-
-    tokens: list[int]
-    spans: list[tuple[int, int]]  # (start, end) of each key's value in ``tokens``
-    verified: int = 0
-    probs: dict[int, float] = dataclasses.field(default_factory=dict)  # sentiment decisions: position -> p
-    done: bool = False
-
-    @property
-    def confidence(self) -> float:
-        return float(np.prod(list(self.probs.values()))) if self.probs else 1.0
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
-
-
 class LMAnalyzer:
     """A fine-tuned causal LM reading news in the terms of a label schema (see the module docstring)."""
 
@@ -409,7 +203,9 @@ class LMAnalyzer:
         self.backend, self.device = backend, device
         self.name = self._name(backend, int8)
         self.stats = {"items": 0, "fallbacks": 0, "forwards": 0, "seconds": 0.0}
-        self.speculate, self._seed = speculate, None
+        self.speculate = speculate
+        # guessed decisions a draft holds (bridge.lm.decoding); "auto": LATENCY_AHEAD alone, THROUGHPUT_AHEAD in a batch
+        self.ahead: int | None | str = "auto"
 
     @classmethod
     def from_model(
@@ -431,10 +227,12 @@ class LMAnalyzer:
         self.tokenizer = tokenizer
         self.runner = _TorchRunner(model)
         self.backend = "torch"
-        self.decoder = _Decoder(tokenizer, self.schema)
+        self.decoder = Decoder(tokenizer, self.schema)
         self.name = name
         self.stats = {"items": 0, "fallbacks": 0, "forwards": 0, "seconds": 0.0}
-        self.speculate, self._seed = speculate, None
+        self.speculate = speculate
+        # guessed decisions a draft holds (bridge.lm.decoding); "auto": LATENCY_AHEAD alone, THROUGHPUT_AHEAD in a batch
+        self.ahead: int | None | str = "auto"
         return self
 
     # The weights load on first use: a backtest whose every item is in the analysis cache never loads them.
@@ -483,8 +281,8 @@ class LMAnalyzer:
         return self._weights[1]
 
     @cached_property
-    def decoder(self) -> _Decoder:
-        return _Decoder(self.tokenizer, self.schema)
+    def decoder(self) -> Decoder:
+        return Decoder(self.tokenizer, self.schema)
 
     @property
     def loaded(self) -> bool:
@@ -577,9 +375,9 @@ class LMAnalyzer:
         return out  # type: ignore[return-value]
 
     def _batch(self, texts: list[str]) -> list[Analysis]:
-        """Decode a batch by draft and verify: each pass feeds every unfinished item's new tokens (its prompt and
-        draft at first, then its draft from the first rejected token on) and checks the draft on the logits at every
-        fed position. Rejected tokens stay in the KV cache, masked out."""
+        """Decode a batch: each pass feeds every unfinished item's draft (``bridge.lm.decoding``), its prompt too on
+        the first pass, and reads the logits at the drafted positions back into its answer. Every pass appends its
+        width of cache entries to every row; a row sees only its prompt's and its checked answer's entries."""
         t0 = time.perf_counter()
         n = len(texts)
         pad = self.tokenizer.pad_token_id
@@ -593,59 +391,38 @@ class LMAnalyzer:
             )
             for t in texts
         ]
-        answers = [self.decoder.first_guess(self._seed, self.speculate) for _ in range(n)]
-        fed: list[list[int] | None] = [None] * n  # the answer tokens in the cache (None: not even the prompt)
-        cols: list[list[int]] = [[] for _ in range(n)]  # their cache columns
+        answers = [self.decoder.new() for _ in range(n)]
+        ahead = (LATENCY_AHEAD if n == 1 else THROUGHPUT_AHEAD) if self.ahead == "auto" else self.ahead
+        ahead = ahead if self.speculate else 0
         past = self.runner.empty(n)
         mask = np.zeros((n, 0), dtype=np.int64)
         while not all(a.done for a in answers):
-            chunks, skip, first, want = [], [], [], []
-            for b, ans in enumerate(answers):
-                if ans.done:
-                    chunks.append([])
-                    skip.append(0)
-                    first.append(0)
-                    want.append([])
-                    continue
-                if (
-                    fed[b] is None
-                ):  # the prompt, then the whole draft; the first row wanted is the prompt's last
-                    keep, lead = 0, prompts[b]
-                else:  # what the last pass rejected is masked out; the draft is fed from there
-                    keep = min(_common_prefix(fed[b], ans.tokens), len(ans.tokens) - 1)
-                    mask[b, cols[b][keep:]] = 0
-                    lead = []
-                chunk = lead + ans.tokens[keep:]
-                j0 = (
-                    keep + 1 - len(lead)
-                )  # chunk position p gives the logits predicting answer position j0 + p
-                chunks.append(chunk)
-                skip.append(len(lead))
-                first.append(j0)
-                want.append(list(range(max(0, ans.verified - j0), len(chunk))))
-                fed[b] = list(ans.tokens)
-                cols[b] = cols[b][:keep]
-            width = max(1, max(len(c) for c in chunks))
+            drafts = [
+                Draft() if a.done else self.decoder.draft(a, None if a.prompt_cols else p, ahead)
+                for a, p in zip(answers, prompts, strict=True)
+            ]
+            total, width = mask.shape[1], max(len(d.tokens) for d in drafts)
             ids = np.full((n, width), pad, dtype=np.int64)
-            chunk_mask = np.zeros((n, width), dtype=np.int64)
-            pick = np.zeros((n, max(1, max(len(w) for w in want))), dtype=np.int64)
-            for b, c in enumerate(chunks):
-                ids[b, : len(c)] = c
-                chunk_mask[b, : len(c)] = 1
-                pick[b, : len(want[b])] = want[b]
-                cols[b] += range(mask.shape[1] + skip[b], mask.shape[1] + len(c))
-            mask = np.concatenate([mask, chunk_mask], axis=1)
-            pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0)[:, -width:]
+            pos = np.zeros((n, width), dtype=np.int64)
+            # what each row sees: its prompt's and checked answer's entries in the cache, and its chunk
+            mask = np.zeros((n, total + width), dtype=np.int64)
+            picks = [sorted(d.wants) for d in drafts]
+            pick = np.zeros((n, max(1, max(len(p) for p in picks))), dtype=np.int64)
+            for b, (a, d) in enumerate(zip(answers, drafts, strict=True)):
+                m = len(d.tokens)
+                ids[b, :m], pos[b, :m] = d.tokens, range(d.first_pos, d.first_pos + m)
+                mask[b, a.visible] = 1
+                mask[b, total : total + m] = 1
+                pick[b, : len(picks[b])] = picks[b]
             logits, past = self.runner(ids, mask, pos, pick, past)
             self.stats["forwards"] += 1
-            for b, ans in enumerate(answers):
-                if not ans.done:
-                    rows = {first[b] + p: logits[b, k] for k, p in enumerate(want[b])}
-                    answers[b] = self.decoder.walk(ans, rows, self.speculate)
+            for b, (a, d) in enumerate(zip(answers, drafts, strict=True)):
+                if d.tokens:
+                    self.decoder.read(a, d, {q: logits[b, k] for k, q in enumerate(picks[b])}, total)
         analyses = []
-        related = self.schema.keys.index(self.schema.related_name)
+        related = len(self.schema.keys) - 1
         for ans in answers:
-            cut = ans.spans[related][0] if related < len(ans.spans) else len(ans.tokens)
+            cut = ans.starts.get(related, len(ans.tokens))
             text = self.tokenizer.decode(ans.tokens[:cut], skip_special_tokens=True)
             text += " " + self._clean_related(
                 self.tokenizer.decode(ans.tokens[cut:], skip_special_tokens=True)
@@ -654,10 +431,7 @@ class LMAnalyzer:
             conf = min(1.0, max(0.0, ans.confidence))
             analyses.append(dataclasses.replace(parsed.analysis, confidence=conf if parsed.ok else 0.0))
             self.stats["fallbacks"] += int(parsed.analysis.fallback)
-        for ans in answers:
             self.decoder.remember(ans)
-        if answers:
-            self._seed = answers[-1]  # the next batch's first draft
         self.stats["items"] += n
         self.stats["seconds"] += time.perf_counter() - t0
         return analyses
