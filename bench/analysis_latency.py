@@ -137,6 +137,8 @@ def main(argv=None) -> int:
     records = [json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()]
     texts = [r["input"] for r in records[: args.items]]
     warm = [r["input"] for r in records[args.items : args.items + args.warm]]
+    if not warm:  # each row's warm-up also warms the runner
+        ap.error(f"no headlines left in {args.data} to warm the decoders: pass fewer --items or more records")
     torch_an = LMAnalyzer(args.model, backend="torch", batch_size=1)
     model = torch_an.runner.model
     params = sum(p.numel() for p in model.parameters())

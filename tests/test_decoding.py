@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from bridge.lm.analyzer import LMAnalyzer
-from bridge.lm.decoding import END, LATENCY_AHEAD, Decoder
+from bridge.lm.decoding import END, LATENCY_AHEAD, MAX_RELATED_TOKENS, Decoder
 from bridge.lm.loading import encode, encode_answer
 from bridge.prompt import format_output
 from bridge.schema import SCHEMA_DIR, load_schema
 from bridge.types import Analysis
 from finetune.tiny import ODD_TEXTS, make_tiny_base, make_tiny_model_dir, tiny_tokenizer
 
-AHEAD = {"one": 1, "one item alone's": LATENCY_AHEAD, "the whole answer": None}
+AHEAD = {"one": 1, "one item alone's": LATENCY_AHEAD, "the whole answer": None, "auto": "auto"}
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +98,67 @@ def test_every_draft_length_answers_as_the_plain_greedy_loop(model, ahead, model
             assert (a.labels, a.sentiment, a.related) == (b.labels, b.sentiment, b.related)
             assert a.confidence == pytest.approx(b.confidence, abs=1e-4)
     assert fast.stats["forwards"] < plain.stats["forwards"]
+
+
+class ContextModel:
+    """A stand-in for the step graph whose logits are a fixed function of exactly what the query sees: the (token,
+    position) pairs of the cache entries and chunk entries the mask shows it, which must be a contiguous context
+    0..L-1. So any slip of the KV cache bookkeeping (a column seen that should be masked, a position off by one)
+    changes the answers. Biases make the end of the related list and a value that prefixes another reachable."""
+
+    def __init__(self, vocab: int, boost: dict[int, float]):
+        self.vocab, self.boost = vocab, boost
+
+    def empty(self, batch: int):
+        return [[] for _ in range(batch)]
+
+    def __call__(self, ids, mask, pos, pick, past):
+        n, width = ids.shape
+        total = len(past[0])
+        assert mask.shape == (n, total + width)
+        chunks = [list(zip(ids[b].tolist(), pos[b].tolist(), strict=True)) for b in range(n)]
+        out = np.zeros((n, pick.shape[1], self.vocab), np.float32)
+        for b in range(n):
+            seen = [past[b][c] for c in range(total) if mask[b, c]]
+            for k, j in enumerate(pick[b].tolist()):
+                if not mask[b, total + j]:
+                    continue  # padding
+                ctx = seen + [chunks[b][t] for t in range(j + 1) if mask[b, total + t]]
+                assert [p for _, p in ctx] == list(range(len(ctx)))
+                key = hash(tuple(t for t, _ in ctx)) & 0xFFFFFFFF
+                row = np.random.default_rng(key).standard_normal(self.vocab).astype(np.float32)
+                for t, v in self.boost.items():
+                    row[t] += v
+                out[b, k] = row
+        return out, [past[b] + chunks[b] for b in range(n)]
+
+
+@pytest.mark.parametrize("model", ["llama", "prefixes"])
+def test_drafts_keep_the_cache_exact_token_for_token(model, models):
+    """Against ``ContextModel``: every draft length and batch size writes exactly the plain loop's tokens and
+    sentiment probabilities, and the answers include related lists ended early and the value "US" of the prefixes
+    schema chosen before its longer "US rates"."""
+    runs = {}
+    for ahead in (0, 1, 2, 4, None):
+        for batch in (1, 3):
+            an = LMAnalyzer(models[model], backend="torch", batch_size=batch, speculate=ahead != 0)
+            g = an.decoder.grammar
+            comma = g.prefix_ids[2][0]  # ", sector:" begins with it: chosen after "US" it ends that value
+            an.__dict__["runner"] = ContextModel(len(an.tokenizer), {g.eos: 2.5, comma: 2.5})
+            an.ahead = ahead
+            written = []
+            related = len(g.keys) - 1
+            an.decoder.remember = lambda ans, w=written, r=related: w.append(
+                (ans.tokens, sorted(ans.probs.items()), len(ans.tokens) - ans.starts[r])
+            )
+            analyses = an.analyze_texts(ODD_TEXTS * 3)
+            runs[ahead, batch] = written, analyses
+    want, analyses = runs[0, 1]
+    for key, (got, _) in runs.items():
+        assert sorted(got) == sorted(want), key  # batches are decoded in length order: compare as sets
+    related_tokens = [n for _, _, n in want]
+    assert any(0 < n < MAX_RELATED_TOKENS for n in related_tokens), (
+        related_tokens
+    )  # ended by the end of sequence
+    if model == "prefixes":
+        assert any(a.labels["market"] == "US" for a in analyses)

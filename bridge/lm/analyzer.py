@@ -2,9 +2,9 @@
 
 Decoding (deterministic, never unparseable) is ``bridge.lm.decoding``'s: the answer in the schema's key order,
 closed-vocabulary values by their token tries, ``related`` as an open list of instrument-like tokens, greedy at
-every decision, several decisions checked per forward pass by drafting the rest of the answer. The text is then read by
-``bridge.prompt.parse_output`` (the one parser); anything it still cannot read falls back to neutral and is counted
-in ``stats["fallbacks"]``.
+every decision, several decisions checked per forward pass by drafting what follows (one item alone). The text is
+then read by ``bridge.prompt.parse_output`` (the one parser); anything it still cannot read falls back to neutral
+and is counted in ``stats["fallbacks"]``.
 
 Backends: ``torch`` (eager, CPU or CUDA) and ``onnx`` (ONNX Runtime, the step graph exported by ``finetune.export``
 with its KV cache as inputs/outputs). ``auto`` on a CPU uses ONNX: the model directory's export where its parity

@@ -8,25 +8,26 @@ end-of-sequence or ``MAX_RELATED_TOKENS``. At a decision the greedy (argmax) tok
 
 A forward pass costs about the same for one token as for a few dozen on a CPU (it streams every weight either way:
 about 22 ms + 0.8 ms a token for SmolLM2-135M on ONNX Runtime here), so each pass feeds, after the checked answer,
-a draft of what follows with a guess at each of the next decisions, and the step graph returns the logits at every drafted
-position where a decision follows. The checked answer then runs on through the draft as long as the greedy choice
-is the guess; the first disagreeing decision is taken on its own logits, and the next pass drafts from there. The
-cache keeps the checked entries and masks out the rest. Guesses, in order: the greedy choice of the last pass's
+a draft of what follows with a guess at each of the next decisions, and the step graph returns the logits at every
+drafted position where a decision follows. The checked answer then runs on through the draft as long as the greedy
+choice is the guess; the first disagreeing decision is taken on its own logits, and the next pass drafts from there.
+The cache keeps the checked entries and masks out the rest. Guesses, in order: the greedy choice of the last pass's
 logits at the same point of the grammar (seen after a context that may have been wrong a few tokens back: Jacobi
-decoding), the decision the last finished answers took there (news items often share event, market and sector),
-in ``related`` the token that followed the previous one, else the first option.
+decoding), the decision the last finished answers took there (news items often share event, market and sector), in
+``related`` the token that followed the previous one, else the first option (in ``related``: the end of
+sequence).
 
 So the answers are those of the plain greedy loop (one pass per decision, ``ahead=0``), which a test checks, in one
 pass per wrong guess plus one.
 
-Measured on the shipped model, one FX headline alone on ONNX Runtime (``bench/analysis_latency.py``, 40 headlines,
-decoders warmed on 40 others): a draft of up to 4 guessed decisions took the fewest milliseconds (p50 206 ms, 4.4
-passes), against the whole answer (234 ms, 3.8 passes: the related list's guesses are often wrong, and their width
-is paid anyway), 2 (256 ms) and 1 (275 ms, the analyzer's only draft before). Drafts that also held every other
-value of a key (a tree, each token seeing its own path) did not cut the passes: a key guessed wrong stops the check
-at the next key wherever it sits, and their width cost more than they saved. A batch of 32 is bound by arithmetic,
-not by streaming the weights, and there the plain loop was fastest (11.2 items/s; one guess ahead 9.1, whole-answer
-drafts 6.0), so a batch does not draft.
+Measured on the shipped model (``bench/analysis_latency.py``; figures in ``bench/finetune_compare.md``): one FX
+headline alone on ONNX Runtime, drafts of up to 4 guesses were among the fastest in two runs (p50 173 and 206 ms,
+4.4 passes; 8 guesses, tried in one run, 166 ms, within that run's noise), against 1 guess (208 and 275 ms, the
+analyzer's only draft before), 2 and the whole answer (whose related-list guesses are often wrong, and their width
+is paid anyway). Drafts that also held every other value of a key (a tree, each token seeing its own path) cut no
+passes, since a key guessed wrong stops the check at the next key wherever it sits, and cost more than they saved.
+A batch of 32 is bound by arithmetic, not by streaming the weights: there the plain loop was fastest in two runs
+(10.9 and 11.2 items/s, against 9.9 and 9.1 with one guess ahead), so a batch does not draft.
 
 Confidence is the probability of the chosen sentiment level under the constrained distribution: the product over
 the sentiment decisions of the softmax over the allowed tokens at that step.
@@ -44,7 +45,7 @@ from bridge.lm.loading import encode, field_prefix
 from bridge.schema import Schema
 
 MAX_RELATED_TOKENS = 12
-# the decisions remembered from finished answers (for guesses); cleared past this
+# the related lists' decisions remembered from finished answers (for guesses); cleared past this
 MEMORY_LIMIT = 4096
 
 # How many guessed decisions a draft holds (None: to the answer's end; 0: none, the plain greedy loop): one item alone,
@@ -220,8 +221,12 @@ class Decoder:
 
     def __init__(self, tokenizer, schema: Schema):
         self.grammar = Grammar(tokenizer, schema)
-        self.memory: dict[tuple, int] = {}  # state -> the token last chosen there in a finished answer
-        self.follow: dict[int, int] = {}  # related list: token -> the token that last followed it
+        # The token last chosen at each state in finished answers: of the closed keys and the related list's start
+        # (as many as the grammar has such states), and inside related lists (a state per list so far: bounded, so
+        # apart); and in related lists, the token that last followed each token.
+        self.memory: dict[tuple, int] = {}
+        self.lists: dict[tuple, int] = {}
+        self.follow: dict[int, int] = {}
 
     def new(self) -> Answer:
         ans = Answer(self.grammar.start())
@@ -256,7 +261,7 @@ class Decoder:
         tok = ans.seen.get(state)
         if tok in options:
             return tok
-        tok = self.memory.get(state)
+        tok = (self.lists if self._in_list(state) else self.memory).get(state)
         if tok in options:
             return tok
         if state[0] == "related":
@@ -306,13 +311,19 @@ class Decoder:
             ans.state = after
 
     def remember(self, ans: Answer) -> None:
-        """Learn the decisions of a finished answer (guesses for the next items). Bounded: cleared past
-        MEMORY_LIMIT."""
-        if len(self.memory) > MEMORY_LIMIT:
-            self.memory.clear()
-        if len(self.follow) > MEMORY_LIMIT:
-            self.follow.clear()
+        """Learn the decisions of a finished answer (guesses for the next items). Bounded: ``memory`` by the
+        grammar's states, ``lists`` and ``follow`` cleared past MEMORY_LIMIT."""
+        for table in (self.lists, self.follow):
+            if len(table) > MEMORY_LIMIT:
+                table.clear()
         for state, tok in ans.decisions:
-            self.memory[state] = tok
-            if state[0] == "related" and state[2]:
+            if self._in_list(state):
+                self.lists[state] = tok
                 self.follow[state[2][-1]] = tok
+            else:
+                self.memory[state] = tok
+
+    @staticmethod
+    def _in_list(state: tuple) -> bool:
+        """Inside a related list, after its first token."""
+        return state[0] == "related" and bool(state[2])
