@@ -106,6 +106,14 @@ def set_drafts(an: LMAnalyzer, ahead: int | None, warm: list[str]) -> None:
     an.analyze_texts(warm)
 
 
+def same_answers(want: list, got: list) -> int:
+    """How many analyses of ``got`` read as those of ``want`` (labels, sentiment, related), item by item."""
+    return sum(
+        (a.labels, a.sentiment, a.related) == (b.labels, b.sentiment, b.related)
+        for a, b in zip(want, got, strict=True)
+    )
+
+
 def time_items(an: LMAnalyzer, texts: list[str]) -> tuple[list[float], list, float]:
     """Seconds per item alone, the analyses, and forwards per item."""
     before = an.stats["forwards"]
@@ -193,10 +201,7 @@ def main(argv=None) -> int:
             "ms_per_forward": 1e3 * p50 / forwards,
             "weights_pass_ms": 1e3 * floor_s,
             "weights_gb_per_s": weight_bytes / floor_s / 1e9,
-            "answers_equal_to_baseline": sum(
-                (a.labels, a.sentiment, a.related) == (b.labels, b.sentiment, b.related)
-                for a, b in zip(answers[CONFIGS[0][0]], out, strict=True)
-            ),
+            "answers_equal_to_baseline": same_answers(answers[CONFIGS[0][0]], out),
         }
     base = results["runs"][CONFIGS[0][0]]["p50_ms"]
     for r in results["runs"].values():
@@ -246,10 +251,7 @@ def sweep(an: LMAnalyzer, texts: list[str], warm: list[str], want: list) -> dict
             "p50_ms": 1e3 * float(np.median(lat)),
             "p90_ms": 1e3 * float(np.percentile(lat, 90)),
             "forwards_per_item": forwards,
-            "answers_equal_to_baseline": sum(
-                (a.labels, a.sentiment, a.related) == (b.labels, b.sentiment, b.related)
-                for a, b in zip(want, got, strict=True)
-            ),
+            "answers_equal_to_baseline": same_answers(want, got),
         }
         r = out[name]
         print(
@@ -274,10 +276,7 @@ def batched(an: LMAnalyzer, texts: list[str], warm: list[str], batch: int) -> di
         out[name] = {
             "items_per_s": len(texts) / seconds,
             "forwards_per_batch": (an.stats["forwards"] - before["forwards"]) / -(-len(texts) // batch),
-            "answers_equal_to_plain": sum(
-                (a.labels, a.sentiment, a.related) == (b.labels, b.sentiment, b.related)
-                for a, b in zip(want, got, strict=True)
-            ),
+            "answers_equal_to_plain": same_answers(want, got),
         }
     for name, r in out.items():
         r["x_plain"] = r["items_per_s"] / out[BATCHED[0][0]]["items_per_s"]

@@ -96,17 +96,17 @@ class Grammar:
         self.keys = schema.keys
         self.eos = tokenizer.eos_token_id
         self.prefix_ids = [encode(tokenizer, field_prefix(schema, i)) for i in range(len(self.keys))]
-        self.tries = {f.name: self._trie(tokenizer, [(v, v) for v in f.values]) for f in schema.fields}
-        self.tries["sentiment"] = self._trie(tokenizer, [(name, name) for name, _ in schema.sentiment_levels])
+        self.tries = {f.name: self._trie(tokenizer, f.values) for f in schema.fields}
+        self.tries["sentiment"] = self._trie(tokenizer, [name for name, _ in schema.sentiment_levels])
         self.sentiment = self.keys.index("sentiment")
         self.related_ids = np.flatnonzero(allowed_related(tokenizer)).tolist()
 
     @staticmethod
-    def _trie(tokenizer, values: list[tuple[str, str]]) -> Trie:
+    def _trie(tokenizer, values) -> Trie:
         root = Trie()
         seen: dict[tuple[int, ...], str] = {}
-        for text, value in values:
-            ids = encode(tokenizer, " " + text)
+        for value in values:
+            ids = encode(tokenizer, " " + value)
             if tuple(ids) in seen:
                 raise ModelError(f"values {seen[tuple(ids)]!r} and {value!r} tokenize identically")
             seen[tuple(ids)] = value
