@@ -4,11 +4,11 @@ item), one guessed decision ahead (the analyzer's only draft before), with ONNX 
 bf16 weights, measured in the same run against two kinds of floor; then draft lengths one headline alone, and
 batched items/s of each.
 
-Guesses learn from the answers before them, so each row starts from a fresh decoder warmed on ``--warm`` other
-headlines (the records after the timed ones), as a server that has been running a while: no row is helped by having
-seen the timed items.
+Guesses learn from the answers before them, so each row starts from a copy of one decoder warmed on ``--warm`` other
+headlines (``--warm-data``, by default the records after the timed and batched ones), as a server that has been
+running a while: no row is helped by having seen the timed items.
 
-    python bench/analysis_latency.py --model runs/lora --data dev.jsonl --items 40
+    python bench/analysis_latency.py --model runs/lora --data test.jsonl --items 40 --warm-data train.jsonl --warm 400
 
 Arithmetic: a forward pass costs about 2 x parameters x tokens floating-point operations; the analyzer's achieved
 rate is that over the tokens it feeds per item (prompt and answer) divided by its time per item. Two baselines per
@@ -27,6 +27,7 @@ Prints a table and writes JSON (config, versions, every figure) to ``--out``.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -41,7 +42,7 @@ from bench.common import write_results  # noqa: E402
 from bridge.cli import HelpFormatter  # noqa: E402
 from bridge.errors import ModelError  # noqa: E402
 from bridge.lm.analyzer import LMAnalyzer, _TorchRunner  # noqa: E402
-from bridge.lm.decoding import LATENCY_AHEAD, THROUGHPUT_AHEAD  # noqa: E402
+from bridge.lm.decoding import LATENCY_AHEAD, THROUGHPUT_AHEAD, Decoder  # noqa: E402
 from bridge.prompt import build_prompt, format_output  # noqa: E402
 from bridge.provenance import default_results_dir, library_versions  # noqa: E402
 from finetune.train import cpu_bf16_support  # noqa: E402
@@ -60,6 +61,8 @@ CONFIGS = (
     ("drafts, torch bf16", "torch", torch.bfloat16, LATENCY_AHEAD),
 )
 # batched: the plain loop (what a batch runs, THROUGHPUT_AHEAD), one guess ahead, the drafts of one item alone
+# headlines through each row's runner before it is timed
+RUNNER_WARM = 8
 BATCHED = (("plain greedy", THROUGHPUT_AHEAD), ("one ahead", 1), ("drafts", LATENCY_AHEAD))
 # one headline alone on ONNX Runtime: how many guessed decisions a draft holds (LATENCY_AHEAD's choice among these)
 SWEEP = {f"{k} ahead": k for k in (1, 2, 4, 8)} | {"whole answer": None}
@@ -99,11 +102,18 @@ def weights_pass(model: torch.nn.Module, seconds: float = 1.0) -> tuple[float, i
     )
 
 
-def set_drafts(an: LMAnalyzer, ahead: int | None, warm: list[str]) -> None:
-    """Drafts of ``ahead`` guessed decisions, from a fresh decoder that has seen ``warm`` (and the runner warmed)."""
-    an.speculate, an.ahead = ahead != 0, ahead
+def warmed_decoder(an: LMAnalyzer, texts: list[str]) -> Decoder:
+    """A decoder that has seen the answers to ``texts`` (analysed in batches: the answers do not depend on it)."""
     an.__dict__.pop("decoder", None)  # a cached property: the next use builds a fresh one
-    an.analyze_texts(warm)
+    an.analyze_texts(texts)
+    return an.decoder
+
+
+def set_drafts(an: LMAnalyzer, ahead: int | None, warm: Decoder, runner_warm: list[str]) -> None:
+    """Drafts of ``ahead`` guessed decisions, from a copy of the ``warm`` decoder, the runner warmed first."""
+    an.speculate, an.ahead = ahead != 0, ahead
+    an.analyze_texts(runner_warm)
+    an.__dict__["decoder"] = copy.deepcopy(warm)
 
 
 def same_answers(want: list, got: list) -> int:
@@ -130,7 +140,12 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True, help="a model or run directory")
     ap.add_argument("--data", required=True, help="records whose inputs are analysed")
     ap.add_argument("--items", type=int, default=40, help="headlines timed one at a time")
-    ap.add_argument("--warm", type=int, default=40, help="other headlines each row's decoder sees first")
+    ap.add_argument("--warm", type=int, default=40, help="other headlines each row's decoder has seen")
+    ap.add_argument(
+        "--warm-data",
+        default=None,
+        help="records of those headlines (default: --data's after the timed and batched ones)",
+    )
     ap.add_argument("--batch", type=int, default=32, help="batch size of the batched rows")
     ap.add_argument("--batch-items", type=int, default=96, help="headlines of the batched rows (0: none)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
@@ -144,9 +159,17 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     records = [json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()]
     texts = [r["input"] for r in records[: args.items]]
-    warm = [r["input"] for r in records[args.items : args.items + args.warm]]
-    if not warm:  # each row's warm-up also warms the runner
-        ap.error(f"no headlines left in {args.data} to warm the decoders: pass fewer --items or more records")
+    if args.warm_data:
+        warm = [
+            json.loads(line)["input"]
+            for line in Path(args.warm_data).read_text().splitlines()
+            if line.strip()
+        ]
+    else:
+        warm = [r["input"] for r in records[max(args.items, args.batch_items) :]]
+    warm = warm[: args.warm]
+    if not warm:  # they also warm the runners
+        ap.error("no headlines to warm the decoders: pass --warm-data, or fewer --items and --batch-items")
     torch_an = LMAnalyzer(args.model, backend="torch", batch_size=1)
     model = torch_an.runner.model
     params = sum(p.numel() for p in model.parameters())
@@ -155,7 +178,9 @@ def main(argv=None) -> int:
     template = torch_an.info.prompt_template
     results = {"config": vars(args), "versions": library_versions(), "parameters": params, "runs": {}}
     answers = {}
-    onnx = LMAnalyzer(args.model, backend="auto", batch_size=1)
+    onnx = LMAnalyzer(args.model, backend="auto", batch_size=args.batch)
+    warmed = warmed_decoder(onnx, warm)
+    onnx.batch_size = 1
     native_bf16, why = cpu_bf16_support()
     for name, backend, dtype, ahead in CONFIGS:
         if dtype is torch.bfloat16 and not native_bf16:
@@ -176,7 +201,7 @@ def main(argv=None) -> int:
             an = torch_an
             if dtype is torch.bfloat16:
                 an.__dict__["runner"] = _TorchRunner(model.to(torch.bfloat16))
-        set_drafts(an, ahead, warm)
+        set_drafts(an, ahead, warmed, warm[:RUNNER_WARM])
         matmul_dtype = torch.float32 if dtype is torch.int8 else dtype
         lat, out, forwards = time_items(an, texts)
         answers[name] = out
@@ -227,24 +252,20 @@ def main(argv=None) -> int:
         "weights pass: one token through every linear weight in torch (the fp32 ones for ONNX and int8 rows)"
     )
     if onnx.backend == "onnx":
-        results["draft_lengths"] = sweep(onnx, texts, warm, answers[CONFIGS[0][0]])
+        results["draft_lengths"] = sweep(onnx, texts, warmed, warm[:RUNNER_WARM], answers[CONFIGS[0][0]])
     if onnx.backend == "onnx" and args.batch_items:
-        results["batched"] = batched(
-            onnx,
-            [r["input"] for r in records[: args.batch_items]],
-            [r["input"] for r in records[args.batch_items : args.batch_items + args.warm]],
-            args.batch,
-        )
+        batch_texts = [r["input"] for r in records[: args.batch_items]]
+        results["batched"] = batched(onnx, batch_texts, warmed, warm[:RUNNER_WARM], args.batch)
     write_results(results, args.out)
     return 0
 
 
-def sweep(an: LMAnalyzer, texts: list[str], warm: list[str], want: list) -> dict:
+def sweep(an: LMAnalyzer, texts: list[str], warm: Decoder, runner_warm: list[str], want: list) -> dict:
     """One headline alone through ONNX Runtime with each draft length of ``SWEEP``."""
     out = {}
     print(f"\n{'one headline, ONNX':<22} {'p50 ms':>8} {'p90 ms':>8} {'fwd/item':>9} {'same':>5}")
     for name, ahead in SWEEP.items():
-        set_drafts(an, ahead, warm)
+        set_drafts(an, ahead, warm, runner_warm)
         lat, got, forwards = time_items(an, texts)
         out[name] = {
             "ahead": ahead,
@@ -260,7 +281,7 @@ def sweep(an: LMAnalyzer, texts: list[str], warm: list[str], want: list) -> dict
     return out
 
 
-def batched(an: LMAnalyzer, texts: list[str], warm: list[str], batch: int) -> dict:
+def batched(an: LMAnalyzer, texts: list[str], warm: Decoder, runner_warm: list[str], batch: int) -> dict:
     """Items/s of ``texts`` in batches of ``batch`` with each draft length (ONNX Runtime), and answers as the plain
     loop's."""
     an.batch_size = batch
@@ -268,7 +289,7 @@ def batched(an: LMAnalyzer, texts: list[str], warm: list[str], batch: int) -> di
     print(f"\n{len(texts)} headlines in batches of {batch}, ONNX Runtime")
     print(f"{'':<14} {'items/s':>8} {'x plain':>8} {'fwd/batch':>10} {'same':>5}")
     for name, ahead in BATCHED:
-        set_drafts(an, ahead, warm)
+        set_drafts(an, ahead, warm, runner_warm)
         before, t0 = dict(an.stats), time.perf_counter()
         got = an.analyze_texts(texts)
         seconds = time.perf_counter() - t0

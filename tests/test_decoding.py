@@ -9,14 +9,16 @@ import json
 import numpy as np
 import pytest
 
+from bridge.lm import decoding
 from bridge.lm.analyzer import LMAnalyzer
-from bridge.lm.decoding import END, LATENCY_AHEAD, MAX_RELATED_TOKENS, Decoder
+from bridge.lm.decoding import END, LATENCY_AHEAD, MAX_RELATED_TOKENS, Decoder, Words
 from bridge.lm.loading import encode, encode_answer
 from bridge.prompt import format_output
 from bridge.schema import SCHEMA_DIR, load_schema
 from bridge.types import Analysis
 from finetune.tiny import ODD_TEXTS, make_tiny_base, make_tiny_model_dir, tiny_tokenizer
 
+STATE = ("trie", 0, "a decision")
 AHEAD = {"one": 1, "one item alone's": LATENCY_AHEAD, "the whole answer": None, "auto": "auto"}
 
 
@@ -162,3 +164,53 @@ def test_drafts_keep_the_cache_exact_token_for_token(model, models):
     )  # ended by the end of sequence
     if model == "prefixes":
         assert any(a.labels["market"] == "US" for a in analyses)
+
+
+def test_headline_words_guess_the_choice_their_earlier_headlines_took():
+    """Naive Bayes over prompt tokens: a headline's words pick the choice of the earlier headlines that shared them;
+    words in every prompt (the template's) are no evidence; a choice not among the options is never guessed."""
+    w = Words()
+    fed, oil, template = frozenset({1, 2, 3}), frozenset({4, 5, 6}), {100, 101}
+    for _ in range(3):
+        w.learn(fed | template, [(STATE, 7)])
+        w.learn(oil | template, [(STATE, 8)])
+    w.learn(frozenset({9}) | template, [(STATE, 8)])  # 8 is the more common choice
+    both = [7, 8, 11]
+    assert w.guess(frozenset({1, 2, 50}) | template, STATE, both) == 7
+    assert w.guess(frozenset({5, 50}) | template, STATE, both) == 8
+    assert w.guess(frozenset(template), STATE, both) == 8  # no evidence: the prior
+    assert w.guess(fed | template, STATE, [8, 11]) == 8
+    assert w.guess(fed, STATE, [11]) is None
+    assert w.guess(fed, ("prefix", 9, 0), both) is None  # never learnt there
+
+
+def test_headline_word_counts_stay_bounded(monkeypatch):
+    monkeypatch.setattr(decoding, "WORDS_HALF_LIFE", 50)
+    w = Words()
+    for i in range(400):  # every answer with words and a choice never seen before
+        w.learn(frozenset(range(5 * i, 5 * i + 5)), [(STATE, i)])
+    assert len(w.df) <= 2 * 50 * 5
+    assert len(w.prior[STATE]) <= 2 * 50 and len(w.counts[STATE]) <= 2 * 50
+    assert w.guess(frozenset({5 * 399}), STATE, [398, 399]) == 399  # the recent answers are kept
+    for _ in range(200):  # words in every prompt are still no evidence after halving
+        w.learn(frozenset({1, 2}), [(STATE, 7)])
+    w.learn(frozenset({1, 3}), [(STATE, 8)])
+    assert w.evidence(frozenset({1, 3})) == [3]
+
+
+def test_the_first_draft_guesses_the_event_from_the_headline():
+    """Before any logits, the event is guessed from the words of earlier headlines, not from the last answer."""
+    tok = tiny_tokenizer()
+    dec = Decoder(tok, load_schema())
+    start = dec.new().state
+    options = dec.grammar.step(start)[1]
+    headlines = {"Fed raises rates": options[0], "Oil prices fall sharply": options[1]}
+    for _ in range(3):
+        for text, choice in headlines.items():
+            ans = dec.new()
+            ans.words, ans.decisions = frozenset(encode(tok, text)), [(start, choice)]
+            dec.remember(ans)
+    for text, choice in headlines.items():
+        ans = dec.new()
+        d = dec.draft(ans, encode(tok, text + " again"), 1)
+        assert d.tokens[d.checked] == choice

@@ -13,21 +13,26 @@ drafted position where a decision follows. The checked answer then runs on throu
 choice is the guess; the first disagreeing decision is taken on its own logits, and the next pass drafts from there.
 The cache keeps the checked entries and masks out the rest. Guesses, in order: the greedy choice of the last pass's
 logits at the same point of the grammar (seen after a context that may have been wrong a few tokens back: Jacobi
-decoding), the decision the last finished answers took there (news items often share event, market and sector), in
-``related`` the token that followed the previous one, else the first option (in ``related``: the end of
-sequence).
+decoding); at the closed keys and the related list's start, the choice of earlier headlines with the same words
+(``Words``, naive Bayes over the prompt's tokens, learnt from the finished answers: the first pass has no logits to
+go on, and its event guess decides whether it checks anything past the event); the decision the last finished
+answers took there; in ``related`` the token that followed the previous one; else the first option (in
+``related``: the end of sequence).
 
 So the answers are those of the plain greedy loop (one pass per decision, ``ahead=0``), which a test checks, in one
 pass per wrong guess plus one.
 
 Measured on the shipped model (``bench/analysis_latency.py``; figures in ``bench/finetune_compare.md``): one FX
-headline alone on ONNX Runtime, drafts of up to 4 guesses were among the fastest in two runs (p50 173 and 206 ms,
-4.4 passes; 8 guesses, tried in one run, 166 ms, within that run's noise), against 1 guess (208 and 275 ms, the
-analyzer's only draft before), 2 and the whole answer (whose related-list guesses are often wrong, and their width
-is paid anyway). Drafts that also held every other value of a key (a tree, each token seeing its own path) cut no
-passes, since a key guessed wrong stops the check at the next key wherever it sits, and cost more than they saved.
-A batch of 32 is bound by arithmetic, not by streaming the weights: there the plain loop was fastest in two runs
-(10.9 and 11.2 items/s, against 9.9 and 9.1 with one guess ahead), so a batch does not draft.
+headline alone on ONNX Runtime, drafts of up to 8 guesses were faster than 4 in five runs (p50 142-175 ms and
+3.3-3.9 passes, against 161-201 ms and 3.8-4.4 passes) and level with the whole answer or faster (its related-list
+guesses are often wrong, and their width is paid anyway); 1 and 2 guesses were slower. Drafts that also held every
+other value of a key (a tree, each token seeing its own path) cut no passes, since a key guessed wrong stops the
+check at the next key wherever it sits, and cost more than they saved. The headline's words made the first pass's
+event guess right for 22 of 40 FX headlines after 40 others were learnt, 29 after 374, against 6 for the last
+answer's event. Related lists guessed whole from the headline's words were right less often than the token-by-token
+guesses, and were dropped. A batch of 32 is bound by arithmetic, not by streaming the weights: there the plain loop
+was fastest or level in four runs (10.9, 11.2, 13.9 and 12.4 items/s, against 9.9, 9.1, 14.2 and 12.4 with one guess
+ahead, and 8.9-11.7 with drafts), so a batch does not draft.
 
 Confidence is the probability of the chosen sentiment level under the constrained distribution: the product over
 the sentiment decisions of the softmax over the allowed tokens at that step.
@@ -36,6 +41,7 @@ the sentiment decisions of the softmax over the allowed tokens at that step.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 
 import numpy as np
@@ -47,10 +53,12 @@ from bridge.schema import Schema
 MAX_RELATED_TOKENS = 12
 # the related lists' decisions remembered from finished answers (for guesses); cleared past this
 MEMORY_LIMIT = 4096
+# the headline-word counts behind guesses are halved after this many answers (bounded, and recent answers weigh more)
+WORDS_HALF_LIFE = 1000
 
 # How many guessed decisions a draft holds (None: to the answer's end; 0: none, the plain greedy loop): one item alone,
 # and a batch (see the module docstring for the measurements).
-LATENCY_AHEAD: int | None = 4
+LATENCY_AHEAD: int | None = 8
 THROUGHPUT_AHEAD: int | None = 0
 
 END = ("end",)
@@ -79,6 +87,25 @@ def allowed_related(tokenizer) -> np.ndarray:
     return mask
 
 
+class Options(list):
+    """The related list's allowed tokens, in vocabulary order (ties go to the first): a list, with their numpy index
+    and membership by the vocabulary mask (tens of thousands of tokens: a list's own scan would cost milliseconds)."""
+
+    def __init__(self, mask: np.ndarray):
+        self.array = np.flatnonzero(mask)
+        super().__init__(self.array.tolist())
+        self.mask = mask
+
+    def __contains__(self, tok) -> bool:
+        return isinstance(tok, int | np.integer) and 0 <= tok < len(self.mask) and bool(self.mask[tok])
+
+
+def greedy_pick(logits: np.ndarray, allowed: list[int]) -> int:
+    """Greedy choice among ``allowed`` (ties: the first listed)."""
+    index = allowed.array if isinstance(allowed, Options) else allowed
+    return allowed[int(np.argmax(logits[index]))]
+
+
 def softmax_pick(logits: np.ndarray, allowed: list[int]) -> tuple[int, float]:
     """Greedy choice among ``allowed`` (ties: the first listed) and its probability among them."""
     sub = logits[allowed].astype(np.float64)
@@ -99,7 +126,7 @@ class Grammar:
         self.tries = {f.name: self._trie(tokenizer, f.values) for f in schema.fields}
         self.tries["sentiment"] = self._trie(tokenizer, [name for name, _ in schema.sentiment_levels])
         self.sentiment = self.keys.index("sentiment")
-        self.related_ids = np.flatnonzero(allowed_related(tokenizer)).tolist()
+        self.related_options = Options(allowed_related(tokenizer))
 
     @staticmethod
     def _trie(tokenizer, values) -> Trie:
@@ -134,7 +161,7 @@ class Grammar:
         if kind == "prefix":
             return self.prefix_ids[state[1]][state[2]], None
         if kind == "related":
-            return None, self.related_ids
+            return None, self.related_options
         node = state[2]
         options = list(node.children)
         if node.value is not None:  # a complete value that is also the start of a longer one
@@ -188,6 +215,7 @@ class Answer:
     seen: dict[tuple, int] = dataclasses.field(default_factory=dict)
     starts: dict[int, int] = dataclasses.field(default_factory=dict)  # key index -> where its value starts
     prompt_cols: list[int] = dataclasses.field(default_factory=list)  # the prompt's cache columns
+    words: frozenset[int] = frozenset()  # the prompt's distinct tokens (guesses from the headline's words)
 
     @property
     def visible(self) -> list[int]:
@@ -215,6 +243,71 @@ class Draft:
     checked: int = 0  # how many tokens are the prompt and checked tokens (the rest is the draft)
 
 
+class Words:
+    """Naive Bayes over the prompt's distinct tokens: which token finished answers took at a decision, given the
+    words of their headlines. Guesses the closed keys (the event above all, which the first pass must guess before it
+    has seen any logits) and the related list's start. Tokens in more than half the prompts (the template's) carry no
+    evidence and are skipped. Bounded: every count is halved each ``WORDS_HALF_LIFE`` answers."""
+
+    def __init__(self):
+        self.learnt = 0  # answers learnt
+        self.answers = 0.0  # answers learnt, halved with the counts
+        self.df: dict[int, float] = {}  # token -> prompts that held it
+        self.prior: dict[tuple, dict[int, float]] = {}  # state -> chosen token -> answers
+        self.counts: dict[tuple, dict[int, dict[int, float]]] = {}  # state -> chosen token -> word -> count
+        self.totals: dict[tuple, dict[int, float]] = {}  # state -> chosen token -> sum of its word counts
+
+    def learn(self, words: frozenset[int], decisions: list[tuple[tuple, int]]) -> None:
+        if not words:
+            return
+        self.learnt += 1
+        self.answers += 1
+        for w in words:
+            self.df[w] = self.df.get(w, 0.0) + 1
+        for state, tok in decisions:
+            prior = self.prior.setdefault(state, {})
+            prior[tok] = prior.get(tok, 0.0) + 1
+            counts = self.counts.setdefault(state, {}).setdefault(tok, {})
+            for w in words:
+                counts[w] = counts.get(w, 0.0) + 1
+            totals = self.totals.setdefault(state, {})
+            totals[tok] = totals.get(tok, 0.0) + len(words)
+        if self.learnt % WORDS_HALF_LIFE == 0:
+            self._halve()
+
+    def guess(self, words: frozenset[int], state: tuple, options: list[int]) -> int | None:
+        """The option with the highest posterior among those taken here before, or None (none was)."""
+        prior = self.prior.get(state)
+        if not prior or not words:
+            return None
+        evidence = self.evidence(words)
+        vocab = len(self.df) + 1
+        best, best_score = None, -math.inf
+        for tok, n in prior.items():
+            if not n or tok not in options:
+                continue
+            counts, total = self.counts[state][tok], self.totals[state][tok] + vocab
+            score = math.log(n) + sum(math.log((counts.get(w, 0.0) + 1) / total) for w in evidence)
+            if score > best_score:
+                best, best_score = tok, score
+        return best
+
+    def evidence(self, words: frozenset[int]) -> list[int]:
+        """The words seen before in at most half the prompts."""
+        return [w for w in words if 0 < self.df.get(w, 0) <= self.answers / 2]
+
+    def _halve(self) -> None:
+        def half(table: dict) -> dict:
+            return {k: v / 2 for k, v in table.items() if v >= 1}
+
+        self.answers /= 2
+        self.df = half(self.df)
+        self.prior = {s: half(t) for s, t in self.prior.items()}
+        # a choice's word counts go with it
+        self.totals = {s: {c: self.totals[s][c] / 2 for c in t} for s, t in self.prior.items()}
+        self.counts = {s: {c: half(self.counts[s][c]) for c in t} for s, t in self.prior.items()}
+
+
 class Decoder:
     """Builds each item's draft for a pass and reads the pass's logits back into its answer (see the module
     docstring). Holds the decisions of recent answers, for guesses."""
@@ -227,15 +320,18 @@ class Decoder:
         self.memory: dict[tuple, int] = {}
         self.lists: dict[tuple, int] = {}
         self.follow: dict[int, int] = {}
+        self.words = Words()
 
     def new(self) -> Answer:
         ans = Answer(self.grammar.start())
-        self._walk(ans, None, {}, 0)  # the forced text before the first decision
+        self._walk(ans, None, {}, {}, 0)  # the forced text before the first decision
         return ans
 
     def draft(self, ans: Answer, prompt: list[int] | None, ahead: int | None) -> Draft:
         """What the next pass feeds for ``ans``: ``prompt`` (its first pass) and the checked tokens not in the cache,
         then a draft with at most ``ahead`` guessed decisions (None: to the answer's end; 0: none, the plain loop)."""
+        if prompt:
+            ans.words = frozenset(prompt)
         pending = ans.tokens[len(ans.cols) :]
         d = Draft(tokens=[*(prompt or []), *pending], prompt=len(prompt or []))
         d.first_pos = 0 if prompt else len(ans.prompt_cols) + len(ans.cols)
@@ -261,6 +357,10 @@ class Decoder:
         tok = ans.seen.get(state)
         if tok in options:
             return tok
+        if not self._in_list(state):
+            tok = self.words.guess(ans.words, state, options)
+            if tok is not None:
+                return tok
         tok = (self.lists if self._in_list(state) else self.memory).get(state)
         if tok in options:
             return tok
@@ -275,15 +375,23 @@ class Decoder:
         if d.prompt:
             ans.prompt_cols = [first_col + q for q in range(d.prompt)]
         ans.cols += [first_col + q for q in range(d.checked - (len(ans.tokens) - len(ans.cols)), d.checked)]
-        for q, row in rows.items():  # guesses for the next pass
-            state = d.wants[q]
-            ans.seen[state] = softmax_pick(row, self.grammar.step(state)[1])[0]
-        self._walk(ans, d, rows, first_col)
+        choices = {q: greedy_pick(row, self.grammar.step(d.wants[q])[1]) for q, row in rows.items()}
+        for q, tok in choices.items():  # guesses for the next pass
+            ans.seen[d.wants[q]] = tok
+        self._walk(ans, d, rows, choices, first_col)
 
-    def _walk(self, ans: Answer, d: Draft | None, rows: dict[int, np.ndarray], first_col: int) -> None:
+    def _walk(
+        self,
+        ans: Answer,
+        d: Draft | None,
+        rows: dict[int, np.ndarray],
+        choices: dict[int, int],
+        first_col: int,
+    ) -> None:
         """Follow the greedy answer from ``ans.state``: forced tokens are written; a decision is taken on the logits
-        at draft token ``cur`` (the last token written, while it matches the draft). Tokens that match the draft are
-        in the cache; the walk stops at the first decision without logits."""
+        at draft token ``cur`` (the last token written, while it matches the draft; ``choices``: their greedy
+        choices). Tokens that match the draft are in the cache; the walk stops at the first decision without
+        logits."""
         g = self.grammar
         drafted = d.tokens if d is not None else []
         cur = d.checked - 1 if d is not None else None
@@ -291,9 +399,9 @@ class Decoder:
         def greedy(state: tuple, options: list[int]) -> int | None:
             if cur is None:
                 return None  # a decision without logits: the next pass
-            tok, p = softmax_pick(rows[cur], options)
+            tok = choices[cur]
             if state[0] == "trie" and state[1] == g.sentiment:
-                ans.probs[len(ans.tokens)] = p
+                tok, ans.probs[len(ans.tokens)] = softmax_pick(rows[cur], options)
             ans.decisions.append((state, tok))
             return tok
 
@@ -322,6 +430,7 @@ class Decoder:
                 self.follow[state[2][-1]] = tok
             else:
                 self.memory[state] = tok
+        self.words.learn(ans.words, [(s, t) for s, t in ans.decisions if not self._in_list(s)])
 
     @staticmethod
     def _in_list(state: tuple) -> bool:
