@@ -60,9 +60,9 @@ CONFIGS = (
     ("drafts, ONNX int8", "onnx-int8", torch.int8, LATENCY_AHEAD),
     ("drafts, torch bf16", "torch", torch.bfloat16, LATENCY_AHEAD),
 )
-# batched: the plain loop (what a batch runs, THROUGHPUT_AHEAD), one guess ahead, the drafts of one item alone
 # headlines through each row's runner before it is timed
 RUNNER_WARM = 8
+# batched: the plain loop (what a batch runs, THROUGHPUT_AHEAD), one guess ahead, the drafts of one item alone
 BATCHED = (("plain greedy", THROUGHPUT_AHEAD), ("one ahead", 1), ("drafts", LATENCY_AHEAD))
 # one headline alone on ONNX Runtime: how many guessed decisions a draft holds (LATENCY_AHEAD's choice among these)
 SWEEP = {f"{k} ahead": k for k in (1, 2, 4, 8)} | {"whole answer": None}

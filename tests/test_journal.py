@@ -71,7 +71,11 @@ def test_full_disk_refuses_with_storage_keeps_serving_recovers_and_loses_no_acke
     assert out["acked"] and out["codes"], out  # some accepted, then refused
     assert set(out["codes"]) == {"storage"}
     assert out["ping_while_full"] == "pong" and out["signal_while_full"] == "target"
-    assert out["stats_full"]["storage_errors"] == len(out["codes"]) and not out["stats_full"]["storage_ok"]
+    # every refusal is counted; so are analyses of accepted items that reached the journal after it filled, which
+    # depends on how far the analysis worker lagged behind the intake
+    errors = out["stats_full"]["storage_errors"]
+    assert len(out["codes"]) <= errors <= len(out["codes"]) + len(out["acked"]), (errors, out)
+    assert not out["stats_full"]["storage_ok"]
     assert out["after"]["type"] == "ack", out["after"]  # recovered by itself
     assert out["stats_after"]["storage_ok"]
     # every acknowledged item is in the journal, whole, exactly once; no half record is left in the file

@@ -168,7 +168,9 @@ class Stats:
     intake_errors: int = 0
     intake_refused: int = 0  # intake items not taken: storage error or full backlog (counted, never acked)
     busy: int = 0  # news requests refused because the analysis backlog was full
-    storage_errors: int = 0  # items refused because the journal could not be written
+    # journal writes that failed: news refused with 'storage', and analyses of accepted items not journaled (redone
+    # on restart)
+    storage_errors: int = 0
     replies_dropped: int = 0  # replies to peers that were gone or not reading
     revisions: int = 0  # items that replaced an earlier version with the same id (corrected figures)
     watch_refused: int = 0  # symbols not watched because the watched set was full
