@@ -3,7 +3,8 @@
 # answers the most per CPU hour: LoRA and adapters at 500 records with seed 0, full tuning at 500, the SmolLM2
 # controls, seed 1 at 500 (every method: a second seed puts the training noise into the comparison), the Gemma LoRA
 # cell and the Gemma controls (the choice of base), seed 2 at 500, LoRA at 2,000 and the other methods at 2,000,
-# Gemma's second seed, seed 1 at 2,000 (LoRA and adapters first), then seed 2 at 2,000 (adapters, LoRA, full tuning).
+# Gemma's second seed, seed 1 at 2,000 (LoRA and adapters first), then seed 2 at 2,000 (adapters, LoRA, full tuning),
+# then Gemma at 2,000 with LoRA and with adapters.
 # Seeds run one call per seed, every method in it, so that each finished call leaves every method with as many seeds
 # (the comparison pairs them by seed); rerun an interrupted call to finish it.
 # Each call runs only its cells; a rerun skips finished cells and resumes a half-trained one, so run it again in a
@@ -42,4 +43,6 @@ study --only smollm2-135m/2000/seed1 --no-controls   # adapters' seed 1 stopped 
 study --only smollm2-135m/adapter/2000/seed2 --no-controls   # the method ahead at 2,000 on seeds 0 and 1 first
 study --only smollm2-135m/lora/2000/seed2 --no-controls   # then the shipped method
 study --only smollm2-135m/2000/seed2 --no-controls   # full tuning's third seed
+study --only gemma3-270m/lora/2000/seed0 --no-controls   # the other base at 2,000: LoRA (as at 500)
+study --only gemma3-270m/adapter/2000/seed0 --no-controls   # then the shipped method (adapters)
 study --controls-only   # the probes again where their recorded answers lack a field, then the report
