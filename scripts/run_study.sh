@@ -4,7 +4,7 @@
 # controls, seed 1 at 500 (every method: a second seed puts the training noise into the comparison), the Gemma LoRA
 # cell and the Gemma controls (the choice of base), seed 2 at 500, LoRA at 2,000 and the other methods at 2,000,
 # Gemma's second seed, seed 1 at 2,000 (LoRA and adapters first), then seed 2 at 2,000 (adapters, LoRA, full tuning),
-# then Gemma at 2,000 with LoRA and with adapters.
+# then Gemma at 2,000 with LoRA and with adapters, then every method on all the records.
 # Seeds run one call per seed, every method in it, so that each finished call leaves every method with as many seeds
 # (the comparison pairs them by seed); rerun an interrupted call to finish it.
 # Each call runs only its cells; a rerun skips finished cells and resumes a half-trained one, so run it again in a
@@ -45,4 +45,9 @@ study --only smollm2-135m/lora/2000/seed2 --no-controls   # then the shipped met
 study --only smollm2-135m/2000/seed2 --no-controls   # full tuning's third seed
 study --only gemma3-270m/lora/2000/seed0 --no-controls   # the other base at 2,000: LoRA (as at 500)
 study --only gemma3-270m/adapter/2000/seed0 --no-controls   # then the shipped method (adapters)
+# the learning curve's last point, every record, one seed a method, the shipped method first: hours each, and a rerun
+# resumes a cell from its last checkpoint
+study --only smollm2-135m/adapter/all/seed0 --sizes 500 2000 all --no-controls
+study --only smollm2-135m/lora/all/seed0 --sizes 500 2000 all --no-controls
+study --only smollm2-135m/full/all/seed0 --sizes 500 2000 all --no-controls
 study --controls-only   # the probes again where their recorded answers lack a field, then the report
