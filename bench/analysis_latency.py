@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -45,6 +44,7 @@ from bridge.lm.analyzer import LMAnalyzer, _TorchRunner  # noqa: E402
 from bridge.lm.decoding import LATENCY_AHEAD, THROUGHPUT_AHEAD, Decoder  # noqa: E402
 from bridge.prompt import build_prompt, format_output  # noqa: E402
 from bridge.provenance import default_results_dir, library_versions  # noqa: E402
+from finetune.data import load_records  # noqa: E402
 from finetune.train import cpu_bf16_support  # noqa: E402
 
 # (name, backend, weights, guessed decisions a draft holds: 0 is the plain loop, None the whole answer); the first is
@@ -157,20 +157,17 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    records = [json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()]
+    torch_an = LMAnalyzer(args.model, backend="torch", batch_size=1)
+    # the project's loader: a bad file is one error naming its line and field
+    records = load_records(args.data, torch_an.schema)
     texts = [r["input"] for r in records[: args.items]]
     if args.warm_data:
-        warm = [
-            json.loads(line)["input"]
-            for line in Path(args.warm_data).read_text().splitlines()
-            if line.strip()
-        ]
+        warm = [r["input"] for r in load_records(args.warm_data, torch_an.schema)]
     else:
         warm = [r["input"] for r in records[max(args.items, args.batch_items) :]]
     warm = warm[: args.warm]
     if not warm:  # they also warm the runners
         ap.error("no headlines to warm the decoders: pass --warm-data, or fewer --items and --batch-items")
-    torch_an = LMAnalyzer(args.model, backend="torch", batch_size=1)
     model = torch_an.runner.model
     params = sum(p.numel() for p in model.parameters())
     cfg = model.config
