@@ -176,12 +176,13 @@ def test_headline_words_guess_the_choice_their_earlier_headlines_took():
         w.learn(oil | template, [(STATE, 8)])
     w.learn(frozenset({9}) | template, [(STATE, 8)])  # 8 is the more common choice
     both = [7, 8, 11]
-    assert w.guess(frozenset({1, 2, 50}) | template, STATE, both) == 7
-    assert w.guess(frozenset({5, 50}) | template, STATE, both) == 8
-    assert w.guess(frozenset(template), STATE, both) == 8  # no evidence: the prior
-    assert w.guess(fed | template, STATE, [8, 11]) == 8
-    assert w.guess(fed, STATE, [11]) is None
-    assert w.guess(fed, ("prefix", 9, 0), both) is None  # never learnt there
+    assert w.guess(w.evidence(frozenset({1, 2, 50}) | template), STATE, both) == 7
+    assert w.guess(w.evidence(frozenset({5, 50}) | template), STATE, both) == 8
+    assert w.guess(w.evidence(frozenset(template)), STATE, both) == 8  # no evidence: the prior
+    assert w.guess(w.evidence(fed | template), STATE, [8, 11]) == 8
+    assert w.guess(w.evidence(fed), STATE, [11]) is None
+    assert w.guess(w.evidence(fed), ("prefix", 9, 0), both) is None  # never learnt there
+    assert w.guess(None, STATE, both) is None  # no headline
 
 
 def test_headline_word_counts_stay_bounded(monkeypatch):
@@ -191,7 +192,7 @@ def test_headline_word_counts_stay_bounded(monkeypatch):
         w.learn(frozenset(range(5 * i, 5 * i + 5)), [(STATE, i)])
     assert len(w.df) <= 2 * 50 * 5
     assert len(w.prior[STATE]) <= 2 * 50 and len(w.counts[STATE]) <= 2 * 50
-    assert w.guess(frozenset({5 * 399}), STATE, [398, 399]) == 399  # the recent answers are kept
+    assert w.guess(w.evidence(frozenset({5 * 399})), STATE, [398, 399]) == 399  # the recent answers are kept
     for _ in range(200):  # words in every prompt are still no evidence after halving
         w.learn(frozenset({1, 2}), [(STATE, 7)])
     w.learn(frozenset({1, 3}), [(STATE, 8)])

@@ -216,6 +216,9 @@ class Answer:
     starts: dict[int, int] = dataclasses.field(default_factory=dict)  # key index -> where its value starts
     prompt_cols: list[int] = dataclasses.field(default_factory=list)  # the prompt's cache columns
     words: frozenset[int] = frozenset()  # the prompt's distinct tokens (guesses from the headline's words)
+    evidence: list[int] | None = (
+        None  # those of them that tell answers apart (``Words.evidence``), from its prompt on
+    )
 
     @property
     def visible(self) -> list[int]:
@@ -275,12 +278,12 @@ class Words:
         if self.learnt % WORDS_HALF_LIFE == 0:
             self._halve()
 
-    def guess(self, words: frozenset[int], state: tuple, options: list[int]) -> int | None:
-        """The option with the highest posterior among those taken here before, or None (none was)."""
+    def guess(self, evidence: list[int] | None, state: tuple, options: list[int]) -> int | None:
+        """The option with the highest posterior, given a headline's ``evidence`` (None: no headline), among those
+        taken here before, or None (none was)."""
         prior = self.prior.get(state)
-        if not prior or not words:
+        if not prior or evidence is None:
             return None
-        evidence = self.evidence(words)
         vocab = len(self.df) + 1
         best, best_score = None, -math.inf
         for tok, n in prior.items():
@@ -330,8 +333,9 @@ class Decoder:
     def draft(self, ans: Answer, prompt: list[int] | None, ahead: int | None) -> Draft:
         """What the next pass feeds for ``ans``: ``prompt`` (its first pass) and the checked tokens not in the cache,
         then a draft with at most ``ahead`` guessed decisions (None: to the answer's end; 0: none, the plain loop)."""
-        if prompt:
+        if prompt:  # no answer is learnt before the batch ends, so the evidence holds for all its passes
             ans.words = frozenset(prompt)
+            ans.evidence = self.words.evidence(ans.words) if ans.words else None
         pending = ans.tokens[len(ans.cols) :]
         d = Draft(tokens=[*(prompt or []), *pending], prompt=len(prompt or []))
         d.first_pos = 0 if prompt else len(ans.prompt_cols) + len(ans.cols)
@@ -358,7 +362,7 @@ class Decoder:
         if tok in options:
             return tok
         if not self._in_list(state):
-            tok = self.words.guess(ans.words, state, options)
+            tok = self.words.guess(ans.evidence, state, options)
             if tok is not None:
                 return tok
         tok = (self.lists if self._in_list(state) else self.memory).get(state)
