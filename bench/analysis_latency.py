@@ -62,10 +62,11 @@ CONFIGS = (
 )
 # headlines through each row's runner before it is timed
 RUNNER_WARM = 8
-# batched: the plain loop (what a batch runs, THROUGHPUT_AHEAD), one guess ahead, the drafts of one item alone
-BATCHED = (("plain greedy", THROUGHPUT_AHEAD), ("one ahead", 1), ("drafts", LATENCY_AHEAD))
+# batched: the plain loop (the baseline), one guess ahead, the drafts of one item alone (THROUGHPUT_AHEAD, what a
+# batch runs, is chosen among these)
+BATCHED = (("plain greedy", 0), ("one ahead", 1), ("drafts", LATENCY_AHEAD))
 # one headline alone on ONNX Runtime: how many guessed decisions a draft holds (LATENCY_AHEAD's choice among these)
-SWEEP = {f"{k} ahead": k for k in (1, 2, 4, 8)} | {"whole answer": None}
+SWEEP = {f"{k} ahead": k for k in (1, 2, 4, 8, 12, 16)} | {"whole answer": None}
 
 
 def matmul_gflops(rows: int, inner: int, outer: int, dtype: torch.dtype, seconds: float = 1.0) -> float:
@@ -173,7 +174,12 @@ def main(argv=None) -> int:
     cfg = model.config
     hidden, mlp = int(cfg.hidden_size), int(getattr(cfg, "intermediate_size", 4 * cfg.hidden_size))
     template = torch_an.info.prompt_template
-    results = {"config": vars(args), "versions": library_versions(), "parameters": params, "runs": {}}
+    results = {
+        "config": vars(args) | {"latency_ahead": LATENCY_AHEAD, "throughput_ahead": THROUGHPUT_AHEAD},
+        "versions": library_versions(),
+        "parameters": params,
+        "runs": {},
+    }
     answers = {}
     onnx = LMAnalyzer(args.model, backend="auto", batch_size=args.batch)
     warmed = warmed_decoder(onnx, warm)

@@ -167,7 +167,7 @@ def test_drafts_keep_the_cache_exact_token_for_token(model, models):
 
 
 def test_headline_words_guess_the_choice_their_earlier_headlines_took():
-    """Naive Bayes over prompt tokens: a headline's words pick the choice of the earlier headlines that shared them;
+    """Complement naive Bayes over prompt tokens: a headline's words pick the choice of the earlier headlines that shared them;
     words in every prompt (the template's) are no evidence; a choice not among the options is never guessed."""
     w = Words()
     fed, oil, template = frozenset({1, 2, 3}), frozenset({4, 5, 6}), {100, 101}
@@ -185,6 +185,20 @@ def test_headline_words_guess_the_choice_their_earlier_headlines_took():
     assert w.guess(None, STATE, both) is None  # no headline
 
 
+def test_the_answers_earlier_decisions_are_evidence_too():
+    """The same headline words with a different market before it: the related list's start follows the market
+    chosen (the path), which the headline alone cannot tell."""
+    w = Words()
+    related, market = ("related", 4, ()), ("trie", 1, "market")
+    words = frozenset({1, 2, 3})
+    for _ in range(3):
+        w.learn(words | {10}, [(market, 21), (related, 31)])  # "US": USD first
+        w.learn(words | {11}, [(market, 22), (related, 32)])  # "UK": GBP first
+    ev = w.evidence(words)
+    assert w.guess(ev, related, [31, 32], [(market, 21)]) == 31
+    assert w.guess(ev, related, [31, 32], [(market, 22)]) == 32
+
+
 def test_headline_word_counts_stay_bounded(monkeypatch):
     monkeypatch.setattr(decoding, "WORDS_HALF_LIFE", 50)
     w = Words()
@@ -197,6 +211,31 @@ def test_headline_word_counts_stay_bounded(monkeypatch):
         w.learn(frozenset({1, 2}), [(STATE, 7)])
     w.learn(frozenset({1, 3}), [(STATE, 8)])
     assert w.evidence(frozenset({1, 3})) == [3]
+
+
+def test_a_values_later_tokens_are_guessed_from_the_row_that_chose_its_first():
+    """Where no pass has been (the last draft took another first token), a value's next decision is guessed from the
+    logits of the row that decided its first token, ranked among that node's options."""
+    tok = tiny_tokenizer()
+    dec = Decoder(tok, load_schema())
+    g = dec.grammar
+    ans = dec.new()
+    d = dec.draft(ans, encode(tok, "Fed raises rates"), None)
+    drafted = set(d.wants.values())
+    parent, child = next(
+        (state, ("trie", state[1], node))
+        for state in drafted
+        if state[0] == "trie"
+        for node in state[2].children.values()
+        if ("trie", state[1], node) not in drafted and g.step(("trie", state[1], node))[1] is not None
+    )
+    options = g.step(child)[1]
+    row = np.zeros(len(tok), np.float32)
+    row[options[-1]] = 5.0  # the child's last option ranks first in the parent's row
+    flat = np.zeros(len(tok), np.float32)
+    rows = {q: row if state == parent else flat for q, state in d.wants.items()}
+    dec.read(ans, d, rows, 0)
+    assert ans.seen[child] == options[-1]
 
 
 def test_the_first_draft_guesses_the_event_from_the_headline():
