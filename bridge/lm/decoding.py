@@ -27,14 +27,15 @@ Measured on the shipped model (``bench/analysis_latency.py``; figures in ``bench
 headline alone on ONNX Runtime, the decoder warmed on 374 others. ``Words`` as complement naive Bayes with the
 answer's earlier decisions as evidence, and the later tokens' guesses, cut the passes from 3.25 to 2.90 a headline
 with drafts of 8 (learnt from the labels of the 374 training headlines and scored on those of the 93 development
-ones, the market guess was right for 75 against 44, the related list's start 86 against 43). With guesses that good a longer draft pays: 12 guesses took 2.62 passes (16 and the
-whole answer: the same, and wider), 8 took 2.90, 4 took 3.50, 1 took 6.10. Drafts that also held every other value
-of a key (a tree, each token seeing its own path) cut no passes, since a key guessed wrong stops the check at the
-next key wherever it sits, and cost more than they saved. Related lists guessed whole from the headline's words, and
-naive Bayes at each token of a list, cut no passes worth their state. A batch of 32 is bound by arithmetic, not by streaming the weights: with the old guesses the plain loop was level with
-one guess ahead within the noise of five runs (10.9, 11.2, 13.9, 12.4 and 12.4 items/s, against 9.9, 9.1, 14.2, 12.4
-and 13.6); with these, one guess ahead was faster in both runs (1.09x and 1.19x the plain loop), and drafts of 12
-slower (0.69-0.71x), so a batch drafts one guess ahead.
+ones, the market guess was right for 75 against 44, the related list's start 86 against 43). With guesses that good
+a longer draft pays: 12 guesses took 2.62 passes (16 and the whole answer: the same, and wider), 8 took 2.90, 4 took
+3.50, 1 took 6.10. Drafts that also held every other value of a key (a tree, each token seeing its own path) cut no
+passes, since a key guessed wrong stops the check at the next key wherever it sits, and cost more than they saved.
+Related lists guessed whole from the headline's words, and naive Bayes at each token of a list, cut no passes worth
+their state. A batch of 32 is bound by arithmetic, not by streaming the weights: with the old guesses the plain loop
+was level with one guess ahead within the noise of five runs (10.9, 11.2, 13.9, 12.4 and 12.4 items/s, against 9.9,
+9.1, 14.2, 12.4 and 13.6); with these, one guess ahead was faster in both runs (1.09x and 1.19x the plain loop), and
+drafts of 12 slower (0.69-0.71x), so a batch drafts one guess ahead.
 
 Confidence is the probability of the chosen sentiment level under the constrained distribution: the product over
 the sentiment decisions of the softmax over the allowed tokens at that step.
@@ -383,14 +384,15 @@ class Decoder:
     def _guess(
         self, ans: Answer, state: tuple, options: list[int], previous: int, path: list[tuple[tuple, int]]
     ) -> int:
-        if state[0] == "related" and not state[2]:
+        list_start = state[0] == "related" and not state[2]
+        if list_start:  # the answer's market and sector know more than logits after a wrong one
             tok = self.words.guess(ans.evidence, state, options, path)
             if tok is not None:
                 return tok
         tok = ans.seen.get(state)
         if tok in options:
             return tok
-        if not self._in_list(state):
+        if not self._in_list(state) and not list_start:
             tok = self.words.guess(ans.evidence, state, options, path)
             if tok is not None:
                 return tok
@@ -412,9 +414,8 @@ class Decoder:
         choices = {q: greedy_pick(row, g.step(d.wants[q])[1]) for q, row in rows.items()}
         for q, row in rows.items():  # guesses for the next pass
             state = d.wants[q]
-            if (
-                state[0] == "trie"
-            ):  # a value's later tokens, where no pass has been: this row's ranking of them
+            # a value's later tokens, where no pass has been: this row's ranking of them
+            if state[0] == "trie":
                 for child in state[2].children.values():
                     options = g.step(("trie", state[1], child))[1]
                     if options is not None:
