@@ -167,8 +167,9 @@ def test_drafts_keep_the_cache_exact_token_for_token(model, models):
 
 
 def test_headline_words_guess_the_choice_their_earlier_headlines_took():
-    """Complement naive Bayes over prompt tokens: a headline's words pick the choice of the earlier headlines that shared them;
-    words in every prompt (the template's) are no evidence; a choice not among the options is never guessed."""
+    """Complement naive Bayes over prompt tokens: a headline's words pick the choice of the earlier headlines that
+    shared them; words in every prompt (the template's) are no evidence; a choice not among the options is never
+    guessed."""
     w = Words()
     fed, oil, template = frozenset({1, 2, 3}), frozenset({4, 5, 6}), {100, 101}
     for _ in range(3):
