@@ -34,8 +34,8 @@ passes, since a key guessed wrong stops the check at the next key wherever it si
 Related lists guessed whole from the headline's words, and naive Bayes at each token of a list, cut no passes worth
 their state. A batch of 32 is bound by arithmetic, not by streaming the weights: with the old guesses the plain loop
 was level with one guess ahead or faster in four runs (10.9, 11.2, 13.9 and 12.4 items/s, against 9.9, 9.1, 14.2 and
-12.4); with these, one guess ahead was faster in both runs (1.09x and 1.19x the plain loop), and drafts of 12 slower
-(0.69-0.71x), so a batch drafts one guess ahead.
+12.4); with these, one guess ahead was faster in three runs (1.09x, 1.19x and 1.04x the plain loop), and drafts of 12
+slower (0.69-0.71x), so a batch drafts one guess ahead.
 
 Confidence is the probability of the chosen sentiment level under the constrained distribution: the product over
 the sentiment decisions of the softmax over the allowed tokens at that step.
